@@ -1,0 +1,1 @@
+"""Rule files shipped with vertebro (see manifest.toml)."""

@@ -1,0 +1,185 @@
+"""Turn matched spans and their ConText modifiers into mentions.
+
+This is vertebro's own component (``vertebro_attributes``). For every target
+span it decides:
+
+* the section (normalised; a section may imply attributes, e.g. a past
+  medical history makes a mention historical, a family history makes it
+  family, an indication makes a finding uncertain: "rule out fracture");
+* ``negated``, ``uncertain``, ``historical``, ``hypothetical``, ``family``
+  from ConText's modifier categories;
+* ``acuity`` from the nearest acuity modifier ("age-indeterminate" beats
+  the others: it says the age is not known), ``new`` ("new", "interval");
+* ``aetiology``, ``scope`` (infection), ``corrected`` and ``med_status``;
+* the vertebral ``levels`` linked in its sentence (:mod:`.levels`);
+* whether a generic "fracture" or "marrow oedema" is vertebral at all: a
+  rib or hip fracture is not a FRACTURE mention.
+
+The result is ``doc._.vertebro_mentions``: a list of plain dicts.
+"""
+
+
+import re
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from .levels import link_levels
+
+LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
+            "MALIGNANCY", "PRIOR_AUGMENTATION"}
+ACUITY = {"INDETERMINATE_AGE": "indeterminate", "ACUTE": "acute", "SUBACUTE": "subacute",
+          "HEALED": "healed", "CHRONIC": "chronic"}
+FLAGS = {"NEGATED_EXISTENCE": "negated", "POSSIBLE_EXISTENCE": "uncertain",
+         "HISTORICAL": "historical", "HYPOTHETICAL": "hypothetical", "FAMILY": "family"}
+
+VERTEBRAL_CUE = re.compile(
+    r"vertebra|vertebral|spine|spinal|\bspinous|lumbar|thoracic|cervical|sacral|sacrum|coccy|"
+    r"thoracolumbar|lumbosacral|endplate|end plate|\bVB\b|body height|kyphoplast|vertebroplast|"
+    r"\b(?:Th|[CTLSD])\s?-?\s?\d{1,2}\b",
+    re.IGNORECASE,
+)
+NON_VERTEBRAL = re.compile(
+    r"\b(?:rib|ribs|hip|femur|femoral|wrist|radius|radial|ulna|ulnar|humerus|humeral|ankle|"
+    r"clavicle|clavicular|pelvis|pelvic|sternum|sternal|scapula|scapular|skull|nasal|tibia|"
+    r"tibial|fibula|fibular|finger|toe|hand|foot|feet|acetabul\w*|pubic|ramus|rami|olecranon|"
+    r"patella|orbital|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
+    r"shoulder|colles|scaphoid|malleol\w*|tooth|teeth|condyle|trochanter\w*|intertrochanteric|"
+    r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal)\b",
+    re.IGNORECASE,
+)
+
+
+def _section_of(doc: Doc, token_index: int) -> str | None:
+    for section in doc._.sections or ():
+        if section.body_start <= token_index < section.body_end or \
+                section.title_start <= token_index < section.title_end:
+            return section.category
+    return None
+
+
+def _nearest(span: Span, modifiers, categories) -> tuple | None:
+    best = None
+    for modifier in modifiers:
+        if modifier.category not in categories:
+            continue
+        start, end = modifier.modifier_span
+        distance = span.start - end if end <= span.start else start - span.end if start >= span.end else 0
+        if best is None or distance < best[0]:
+            best = (distance, modifier)
+    return best[1] if best else None
+
+
+def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
+    """Whether a FRACTURE or OEDEMA span is about a vertebra (see the rule's ``anatomy``).
+
+    "T12 fracture" and "fracture of the lumbar spine" are; "right hip
+    fracture" is not; a bare "no acute fracture" is in a spine report.
+    """
+    anatomy = span._.rule_anatomy
+    if anatomy == "vertebral":
+        return True
+    if anatomy == "level":
+        return bool(levels)
+    if levels:
+        return True
+    text = span.doc.text
+    before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
+    after = text[span.end_char:min(sentence.end_char, span.end_char + 30)]
+    if NON_VERTEBRAL.search(before) or NON_VERTEBRAL.search(after):
+        return False
+    return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence.text))
+
+
+@Language.factory("vertebro_attributes", default_config={"section_implies": {}})
+def make_attributes(nlp: Language, name: str, section_implies: dict):
+    return MentionAttributes(section_implies=section_implies)
+
+
+class MentionAttributes:
+    """Sets ``doc._.vertebro_mentions`` from ``doc.ents`` (see module docstring)."""
+
+    def __init__(self, *, section_implies: dict):
+        self.section_implies = section_implies
+
+    def __call__(self, doc: Doc) -> Doc:
+        targets = [span for span in doc.ents if span.label_ != "IGNORE"]
+        by_sentence: dict[int, list[Span]] = {}
+        for span in targets:
+            by_sentence.setdefault(span.sent.start, []).append(span)
+        mentions: list[dict] = []
+        for spans in by_sentence.values():
+            sentence = spans[0].sent
+            levelled = [span for span in spans if span.label_ in LEVELLED]
+            linked = link_levels(doc.text, sentence.start_char, sentence.end_char,
+                                 [(span.start_char, span.end_char) for span in levelled])
+            levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
+            for span in spans:
+                levels = levels_of.get(id(span), [])
+                if span.label_ in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels):
+                    continue
+                mentions.extend(self._mentions(doc, span, sentence, levels))
+        mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
+        doc._.vertebro_mentions = mentions
+        return doc
+
+    def _mentions(self, doc: Doc, span: Span, sentence: Span, levels: list[str]) -> list[dict]:
+        modifiers = span._.modifiers
+        categories = {modifier.category for modifier in modifiers}
+        flags = {name: category in categories for category, name in FLAGS.items()}
+        flags["historical"] = flags["historical"] or bool(span._.rule_historical)
+
+        section = _section_of(doc, span.start) or "other"
+        implied = self.section_implies.get(section, {})
+        applies = implied.get("concepts")
+        if applies is None or span.label_ in applies:
+            for name in FLAGS.values():
+                if implied.get(name):
+                    flags[name] = True
+        section = implied.get("section", section)
+
+        acuity = span._.rule_acuity
+        acuity_modifier = _nearest(span, modifiers, ACUITY)
+        if "INDETERMINATE_AGE" in categories:
+            acuity = "indeterminate"
+        elif acuity_modifier is not None:
+            acuity = ACUITY[acuity_modifier.category]
+
+        aetiology = span._.rule_aetiology
+        aetiology_modifier = _nearest(span, modifiers, {"AETIOLOGY"})
+        if not aetiology and aetiology_modifier is not None:
+            aetiology = aetiology_modifier.rule.metadata["value"]
+
+        corrected_modifier = _nearest(span, modifiers, {"CORRECTED"})
+        corrected = corrected_modifier.rule.metadata["value"] if corrected_modifier is not None else ""
+        med_modifier = _nearest(span, modifiers, {"MED_HELD", "MED_CONTINUED"})
+        med_status = ""
+        if span.label_ == "ANTICOAGULANT" and med_modifier is not None:
+            med_status = "held" if med_modifier.category == "MED_HELD" else "continued"
+        if span.label_ == "ANTICOAGULANT" and corrected == "held":
+            med_status = med_status or "held"
+
+        base = {
+            "concept": span.label_,
+            "start": span.start_char,
+            "end": span.end_char,
+            "lexical_variant": span.text,
+            "sentence_start": sentence.start_char,
+            "sentence_end": sentence.end_char,
+            "section": section,
+            **flags,
+            "levels": levels,
+            "acuity": acuity or "",
+            "aetiology": aetiology or "",
+            "scope": span._.rule_scope or "",
+            "lab": "",
+            "value": None,
+            "unit": "",
+            "corrected": corrected if span.label_ in ("COAGULOPATHY", "INFECTION", "ANTICOAGULANT") else "",
+            "med_status": med_status,
+            "new": "NEW" in categories,
+        }
+        if not span._.rule_labs:
+            return [base]
+        return [{**base, "lab": lab.lab, "value": lab.value, "unit": lab.unit}
+                for lab in span._.rule_labs]

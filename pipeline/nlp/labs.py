@@ -1,0 +1,86 @@
+"""Coagulation lab values: INR, prothrombin time and platelet counts.
+
+Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
+``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
+``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
+and tabular lab lines (``Platelets     42   L   150-400``).
+
+Platelet counts are normalised to ×10⁹/L (``45,000`` and ``45 K/uL`` are
+both 45).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NUMBER = r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
+_JOIN = r"(?:\s*(?:[:=#]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b|\(\s*[HL]\s*\))\s*)*\s*"
+
+PT_INR = re.compile(
+    r"\bPT\s*/\s*INR\b" + _JOIN + r"(?P<pt>\d+(?:\.\d+)?)\s*(?:s(?:ec)?\b)?\s*/\s*(?P<inr>\d+(?:\.\d+)?)",
+    re.IGNORECASE,
+)
+INR = re.compile(r"\bINR\b" + _JOIN + _NUMBER + r"(?![\d/])", re.IGNORECASE)
+PT = re.compile(
+    r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER + r"\s*(?P<unit>s(?:ec(?:onds)?)?\b)?(?![\w/%])",
+    re.IGNORECASE,
+)
+PLATELETS = re.compile(
+    r"\b(?:platelets?(?:\s+count)?|plts?|PLT(?:\s+count)?)" + _JOIN + _NUMBER
+    + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
+    r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3)|K\b))?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class LabValue:
+    lab: str          # "INR", "PT" or "platelets"
+    value: float
+    unit: str
+    start: int
+    end: int
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _platelets(value: float) -> float:
+    """Counts written per microlitre (45,000) become ×10⁹/L (45)."""
+    return value / 1000.0 if value >= 1000 else value
+
+
+def find_lab_values(text: str) -> list[LabValue]:
+    """Every INR, PT and platelet value in ``text``, in order of position."""
+    found: list[LabValue] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(start: int, end: int) -> bool:
+        return all(end <= a or start >= b for a, b in taken)
+
+    for match in PT_INR.finditer(text):
+        pt, inr = match.group("pt"), match.group("inr")
+        found.append(LabValue("PT", _number(pt), "s", match.start(), match.end()))
+        found.append(LabValue("INR", _number(inr), "", match.start(), match.end()))
+        taken.append(match.span())
+    for match in INR.finditer(text):
+        if free(*match.span()):
+            value = _number(match.group("value"))
+            if value < 20:  # an INR above 20 is a reading error or another number
+                found.append(LabValue("INR", value, "", match.start(), match.end()))
+                taken.append(match.span())
+    for match in PT.finditer(text):
+        if free(*match.span()):
+            value = _number(match.group("value"))
+            if 5 <= value <= 200:  # seconds; "PT 3x/week" is physiotherapy
+                found.append(LabValue("PT", value, "s", match.start(), match.end()))
+                taken.append(match.span())
+    for match in PLATELETS.finditer(text):
+        if free(*match.span()):
+            value = _platelets(_number(match.group("value")))
+            if 0 < value < 3000:
+                found.append(LabValue("platelets", round(value, 3), "10^9/L", match.start(), match.end()))
+                taken.append(match.span())
+    return sorted(found, key=lambda lab: (lab.start, lab.lab))

@@ -1,0 +1,215 @@
+"""Vertebral levels: find them in text, expand ranges, link them to mentions.
+
+Spellings understood (SPEC §3): ``L1``, ``L-1``, ``L 1``, ``Th12``/``D12``
+(dorsal), ``T12-L2``, ``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``,
+``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
+``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
+``lumbosacral junction`` (L5, S1), ``cervicothoracic junction`` (C7, T1).
+
+MRI sequence names (``T1``/``T2``-weighted, ``T2 hyperintense``) and heart
+sounds (``S1 S2``) are not levels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+REGION_SIZE = {"C": 7, "T": 12, "L": 5, "S": 5}
+ORDER = [f"{region}{n}" for region in "CTLS" for n in range(1, REGION_SIZE[region] + 1)]
+RANK = {level: index for index, level in enumerate(ORDER)}
+UNSPECIFIED = "unspecified"
+
+ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
+    "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12,
+    "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5, "6th": 6, "7th": 7, "8th": 8,
+    "9th": 9, "10th": 10, "11th": 11, "12th": 12,
+}
+REGION_WORDS = {"cervical": "C", "thoracic": "T", "dorsal": "T", "lumbar": "L", "sacral": "S"}
+JUNCTIONS = {
+    "craniocervical": ["C1"], "cervicothoracic": ["C7", "T1"],
+    "thoracolumbar": ["T12", "L1"], "lumbosacral": ["L5", "S1"],
+}
+
+_REGION = r"(?:Th|[CTLSD])"
+_ONE = rf"{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9])"
+_TAIL = rf"(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9])"
+_RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
+_LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
+# A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5".
+LEVEL_RUN = re.compile(
+    rf"(?<![A-Za-z0-9])(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+# After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted").
+_SEQUENCE_AFTER = re.compile(
+    r"\s*-?\s*(?:weighted|wi\b|w\b|signal|hyper|hypo|iso|stir|flair|images?|sequences?|fat|post|pre|"
+    r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*t[12]\b|,\s*t[12]\b)",
+    re.IGNORECASE,
+)
+_PIECE = re.compile(rf"(?P<sep>{_RANGE_SEP}|{_LIST_SEP})?(?P<region>{_REGION})?\s?-?\s?(?P<number>1[0-2]|[1-9])", re.IGNORECASE)
+WORD_LEVEL = re.compile(
+    r"\b(?P<ordinal>" + "|".join(sorted(ORDINALS, key=len, reverse=True)) + r")\s+"
+    r"(?P<region>cervical|thoracic|dorsal|lumbar|sacral)\b",
+    re.IGNORECASE,
+)
+JUNCTION = re.compile(r"\b(?P<name>" + "|".join(JUNCTIONS) + r")\s+junction", re.IGNORECASE)
+# "T2 hyperintensity" style sequence words *before* the level: "on T2", "T1 and T2".
+_SEQUENCE_BEFORE = re.compile(r"(?:\bon|\band|/|\bsagittal|\baxial|\bfat[- ]sat(?:urated)?)\s*$", re.IGNORECASE)
+_HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LevelGroup:
+    """Levels named together in the text (``T11-L1`` → T11, T12, L1), with their span."""
+
+    start: int
+    end: int
+    levels: tuple[str, ...]
+
+
+def normalise_region(region: str) -> str:
+    region = region.upper()
+    return "T" if region in {"TH", "D"} else region
+
+
+def valid(level: str) -> bool:
+    return level in RANK
+
+
+def expand(first: str, last: str) -> list[str]:
+    """Every level from ``first`` to ``last`` inclusive (either order)."""
+    a, b = sorted((RANK[first], RANK[last]))
+    return ORDER[a:b + 1]
+
+
+def sort_levels(levels) -> list[str]:
+    """Craniocaudal order, duplicates removed, ``unspecified`` last."""
+    unique = set(levels)
+    ordered = sorted((level for level in unique if level in RANK), key=RANK.__getitem__)
+    if UNSPECIFIED in unique:
+        ordered.append(UNSPECIFIED)
+    return ordered
+
+
+def join_levels(levels) -> str:
+    return ";".join(sort_levels(levels))
+
+
+def _parse_run(run: str) -> list[str]:
+    levels: list[str] = []
+    region = None
+    previous = None
+    for piece in _PIECE.finditer(run):
+        if piece.group("region"):
+            region = normalise_region(piece.group("region"))
+        if region is None:
+            continue
+        level = f"{region}{int(piece.group('number'))}"
+        if not valid(level):
+            # "T12-1" style tails that wrap into the next region are not written; skip
+            continue
+        separator = (piece.group("sep") or "").strip().lower()
+        is_range = separator in {"-", "–", "to", "through", "thru"} or (separator == "/" and previous is not None)
+        if previous is not None and is_range and separator != "/":
+            levels.extend(expand(previous, level))
+        elif previous is not None and separator == "/":
+            # "L1/2", "T12/L1": the two levels on either side of a disc
+            levels.extend(expand(previous, level))
+        else:
+            levels.append(level)
+        previous = level
+    return sort_levels(levels)
+
+
+def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list[LevelGroup]:
+    """Every group of levels in ``text[start:end]``, offsets into ``text``."""
+    end = len(text) if end is None else end
+    window = text[start:end]
+    groups: list[LevelGroup] = []
+    heart = [match.span() for match in _HEART.finditer(window)]
+    for match in LEVEL_RUN.finditer(window):
+        run = match.group("run")
+        levels = _parse_run(run)
+        if levels and set(levels) <= {"T1", "T2"} and (
+                _SEQUENCE_BEFORE.search(window[max(0, match.start() - 12):match.start()])
+                or _SEQUENCE_AFTER.match(window, match.end())):
+            continue
+        if any(a <= match.start() < b for a, b in heart):
+            continue
+        if levels:
+            groups.append(LevelGroup(start + match.start(), start + match.end(), tuple(levels)))
+    for match in WORD_LEVEL.finditer(window):
+        level = f"{REGION_WORDS[match.group('region').lower()]}{ORDINALS[match.group('ordinal').lower()]}"
+        if valid(level):
+            groups.append(LevelGroup(start + match.start(), start + match.end(), (level,)))
+    for match in JUNCTION.finditer(window):
+        groups.append(LevelGroup(start + match.start(), start + match.end(),
+                                 tuple(JUNCTIONS[match.group("name").lower()])))
+    groups.sort(key=lambda group: group.start)
+    return groups
+
+
+# Clause boundaries inside a sentence: a mention takes levels from its own clause.
+CLAUSE_BREAK = re.compile(r";|\bbut\b|\bwhereas\b|\bwhile\b|\bhowever\b|\balso\b|\badditionally\b|\bas well as\b|\. ", re.IGNORECASE)
+
+
+def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Split ``text[start:end]`` into clauses (half-open offsets into ``text``)."""
+    bounds, cursor = [], start
+    for match in CLAUSE_BREAK.finditer(text, start, end):
+        bounds.append((cursor, match.start()))
+        cursor = match.end()
+    bounds.append((cursor, end))
+    return bounds
+
+
+def _gap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
+    if a_end <= b_start:
+        return b_start - a_end
+    if b_end <= a_start:
+        return a_start - b_end
+    return 0
+
+
+def link_levels(text: str, sentence_start: int, sentence_end: int,
+                mentions: list[tuple[int, int]]) -> list[list[str]]:
+    """Link the level groups of a sentence to the mentions in it.
+
+    Each level group goes to the nearest mention of its clause; a mention that
+    receives no group takes the levels of the other mentions of its clause
+    ("acute L1 fracture with retropulsion": retropulsion → L1). A group
+    overlapping a mention ("T12 compression fracture" matched whole) belongs
+    to it. Returns the levels of each mention, in the order given.
+    """
+    linked: list[set[str]] = [set() for _ in mentions]
+    if not mentions:
+        return []
+    groups = find_level_groups(text, sentence_start, sentence_end)
+    if not groups:
+        return [[] for _ in mentions]
+    clauses = clause_bounds(text, sentence_start, sentence_end)
+
+    def clause_of(position: int) -> int:
+        for index, (a, b) in enumerate(clauses):
+            if a <= position < b:
+                return index
+        return len(clauses) - 1
+
+    mention_clause = [clause_of(start) for start, _ in mentions]
+    for group in groups:
+        clause = clause_of(group.start)
+        candidates = [i for i, c in enumerate(mention_clause) if c == clause]
+        if not candidates:
+            continue
+        nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
+                                                 mentions[i][0] < group.start))
+        linked[nearest].update(group.levels)
+    own = [set(levels) for levels in linked]
+    for index, levels in enumerate(linked):
+        if not levels:
+            for other, other_levels in enumerate(own):
+                if other != index and mention_clause[other] == mention_clause[index]:
+                    levels.update(other_levels)
+    return [sort_levels(levels) for levels in linked]

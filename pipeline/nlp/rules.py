@@ -1,0 +1,280 @@
+"""Load and validate vertebro's rule files.
+
+This module is the only place that knows where ``patterns/`` is: the rule
+folder ships inside the package as ``pipeline.patterns`` and is found through
+:func:`patterns_dir`. Rule files are JSON in medspaCy's own shape
+(``{"target_rules": [...]}``, ``{"context_rules": [...]}``,
+``{"section_rules": [...]}``); each rule may also carry ``examples`` and
+``counter_examples`` (run as tests) and a free-text ``comment``.
+
+``patterns/manifest.toml`` lists which files each component loads. Extra rule
+folders (``--patterns``) have the same layout; a rule there with the same
+``literal`` and ``category`` as a shipped rule replaces it.
+
+Every problem is reported as one string with a code, e.g.
+``R003 target/fracture.json rule 4 ('compression fracture'): unknown key 'atributes'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGET_CATEGORIES = frozenset({
+    "FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
+    "COAGULOPATHY", "ANTICOAGULANT", "MALIGNANCY", "PAIN", "OSTEOPOROSIS",
+    "PRIOR_AUGMENTATION",
+    # Matched so that the longest match wins over a real target, then dropped:
+    # "epidural steroid injection" must not leave "epidural" behind.
+    "IGNORE",
+})
+
+CONTEXT_CATEGORIES = frozenset({
+    "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "HISTORICAL", "HYPOTHETICAL",
+    "FAMILY", "PSEUDO", "TERMINATE",
+    "ACUTE", "SUBACUTE", "CHRONIC", "HEALED", "INDETERMINATE_AGE", "NEW",
+    "CORRECTED", "MED_HELD", "MED_CONTINUED", "AETIOLOGY",
+})
+
+SECTION_NAMES = frozenset({
+    "indication", "history", "past_history", "family_history", "comparison",
+    "technique", "findings", "impression", "medications", "labs",
+    "assessment_plan", "plan", "other",
+})
+
+#: Attributes a target rule may set on its spans.
+TARGET_ATTRIBUTES = {
+    "scope": {"local", "systemic"},
+    "aetiology": {"osteoporotic", "malignant", "traumatic"},
+    "acuity": {"acute", "subacute", "chronic", "healed", "indeterminate"},
+    # where the phrase is: "vertebral" always a vertebra; "likely" unless another
+    # bone is named next to it; "level" only with a linked vertebral level;
+    # absent: needs a vertebral word or level in its sentence, or a spine report
+    "anatomy": {"vertebral", "likely", "level"},
+    "historical": {True, False},
+}
+
+#: Context categories that carry a value in ``metadata.value``.
+CONTEXT_VALUES = {
+    "CORRECTED": {"reversed", "held", "resolved", "treated"},
+    "AETIOLOGY": {"osteoporotic", "malignant", "traumatic"},
+}
+
+DIRECTIONS = {"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"}
+
+COMMON_KEYS = {"literal", "category", "pattern", "examples", "counter_examples", "comment"}
+ALLOWED_KEYS = {
+    "target": COMMON_KEYS | {"attributes"},
+    "context": COMMON_KEYS | {"direction", "allowed_types", "excluded_types",
+                              "max_scope", "max_targets", "terminated_by", "metadata"},
+    "sections": COMMON_KEYS,
+}
+TOP_KEYS = {"target": "target_rules", "context": "context_rules", "sections": "section_rules"}
+
+
+class RuleError(ValueError):
+    """One or more rule files are invalid; ``problems`` holds one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        summary = problems[0] if len(problems) == 1 else f"{len(problems)} problems, first: {problems[0]}"
+        super().__init__(f"invalid rule files: {summary}")
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every rule of every component, as plain dictionaries, plus provenance."""
+
+    target: list[dict[str, Any]]
+    context: list[dict[str, Any]]
+    sections: list[dict[str, Any]]
+    section_implies: dict[str, dict[str, Any]]
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+
+def patterns_dir() -> Path:
+    """The folder of shipped rule files (inside the installed package)."""
+    return Path(str(importlib.resources.files("pipeline.patterns")))
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.toml"
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_pattern(kind: str, pattern: Any, where: str, problems: list[str]) -> None:
+    if pattern is None:
+        return
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            problems.append(f"R006 {where}: broken regular expression ({error})")
+    elif isinstance(pattern, list):
+        if not pattern or not all(isinstance(token, dict) for token in pattern):
+            problems.append(f"R007 {where}: a token pattern must be a non-empty list of objects")
+    else:
+        problems.append(f"R007 {where}: pattern must be a string (regex), a list (token pattern) or absent")
+
+
+def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
+    """Return the problems of one file's rule list (empty when valid)."""
+    problems: list[str] = []
+    if not isinstance(rules, list):
+        return [f"R002 {name}: '{TOP_KEYS[kind]}' must be a list"]
+    seen: dict[tuple, int] = {}  # (literal, category) names a rule: it must be unique
+    for index, rule in enumerate(rules):
+        literal = rule.get("literal") if isinstance(rule, dict) else None
+        where = f"{name} rule {index} ({literal!r})"
+        if not isinstance(rule, dict):
+            problems.append(f"R002 {name} rule {index}: a rule must be an object")
+            continue
+        for key in sorted(set(rule) - ALLOWED_KEYS[kind]):
+            problems.append(f"R003 {where}: unknown key {key!r}")
+        if not isinstance(literal, str) or not literal.strip():
+            problems.append(f"R004 {where}: 'literal' must be a non-empty string")
+        category = rule.get("category")
+        if kind == "target" and category not in TARGET_CATEGORIES:
+            problems.append(f"R005 {where}: unknown category {category!r}")
+        if kind == "context" and category not in CONTEXT_CATEGORIES:
+            problems.append(f"R005 {where}: unknown category {category!r}")
+        if kind == "sections" and category not in SECTION_NAMES:
+            problems.append(f"R005 {where}: unknown section {category!r}")
+        _check_pattern(kind, rule.get("pattern"), where, problems)
+        if kind == "target":
+            for attribute, value in (rule.get("attributes") or {}).items():
+                allowed = TARGET_ATTRIBUTES.get(attribute)
+                if allowed is None:
+                    problems.append(f"R008 {where}: unknown attribute {attribute!r}")
+                elif value not in allowed:
+                    problems.append(f"R008 {where}: attribute {attribute}={value!r} not one of {sorted(map(str, allowed))}")
+        if kind == "context":
+            direction = rule.get("direction", "BIDIRECTIONAL")
+            if direction not in DIRECTIONS:
+                problems.append(f"R009 {where}: unknown direction {direction!r}")
+            if category in CONTEXT_VALUES:
+                value = (rule.get("metadata") or {}).get("value")
+                if value not in CONTEXT_VALUES[category]:
+                    problems.append(f"R010 {where}: {category} needs metadata.value in {sorted(CONTEXT_VALUES[category])}")
+            for key in ("allowed_types", "excluded_types"):
+                for target in rule.get(key) or []:
+                    if target not in TARGET_CATEGORIES:
+                        problems.append(f"R005 {where}: unknown category {target!r} in {key}")
+        for key in ("examples", "counter_examples"):
+            value = rule.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(text, str) for text in value):
+                problems.append(f"R011 {where}: {key!r} must be a list of strings")
+        identity = (literal, category)
+        if identity in seen:
+            problems.append(f"R012 {where}: duplicate of rule {seen[identity]}")
+        else:
+            seen[identity] = index
+    return problems
+
+
+def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool):
+    """Read one rule folder: {kind: [(file name, rules)]}, section implications, hashes."""
+    loaded: dict[str, list[tuple[str, list[dict]]]] = {kind: [] for kind in TOP_KEYS}
+    implies: dict[str, dict] = {}
+    hashes: dict[str, str] = {}
+    if (folder / "manifest.toml").exists():
+        try:
+            manifest = read_manifest(folder)
+        except tomllib.TOMLDecodeError as error:
+            problems.append(f"R001 {folder / 'manifest.toml'}: not valid TOML ({error})")
+            return loaded, implies, hashes
+        listed = {kind: manifest.get(kind, {}).get("files", []) for kind in TOP_KEYS}
+        implies = manifest.get("sections", {}).get("implies", {})
+    elif require_manifest:
+        problems.append(f"R001 {folder}: no manifest.toml")
+        return loaded, implies, hashes
+    else:
+        listed = {kind: sorted(str(p.relative_to(folder)) for p in (folder / kind).glob("*.json"))
+                  for kind in TOP_KEYS}
+    for kind, names in listed.items():
+        for name in names:
+            path = folder / name
+            if not path.exists():
+                problems.append(f"R001 {name}: listed in manifest.toml but missing")
+                continue
+            hashes[name if folder == patterns_dir() else str(path)] = _sha256(path)
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                problems.append(f"R001 {name}: not valid JSON ({error})")
+                continue
+            unknown = set(data) - {TOP_KEYS[kind], "comment"} if isinstance(data, dict) else {"?"}
+            if unknown or TOP_KEYS[kind] not in data:
+                problems.append(f"R002 {name}: expected an object with the key {TOP_KEYS[kind]!r}")
+                continue
+            rules = data[TOP_KEYS[kind]]
+            problems.extend(validate_rules(kind, rules, name))
+            loaded[kind].append((name, rules))
+    return loaded, implies, hashes
+
+
+def unlisted_files(folder: Path) -> list[str]:
+    """Rule files present in ``folder`` but not listed in its manifest."""
+    manifest = read_manifest(folder)
+    listed = {name for kind in TOP_KEYS for name in manifest.get(kind, {}).get("files", [])}
+    present = {str(p.relative_to(folder)) for kind in TOP_KEYS for p in (folder / kind).glob("*.json")}
+    return sorted(present - listed)
+
+
+def load_rules(extra: list[str | Path] = ()) -> RuleSet:
+    """Load the shipped rules plus any extra folders; raise :class:`RuleError` if any is invalid."""
+    problems: list[str] = []
+    merged: dict[str, dict[tuple, dict]] = {kind: {} for kind in TOP_KEYS}
+    implies: dict[str, dict] = {}
+    files: dict[str, str] = {}
+    for index, folder in enumerate([patterns_dir(), *map(Path, extra)]):
+        if not folder.is_dir():
+            problems.append(f"R001 {folder}: not a folder")
+            continue
+        loaded, folder_implies, hashes = _load_folder(folder, problems, require_manifest=index == 0)
+        implies.update(folder_implies)
+        files.update(hashes)
+        for kind, per_file in loaded.items():
+            for _name, rules in per_file:
+                for rule in rules:
+                    if isinstance(rule, dict):
+                        # a rule of an extra folder replaces the shipped rule of the same name
+                        merged[kind][(rule.get("literal"), rule.get("category"))] = rule
+    if problems:
+        raise RuleError(problems)
+    return RuleSet(
+        target=list(merged["target"].values()),
+        context=list(merged["context"].values()),
+        sections=list(merged["sections"].values()),
+        section_implies=implies,
+        files=files,
+    )
+
+
+def check_rules(folder: str | Path | None = None) -> list[str]:
+    """Validate a rule folder (default: the shipped one); return the problems."""
+    problems: list[str] = []
+    path = Path(folder) if folder else patterns_dir()
+    if not path.is_dir():
+        return [f"R001 {path}: not a folder"]
+    _load_folder(path, problems, require_manifest=folder is None)
+    if (path / "manifest.toml").exists():
+        problems.extend(f"R013 {name}: present but not listed in manifest.toml" for name in unlisted_files(path))
+    return problems
+
+
+def medspacy_arguments(rule: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments medspaCy's rule classes accept (our extras removed)."""
+    return {key: value for key, value in rule.items()
+            if key not in {"examples", "counter_examples", "comment"}}
