@@ -1,0 +1,328 @@
+"""Run a whole job: read → extract (an engine) → screen → write the run folder.
+
+The run folder (SPEC §5) is written at the end, file by file, atomically.
+While the job runs, each finished batch is saved under ``OUTDIR/.work/``
+(``notes-NNNNNN.parquet``, ``mentions-NNNNNN.parquet``) and recorded in
+``OUTDIR/.work/checkpoint.json``; ``resume=True`` skips the batches already
+done. A checkpoint belongs to one input fingerprint, rule set, config and
+batch size: resuming with anything else is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .config import Config, config_hash, load_config
+from .engines.local import run_batches
+from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
+from .io.writers import make_private_dir, write_csv, write_json, write_parquet
+from .nlp.extract import MENTION_COLUMNS, NOTE_COLUMNS, BatchProcessor
+from .screening import screen_patients
+
+logger = logging.getLogger(__name__)
+
+WORK = ".work"
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (one line, no note text)."""
+
+
+@dataclass
+class RunResult:
+    notes: pd.DataFrame
+    mentions: pd.DataFrame
+    patients: pd.DataFrame | None
+    manifest: dict = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    import medspacy
+    import spacy
+    return {"vertebro": __version__, "spacy": spacy.__version__, "medspacy": medspacy.__version__,
+            "pandas": pd.__version__, "python": platform.python_version()}
+
+
+def _run_key(fingerprints: list[str], rule_files: dict, config: Config | None, batch_size: int) -> str:
+    content = json.dumps({"inputs": fingerprints, "rules": rule_files, "batch_size": batch_size,
+                          "config": config_hash(config) if config else None}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def _load_checkpoint(work: Path, key: str, resume: bool) -> set[int]:
+    path = work / "checkpoint.json"
+    if not resume:
+        if work.exists():
+            shutil.rmtree(work)
+        return set()
+    if not path.exists():
+        if work.exists():
+            shutil.rmtree(work)
+        return set()
+    state = json.loads(path.read_text())
+    if state.get("key") != key:
+        raise RunError("cannot resume: the input, rules, config or batch size differ from the "
+                       "interrupted run (start again without --resume)")
+    return set(state.get("done", []))
+
+
+def _save_checkpoint(work: Path, key: str, done: set[int]) -> None:
+    write_json({"key": key, "done": sorted(done)}, work / "checkpoint.json")
+
+
+def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: BatchProcessor, *,
+                     config: Config | None, workers: int, resume: bool,
+                     progress: Callable[[int], None] | None = None,
+                     engine: str = "local", scheduler: str | None = None) -> dict:
+    """Run the extraction into checkpointed parts; return timing and count facts."""
+    work = make_private_dir(outdir) / WORK
+    fingerprints = [source.fingerprint() for source in sources]
+    key = _run_key(fingerprints, processor.rules.files, config, sources[0].batch_size if sources else 0)
+    done = _load_checkpoint(work, key, resume)
+    make_private_dir(work)
+    skipped = 0
+
+    def pending():
+        nonlocal skipped
+        for index, batch in enumerate(iter_notes(sources)):
+            if index in done:
+                skipped += len(batch)
+                if progress:
+                    progress(len(batch))
+                continue
+            yield index, batch
+
+    started = time.perf_counter()
+    if engine == "dask":
+        from .engines.dask import run_batches_dask
+        results = run_batches_dask(pending(), processor, workers=workers, scheduler=scheduler)
+    else:
+        results = run_batches(pending(), processor, workers=workers)
+    for index, notes, mentions in results:
+        write_parquet(notes, work / f"notes-{index:06d}.parquet")
+        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+        done.add(index)
+        _save_checkpoint(work, key, done)
+        if progress:
+            progress(len(notes))
+    return {"extract_seconds": round(time.perf_counter() - started, 3), "resumed_notes": skipped,
+            "fingerprints": fingerprints, "run_key": key}
+
+
+def _read_parts(work: Path, kind: str, columns: list[str]) -> pd.DataFrame:
+    parts = sorted(work.glob(f"{kind}-*.parquet"))
+    frames = [pd.read_parquet(part) for part in parts]
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["row"] + (["start", "end", "lab"] if kind == "mentions" else []),
+                             kind="stable").reset_index(drop=True)
+
+
+def _dtype(column: str) -> str:
+    if column in ("row", "n_mentions", "start", "end", "snippet_start", "note_nlp_id",
+                  "section_concept_id", "note_nlp_concept_id", "note_nlp_source_concept_id"):
+        return "int64"
+    if column == "note_date":
+        return "datetime64[ns]"
+    if column == "value":
+        return "float64"
+    if column in ("negated", "uncertain", "historical", "hypothetical", "family", "new",
+                  "fracture", "acute_fracture", "oedema", "retropulsion", "epidural_disease",
+                  "infection", "coagulopathy", "anticoagulant", "malignancy"):
+        return "bool"
+    return "object"
+
+
+def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True) -> None:
+    """Write the files of SPEC §5 into ``outdir`` (each atomically)."""
+    notes = result.notes.drop(columns=["row"], errors="ignore")
+    mentions = result.mentions.drop(columns=["row"], errors="ignore")
+    write_csv(notes, outdir / "notes.csv")
+    write_parquet(mentions, outdir / "mentions.parquet")
+    write_csv(mentions, outdir / "mentions.csv")
+    if result.patients is not None:
+        write_csv(result.patients, outdir / "patients.csv")
+        write_parquet(result.patients, outdir / "patients.parquet")
+        if report:
+            from .report.html import write_html_report
+            write_html_report(outdir / "report.html", patients=result.patients, mentions=mentions,
+                              notes=notes, manifest=result.manifest)
+        if excel:
+            from .report.excel import write_excel_report
+            write_excel_report(outdir / "report.xlsx", patients=result.patients, mentions=mentions)
+    write_json(result.manifest, outdir / "manifest.json")
+
+
+def build_manifest(*, command: str, sources: Sequence[NoteSource] | None, processor: BatchProcessor | None,
+                   config: Config | None, config_path: str | None, notes: pd.DataFrame,
+                   patients: pd.DataFrame | None, timings: dict, extra: dict | None = None) -> dict:
+    manifest = {
+        "tool": "vertebro",
+        "command": command,
+        "versions": versions(),
+        "started_at": extra.get("started_at") if extra else None,
+        "rules": processor.rules.files if processor else {},
+        "config": {"path": config_path or "default", "hash": config_hash(config) if config else None,
+                   "values": config.to_dict() if config else None},
+        "config_hash": config_hash(config) if config else None,
+        "input": {
+            "sources": [{"description": source.describe(), "format": source.format,
+                         "fingerprint": source.fingerprint(), "stats": source.stats.as_dict()}
+                      for source in sources or []],
+            "rows": int(len(notes)),
+        },
+        "counts": {
+            "notes": int(len(notes)),
+            "status": {str(k): int(v) for k, v in notes["status"].value_counts().sort_index().items()},
+            "patients": int(len(patients)) if patients is not None else None,
+            "tier": ({str(k): int(v) for k, v in patients["tier"].value_counts().sort_index().items()}
+                     if patients is not None else {}),
+        },
+        "timings": timings,
+    }
+    if extra:
+        manifest.update({k: v for k, v in extra.items() if k != "started_at"})
+    return manifest
+
+
+def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = "screen",
+            patterns: Sequence[str] = (), config_path: str | None = None, workers: int = 1,
+            resume: bool = False, excel: bool = False, engine: str = "local",
+            scheduler: str | None = None,
+            progress: Callable[[int], None] | None = None) -> RunResult:
+    """Extract (and, for ``screen``, score and report) into ``outdir``."""
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+    outdir = Path(outdir)
+    config = load_config(config_path) if command == "screen" else None
+    clock = time.perf_counter()
+    processor = BatchProcessor(patterns=[str(p) for p in patterns])
+    timings = {"load_seconds": round(time.perf_counter() - clock, 3)}
+    facts = extract_to_parts(inputs, outdir, processor, config=config, workers=workers, resume=resume,
+                             progress=progress, engine=engine, scheduler=scheduler)
+    timings["extract_seconds"] = facts["extract_seconds"]
+    work = outdir / WORK
+    notes = _read_parts(work, "notes", NOTE_COLUMNS)
+    mentions = _read_parts(work, "mentions", MENTION_COLUMNS)
+    patients = None
+    if command == "screen":
+        clock = time.perf_counter()
+        patients = screen_patients(mentions, notes, config)
+        timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
+    manifest = build_manifest(command=command, sources=inputs, processor=processor, config=config,
+                              config_path=config_path, notes=notes, patients=patients, timings=timings,
+                              extra={"started_at": started_at, "engine": engine, "workers": workers,
+                                     "resumed_notes": facts["resumed_notes"]})
+    result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
+    clock = time.perf_counter()
+    write_outputs(outdir, result, excel=excel)
+    timings["write_seconds"] = round(time.perf_counter() - clock, 3)
+    write_json(manifest, outdir / "manifest.json")
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def rescore(outdir: str | Path, *, config_path: str | None = None, excel: bool = False) -> RunResult:
+    """Re-score the saved mentions of a run folder with another config (no notes re-read)."""
+    outdir = Path(outdir)
+    if not (outdir / "mentions.parquet").exists() or not (outdir / "notes.csv").exists():
+        raise RunError(f"{outdir} is not a vertebro run folder (no mentions.parquet / notes.csv)")
+    mentions = pd.read_parquet(outdir / "mentions.parquet")
+    notes = pd.read_csv(outdir / "notes.csv", dtype={"note_id": str, "person_id": str, "error": str},
+                        keep_default_na=False, na_values=[""])
+    notes["note_date"] = pd.to_datetime(notes["note_date"], errors="coerce")
+    for column in ("fracture", "acute_fracture", "oedema", "retropulsion", "epidural_disease",
+                   "infection", "coagulopathy", "anticoagulant", "malignancy"):
+        if column in notes:
+            notes[column] = notes[column].astype(str).str.lower().eq("true")
+    notes["error"] = notes["error"].fillna("")
+    config = load_config(config_path)
+    clock = time.perf_counter()
+    patients = screen_patients(mentions, notes, config)
+    old = {}
+    if (outdir / "manifest.json").exists():
+        old = json.loads((outdir / "manifest.json").read_text())
+    manifest = dict(old)
+    manifest.update({
+        "command": "score", "config": {"path": config_path or "default", "hash": config_hash(config),
+                                       "values": config.to_dict()},
+        "config_hash": config_hash(config),
+        "versions": versions(),
+    })
+    manifest.setdefault("counts", {})["tier"] = {str(k): int(v) for k, v in
+                                                 patients["tier"].value_counts().sort_index().items()}
+    manifest["counts"]["patients"] = int(len(patients))
+    manifest.setdefault("timings", {})["screen_seconds"] = round(time.perf_counter() - clock, 3)
+    result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
+    write_csv(patients, outdir / "patients.csv")
+    write_parquet(patients, outdir / "patients.parquet")
+    from .report.html import write_html_report
+    write_html_report(outdir / "report.html", patients=patients, mentions=mentions, notes=notes,
+                      manifest=manifest)
+    if excel:
+        from .report.excel import write_excel_report
+        write_excel_report(outdir / "report.xlsx", patients=patients, mentions=mentions)
+    write_json(manifest, outdir / "manifest.json")
+    return result
+
+
+def frame_to_notes(frame: pd.DataFrame, columns: ColumnMap = ColumnMap()) -> pd.DataFrame:
+    """A user's notes frame in the canonical shape (docs/design.md §1)."""
+    missing = [name for name in (columns.id, columns.person, columns.text) if name not in frame.columns]
+    if missing:
+        raise InputError(f"missing required column(s) {', '.join(missing)}; found: {', '.join(map(str, frame.columns))}")
+
+    def ids(series: pd.Series) -> pd.Series:
+        def one(value):
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                return ""
+            if isinstance(value, float) and value.is_integer():
+                return str(int(value))
+            return str(value)
+        return series.map(one)
+
+    canonical = pd.DataFrame({
+        "row": range(len(frame)),
+        "note_id": ids(frame[columns.id]).to_numpy(),
+        "person_id": ids(frame[columns.person]).to_numpy(),
+        "note_date": (pd.to_datetime(frame[columns.date], errors="coerce").to_numpy()
+                      if columns.date and columns.date in frame else pd.NaT),
+        "note_title": (frame[columns.title].fillna("").astype(str).to_numpy()
+                       if columns.title and columns.title in frame else ""),
+        "note_text": frame[columns.text].where(frame[columns.text].notna(), None).to_numpy(),
+    })
+    canonical["note_date"] = pd.to_datetime(canonical["note_date"])
+    return canonical
+
+
+def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns: Sequence[str] = (),
+           columns: ColumnMap = ColumnMap()) -> RunResult:
+    """Screen a pandas frame of notes in memory; the same frames the CLI writes.
+
+    Example::
+
+        import pandas as pd, pipeline
+        result = pipeline.screen(pd.read_csv("notes.csv"))
+        result.patients[["person_id", "tier", "candidate_levels"]]
+    """
+    from .nlp.extract import process_batch
+    processor = BatchProcessor(patterns=[str(p) for p in patterns])
+    if not isinstance(config, Config):
+        config = load_config(config)
+    canonical = frame_to_notes(notes, columns)
+    note_rows, mention_rows = process_batch(canonical, processor)
+    patients = screen_patients(mention_rows, note_rows, config)
+    return RunResult(notes=note_rows.drop(columns=["row"]), mentions=mention_rows.drop(columns=["row"]),
+                     patients=patients)
