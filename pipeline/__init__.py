@@ -9,3 +9,12 @@ the frames the command line writes.
 """
 
 __version__ = "0.1.0"
+
+
+def screen(notes, **options):
+    """Screen a pandas frame of notes; returns ``RunResult(notes, mentions, patients)``.
+
+    See :func:`pipeline.run.screen` for the options.
+    """
+    from .run import screen as _screen
+    return _screen(notes, **options)

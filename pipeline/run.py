@@ -60,6 +60,14 @@ def _run_key(fingerprints: list[str], rule_files: dict, config: Config | None, b
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+def _fingerprint_before_reading(source: NoteSource) -> str | None:
+    """The input's fingerprint, or None for standard input (known only once read)."""
+    try:
+        return source.fingerprint()
+    except RuntimeError:
+        return None
+
+
 def _load_checkpoint(work: Path, key: str, resume: bool) -> set[int]:
     path = work / "checkpoint.json"
     if not resume:
@@ -87,7 +95,9 @@ def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: Bat
                      engine: str = "local", scheduler: str | None = None) -> dict:
     """Run the extraction into checkpointed parts; return timing and count facts."""
     work = make_private_dir(outdir) / WORK
-    fingerprints = [source.fingerprint() for source in sources]
+    fingerprints = [_fingerprint_before_reading(source) for source in sources]
+    if resume and None in fingerprints:
+        raise RunError("cannot resume a run that reads standard input")
     key = _run_key(fingerprints, processor.rules.files, config, sources[0].batch_size if sources else 0)
     done = _load_checkpoint(work, key, resume)
     make_private_dir(work)

@@ -1,0 +1,171 @@
+"""Rule behaviour, one trap phrase per row (SPEC §3), and the rule files' own examples."""
+
+import json
+
+import pytest
+
+from pipeline.nlp.rule_examples import check_case, example_cases
+from pipeline.nlp.rules import (RuleError, check_rules, load_rules, patterns_dir, read_manifest,
+                                unlisted_files)
+
+from .conftest import find
+
+AFFIRMED = dict(negated=False, uncertain=False, hypothetical=False, family=False)
+
+
+def one(extractor, text, concept, title="", needle=None):
+    found = find(extractor.mentions(text, title), concept, needle)
+    assert found, f"no {concept} mention in {text!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # fractures and their acuity
+    ("Acute compression fracture of L1.", "FRACTURE", dict(acuity="acute", levels=["L1"], **AFFIRMED)),
+    ("No acute fracture.", "FRACTURE", dict(negated=True)),
+    ("There is no new compression deformity.", "FRACTURE", dict(negated=True)),
+    ("INDICATION: Back pain. Rule out fracture.", "FRACTURE", dict(uncertain=True)),
+    ("INDICATION: Fall, ?fracture of the lumbar spine.", "FRACTURE", dict(uncertain=True)),
+    ("Age-indeterminate compression deformity of T8.", "FRACTURE", dict(acuity="indeterminate", levels=["T8"])),
+    ("Chronic-appearing wedge deformity of T10.", "FRACTURE", dict(acuity="chronic", levels=["T10"])),
+    ("Mild T9 compression deformity, unchanged from prior.", "FRACTURE", dict(acuity="chronic", levels=["T9"])),
+    ("Healed L2 compression fracture.", "FRACTURE", dict(acuity="healed", levels=["L2"])),
+    ("Subacute T12 compression fracture.", "FRACTURE", dict(acuity="subacute", levels=["T12"])),
+    ("New L3 compression fracture since the prior study.", "FRACTURE", dict(new=True, levels=["L3"])),
+    ("History of T9 compression fracture.", "FRACTURE", dict(historical=True, levels=["T9"])),
+    ("Mother had osteoporotic fractures.", "FRACTURE", dict(family=True)),
+    ("Pathological fracture of L3 due to myeloma.", "FRACTURE", dict(aetiology="malignant", levels=["L3"])),
+    ("L2 burst fracture.", "FRACTURE", dict(aetiology="traumatic", levels=["L2"])),
+    ("Vertebra plana at T7.", "FRACTURE", dict(levels=["T7"])),
+    ("40% loss of height of the L1 vertebral body.", "FRACTURE", dict(levels=["L1"])),
+    ("Compression fractures of T11 through L1.", "FRACTURE", dict(levels=["T11", "T12", "L1"])),
+    ("Compression deformity at the thoracolumbar junction.", "FRACTURE", dict(levels=["T12", "L1"])),
+    ("Fracture of the first lumbar vertebra.", "FRACTURE", dict(levels=["L1"])),
+    # oedema
+    ("Marrow oedema in the L1 vertebral body.", "OEDEMA", dict(levels=["L1"], **AFFIRMED)),
+    ("Bone marrow edema at T12.", "OEDEMA", dict(levels=["T12"], **AFFIRMED)),
+    ("STIR hyperintensity in the T11 vertebral body.", "OEDEMA", dict(levels=["T11"], **AFFIRMED)),
+    ("Interval development of oedema at T11.", "OEDEMA", dict(new=True, levels=["T11"], **AFFIRMED)),
+    ("No marrow oedema.", "OEDEMA", dict(negated=True)),
+    # retropulsion and epidural disease
+    ("L1 fracture with 3 mm retropulsion.", "RETROPULSION", dict(levels=["L1"], **AFFIRMED)),
+    ("No retropulsion.", "RETROPULSION", dict(negated=True)),
+    ("Retropulsed fragment narrows the canal at L2.", "RETROPULSION", dict(levels=["L2"], **AFFIRMED)),
+    ("Epidural tumour extension at T10.", "EPIDURAL_DISEASE", dict(levels=["T10"], **AFFIRMED)),
+    ("Without epidural extension.", "EPIDURAL_DISEASE", dict(negated=True)),
+    ("Malignant spinal cord compression at T6.", "EPIDURAL_DISEASE", dict(levels=["T6"], **AFFIRMED)),
+    # infection
+    ("History of osteomyelitis, treated 2019.", "INFECTION", dict(historical=True, scope="local")),
+    ("Risk of infection was discussed.", "INFECTION", dict(hypothetical=True)),
+    ("Admitted with urosepsis.", "INFECTION", dict(scope="systemic", **AFFIRMED)),
+    ("L2-3 discitis.", "INFECTION", dict(scope="local", **AFFIRMED)),
+    ("No fever.", "INFECTION", dict(negated=True)),
+    # coagulopathy and labs
+    ("Known thrombocytopenia.", "COAGULOPATHY", dict(**AFFIRMED)),
+    ("INR 1.9", "COAGULOPATHY", dict(lab="INR", value=1.9)),
+    ("INR: 2.4 (H)", "COAGULOPATHY", dict(lab="INR", value=2.4)),
+    ("Plt 42", "COAGULOPATHY", dict(lab="platelets", value=42.0, unit="10^9/L")),
+    ("platelets 38 x10^9/L", "COAGULOPATHY", dict(lab="platelets", value=38.0)),
+    ("PLT 120 K/uL", "COAGULOPATHY", dict(lab="platelets", value=120.0)),
+    ("platelet count of 45,000", "COAGULOPATHY", dict(lab="platelets", value=45.0)),
+    ("Coagulopathy reversed with vitamin K.", "COAGULOPATHY", dict(corrected="reversed")),
+    # anticoagulants
+    ("Warfarin held for 5 days.", "ANTICOAGULANT", dict(med_status="held")),
+    ("Continue apixaban.", "ANTICOAGULANT", dict(med_status="continued")),
+    # supporting
+    ("Multiple myeloma.", "MALIGNANCY", dict(**AFFIRMED)),
+    ("Severe back pain, 9/10.", "PAIN", dict(**AFFIRMED)),
+    ("Prior kyphoplasty at L2.", "PRIOR_AUGMENTATION", dict(levels=["L2"])),
+])
+def test_trap_phrases(extractor, text, concept, attrs):
+    mention = one(extractor, text, concept, title="MRI THORACOLUMBAR SPINE")
+    for name, expected in attrs.items():
+        assert mention[name] == expected, f"{name} of {concept} in {text!r}: {mention[name]!r}"
+
+
+@pytest.mark.parametrize("text, concept", [
+    ("Epidural steroid injection at L4-5.", "EPIDURAL_DISEASE"),
+    ("Labour epidural anaesthesia was uneventful.", "EPIDURAL_DISEASE"),
+    ("Gait: shuffling, retropulsion on pull test.", "RETROPULSION"),
+    ("Right hip fracture.", "FRACTURE"),
+    ("Old healed left rib fractures.", "FRACTURE"),
+    ("Schmorl's node at L2.", "FRACTURE"),
+    ("T2 hyperintense signal in the knee joint effusion.", "OEDEMA"),
+    ("Bilateral pedal oedema.", "OEDEMA"),
+    ("Patient is afebrile.", "INFECTION"),
+])
+def test_not_a_mention(extractor, text, concept):
+    affirmed = [m for m in find(extractor.mentions(text), concept)
+                if not (m["negated"] or m["uncertain"] or m["hypothetical"])]
+    assert not affirmed, f"{text!r} gave {affirmed}"
+
+
+def test_levels_mri_sequences_are_not_levels(extractor):
+    mention = one(extractor, "T2 hyperintensity within the L1 vertebral body.", "OEDEMA")
+    assert mention["levels"] == ["L1"]
+
+
+def test_acuity_stays_with_its_own_level(extractor):
+    mentions = find(extractor.mentions("Acute L1 compression fracture; chronic T7 wedge deformity."), "FRACTURE")
+    by_level = {tuple(m["levels"]): m["acuity"] for m in mentions}
+    assert by_level == {("L1",): "acute", ("T7",): "chronic"}
+
+
+def test_offsets_name_their_text(extractor):
+    text = "FINDINGS:\nAcute L1 compression fracture with marrow\noedema. INR 2.6."
+    for mention in extractor.mentions(text):
+        assert text[mention["start"]:mention["end"]] == mention["lexical_variant"]
+
+
+CASES = example_cases()
+
+
+@pytest.mark.parametrize("literal, category, text, must_match", CASES,
+                         ids=[f"{c[0]}:{c[2][:30]}" for c in CASES])
+def test_rule_examples(extractor, literal, category, text, must_match):
+    assert check_case(extractor, category, text, must_match)
+
+
+def test_every_rule_file_is_listed_and_exists():
+    folder = patterns_dir()
+    manifest = read_manifest(folder)
+    listed = [name for kind in ("target", "context", "sections") for name in manifest[kind]["files"]]
+    assert listed and all((folder / name).exists() for name in listed)
+    assert unlisted_files(folder) == []
+
+
+def test_shipped_rules_are_valid():
+    assert check_rules() == []
+
+
+def _folder(tmp_path, kind, rules):
+    (tmp_path / kind).mkdir(parents=True, exist_ok=True)
+    key = {"target": "target_rules", "context": "context_rules", "sections": "section_rules"}[kind]
+    (tmp_path / kind / "extra.json").write_text(json.dumps({key: rules}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("rules, code", [
+    ([{"literal": "x", "category": "FRACTURE", "atributes": {}}], "R003"),
+    ([{"literal": "x", "category": "BROKEN_BONE"}], "R005"),
+    ([{"literal": "x", "category": "FRACTURE", "pattern": "(unclosed"}], "R006"),
+    ([{"literal": "x", "category": "FRACTURE"}, {"literal": "x", "category": "FRACTURE"}], "R012"),
+    ([{"literal": "x", "category": "FRACTURE", "attributes": {"scope": "galactic"}}], "R008"),
+])
+def test_rule_check_reports_problems(tmp_path, rules, code):
+    problems = check_rules(_folder(tmp_path, "target", rules))
+    assert any(problem.startswith(code) for problem in problems), problems
+
+
+def test_extra_rule_folder_adds_a_rule(tmp_path):
+    folder = _folder(tmp_path, "target", [{"literal": "Kummell disease", "category": "FRACTURE",
+                                           "attributes": {"anatomy": "vertebral"}}])
+    from pipeline.nlp.pipeline import Extractor
+    mentions = Extractor(patterns=[folder]).mentions("Kummell disease at T12.")
+    assert find(mentions, "FRACTURE", "kummell")
+
+
+def test_invalid_extra_folder_is_refused(tmp_path):
+    folder = _folder(tmp_path, "target", [{"literal": "x", "category": "NOPE"}])
+    with pytest.raises(RuleError, match="R005"):
+        load_rules([folder])
