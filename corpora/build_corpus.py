@@ -25,12 +25,21 @@ import re
 import sys
 from pathlib import Path
 
-MENTION = re.compile(r"\[\[(?P<text>[^\[\]|]+)\|(?P<spec>[^\[\]]+)\]\]")
+MENTION = re.compile(r"\[\[(?P<text>[^\[\]|\n]+)\|(?P<spec>[^\[\]\n]+)\]\]")
 FLAGS = {"neg": "negated", "unc": "uncertain", "hist": "historical",
          "hyp": "hypothetical", "fam": "family"}
 CONCEPTS = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
             "COAGULOPATHY", "ANTICOAGULANT", "MALIGNANCY", "PAIN", "OSTEOPOROSIS",
             "PRIOR_AUGMENTATION"}
+ATTRIBUTE_VALUES = {
+    "acuity": {"acute", "subacute", "chronic", "healed", "indeterminate"},
+    "aet": {"osteoporotic", "malignant", "traumatic"},
+    "scope": {"local", "systemic"},
+    "lab": {"INR", "PT", "platelets"},
+    "corrected": {"reversed", "held", "resolved", "treated"},
+    "med_status": {"held", "continued"},
+}
+RENAMED = {"aet": "aetiology"}
 PATIENT_COLUMNS = ["person_id", "tier", "fracture", "acute_fracture", "oedema",
                    "retropulsion", "epidural_disease", "infection", "coagulopathy",
                    "anticoagulant", "malignancy", "fracture_levels", "acute_levels",
@@ -54,9 +63,16 @@ def parse_mention(spec: str, where: str) -> dict:
             if key == "levels":
                 mention["levels"] = [level for level in value.split(",") if level]
             elif key == "value":
-                mention["value"] = float(value)
+                try:
+                    mention["value"] = float(value)
+                except ValueError:
+                    raise ValueError(f"{where}: value={value!r} is not a number") from None
+            elif key in ATTRIBUTE_VALUES:
+                if value not in ATTRIBUTE_VALUES[key]:
+                    raise ValueError(f"{where}: {key}={value!r} not one of {sorted(ATTRIBUTE_VALUES[key])}")
+                mention[RENAMED.get(key, key)] = value
             else:
-                mention[key] = value
+                raise ValueError(f"{where}: unknown attribute {key!r}")
         else:
             raise ValueError(f"{where}: cannot read {part!r}")
     mention.setdefault("levels", [])
@@ -107,12 +123,19 @@ def read_patient(path: Path):
 
 def build(folder: Path) -> None:
     notes_out, mentions_out, patients_out = [], [], []
+    seen_notes: set[str] = set()
     for path in sorted((folder / "src").rglob("*.txt")):
         patient, notes = read_patient(path)
+        unknown = set(patient) - set(PATIENT_COLUMNS)
+        if unknown:
+            raise ValueError(f"{path.name}: unknown patient keys {sorted(unknown)}")
         person_id = patient["person_id"]
         patients_out.append({column: patient.get(column, "") for column in PATIENT_COLUMNS})
         for header, raw in notes:
             note_id = header["note_id"]
+            if note_id in seen_notes:
+                raise ValueError(f"{path.name}: duplicate note_id {note_id}")
+            seen_notes.add(note_id)
             text, mentions = strip_markup(raw, f"{path.name}:{note_id}")
             notes_out.append({
                 "note_id": note_id, "person_id": person_id,
