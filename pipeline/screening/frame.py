@@ -1,0 +1,215 @@
+"""The mentions frame as the screening stage reads it.
+
+``prepare_mentions`` keeps only the *affirmed* mentions of the concepts the
+screening uses (affirmed = not negated, not uncertain, not hypothetical, not
+family; SPEC §4) and normalises their columns once, so the decision modules
+can rely on types. Historical mentions are kept: they count as chronic
+fracture evidence and are filtered out by each decision that needs current
+facts.
+
+Every kept mention gets:
+
+* ``row`` — its position in the prepared frame (the key evidence refers to);
+* ``note_date`` — the note's day (time of day dropped), ``NaT`` when unknown;
+* ``seq`` — its rank in time order: note date (undated notes count as
+  oldest), then note order in the input, then character offset. "Latest" in
+  every rule means highest ``seq``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+UNSPECIFIED = "unspecified"
+
+SCREENED_CONCEPTS = frozenset({
+    "FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
+    "COAGULOPATHY", "ANTICOAGULANT", "MALIGNANCY", "PAIN", "OSTEOPOROSIS",
+})
+
+_CONCEPT_CATEGORIES = sorted(SCREENED_CONCEPTS)
+
+_SPINE = [("C", 7), ("T", 12), ("L", 5), ("S", 5)]
+LEVEL_ORDER: dict[str, int] = {
+    f"{region}{number}": rank
+    for rank, (region, number) in enumerate(
+        (region, number) for region, count in _SPINE for number in range(1, count + 1))
+}
+_OTHER_LEVEL_RANK = len(LEVEL_ORDER)          # unknown labels sort after S5 ...
+_UNSPECIFIED_RANK = len(LEVEL_ORDER) + 1      # ... and `unspecified` always last
+
+_TEXT_COLUMNS = ("note_id", "person_id", "concept", "levels", "acuity", "aetiology",
+                 "scope", "lab", "corrected", "med_status", "modality", "snippet",
+                 "lexical_variant")
+_FLAG_COLUMNS = ("negated", "uncertain", "historical", "hypothetical", "family", "new")
+_TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
+
+PREPARED_COLUMNS = (*_TEXT_COLUMNS, "historical", "new", "value", "start", "note_date", "seq")
+
+
+def level_rank(levels: pd.Series) -> pd.Series:
+    """Craniocaudal sort key: C1..C7, T1..T12, L1..L5, S1..S5, others, `unspecified`."""
+    rank = levels.map(LEVEL_ORDER)
+    rank = rank.where(levels != UNSPECIFIED, _UNSPECIFIED_RANK)
+    return rank.fillna(_OTHER_LEVEL_RANK).astype("int64")
+
+
+def _groups(keys) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+    """Stable grouping: (order, starts, ends, group keys), groups in first-seen order."""
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    bounds = np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(codes)]))
+    return order, starts, ends, pd.Index(uniques.take(sorted_codes[starts]), dtype=object)
+
+
+def join_by(keys, values, sep: str) -> pd.Series:
+    """``sep``-join ``values`` per key, keeping their order within each key.
+
+    The same result as ``groupby(keys).agg(sep.join)`` without a Python call
+    per group into pandas, which matters for a million patients.
+    """
+    if len(keys) == 0:
+        return pd.Series(dtype=object)
+    order, starts, ends, index = _groups(keys)
+    items = np.asarray(values, dtype=object)[order].tolist()
+    return pd.Series([sep.join(items[start:end]) for start, end in zip(starts, ends)],
+                     index=index, dtype=object)
+
+
+def collect_by(keys, values) -> pd.Series:
+    """Lists of ``values`` per key (as ``groupby(keys).agg(list)``, faster)."""
+    if len(keys) == 0:
+        return pd.Series(dtype=object)
+    order, starts, ends, index = _groups(keys)
+    items = np.asarray(values)[order].tolist()
+    return pd.Series([items[start:end] for start, end in zip(starts, ends)],
+                     index=index, dtype=object)
+
+
+def format_date(dates: pd.Series) -> pd.Series:
+    """ISO day, or ``""`` when unknown."""
+    text = dates.dt.strftime("%Y-%m-%d")
+    return text.fillna("").astype(object)
+
+
+def as_dates(values: pd.Series) -> pd.Series:
+    """Coerce a date column to naive day-precision ``datetime64[ns]`` (NaT if unparseable)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        dates = values
+    else:
+        dates = pd.to_datetime(values.replace("", None), errors="coerce", format="ISO8601")
+    if getattr(dates.dtype, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    return dates.astype("datetime64[ns]").dt.normalize()
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Strings, ``""`` for missing; a column that already holds only strings is kept as is."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
+    if values.dtype != object:
+        values = values.astype(object)
+    values = values.where(values.notna(), "")
+    return values.astype(str)
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series("", index=frame.index, dtype=object)
+    return as_text(frame[column])
+
+
+def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(False, index=frame.index)
+    values = frame[column]
+    if pd.api.types.is_bool_dtype(values):
+        return values.fillna(False).astype(bool)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.fillna(0).astype(bool)
+    # Saved CSV mentions: "true"/"false" text.
+    return values.astype(str).str.strip().str.lower().isin(_TRUE_STRINGS)
+
+
+def _levels_text(frame: pd.DataFrame) -> pd.Series:
+    if "levels" in frame and len(frame) and pd.api.types.infer_dtype(
+            frame["levels"], skipna=True) not in ("string", "empty"):
+        # Lists of levels (e.g. gold annotations) rather than ";"-joined text.
+        return frame["levels"].map(
+            lambda value: ";".join(value) if isinstance(value, (list, tuple, np.ndarray))
+            else ("" if value is None or value != value else str(value)))
+    return _text(frame, "levels")
+
+
+def prepare_mentions(mentions: pd.DataFrame | None,
+                     notes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Affirmed mentions of the screened concepts, typed and time-ordered.
+
+    ``note_date`` comes from the mentions frame, or from ``notes`` (by
+    ``note_id``) when the mentions frame has none. Missing optional columns
+    take their empty value, so older saved mention files still re-score.
+    """
+    if mentions is None or len(mentions) == 0:
+        return _empty()
+    negative = (_flag(mentions, "negated") | _flag(mentions, "uncertain")
+                | _flag(mentions, "hypothetical") | _flag(mentions, "family"))
+    keep = (~negative & _text(mentions, "concept").isin(SCREENED_CONCEPTS)).to_numpy()
+    source = mentions.loc[keep]
+    if source.empty:
+        return _empty()
+
+    prepared = pd.DataFrame(index=pd.RangeIndex(len(source)))
+    for column in _TEXT_COLUMNS:
+        prepared[column] = _text(source, column).to_numpy()
+    prepared["levels"] = _levels_text(source).str.replace(" ", "", regex=False).to_numpy()
+    prepared["historical"] = _flag(source, "historical").to_numpy()
+    prepared["new"] = _flag(source, "new").to_numpy()
+    prepared["value"] = (pd.to_numeric(source["value"], errors="coerce").to_numpy(dtype=float)
+                         if "value" in source else np.nan)
+    prepared["start"] = (pd.to_numeric(source["start"], errors="coerce").fillna(0)
+                         .astype("int64").to_numpy() if "start" in source else 0)
+    if "note_date" in source:
+        prepared["note_date"] = as_dates(source["note_date"]).to_numpy()
+    elif notes is not None and "note_date" in notes and "note_id" in notes:
+        by_note = pd.Series(as_dates(notes["note_date"]).to_numpy(),
+                            index=_text(notes, "note_id").to_numpy())
+        by_note = by_note[~by_note.index.duplicated()]
+        prepared["note_date"] = prepared["note_id"].map(by_note).astype("datetime64[ns]")
+    else:
+        prepared["note_date"] = pd.Series(pd.NaT, index=prepared.index, dtype="datetime64[ns]")
+
+    # Time order: NaT is the smallest int64, so undated notes are the oldest.
+    date_key = prepared["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    note_order = pd.factorize(prepared["note_id"])[0]
+    order = np.lexsort((prepared["start"].to_numpy(), note_order, date_key))
+    seq = np.empty(len(prepared), dtype="int64")
+    seq[order] = np.arange(len(prepared))
+    prepared["seq"] = seq
+    prepared["row"] = prepared.index.to_numpy()
+    # Categorical: the many "concept == X" selections then cost almost nothing.
+    prepared["concept"] = pd.Categorical(prepared["concept"], categories=_CONCEPT_CATEGORIES)
+    return prepared
+
+
+def of_concept(prepared: pd.DataFrame, *concepts: str) -> pd.DataFrame:
+    """The rows of ``prepared`` with one of ``concepts`` (select first, then compare text)."""
+    if len(concepts) == 1:
+        return prepared[prepared["concept"] == concepts[0]]
+    return prepared[prepared["concept"].isin(concepts)]
+
+
+def _empty() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in _TEXT_COLUMNS})
+    frame["concept"] = pd.Categorical([], categories=_CONCEPT_CATEGORIES)
+    frame["historical"] = pd.Series(dtype=bool)
+    frame["new"] = pd.Series(dtype=bool)
+    frame["value"] = pd.Series(dtype=float)
+    frame["start"] = pd.Series(dtype="int64")
+    frame["note_date"] = pd.Series(dtype="datetime64[ns]")
+    frame["seq"] = pd.Series(dtype="int64")
+    frame["row"] = pd.Series(dtype="int64")
+    return frame
