@@ -91,6 +91,32 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
     return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence.text))
 
 
+#: How far back (characters) a level-less mention looks for the fracture it refers to.
+REFERENCE_WINDOW = 300
+
+
+def inherit_levels(mentions: list[dict]) -> None:
+    """A level-less mention refers back to the fracture just described.
+
+    "L1 burst fracture. There is 4 mm retropulsion of the posterosuperior
+    fragment." — the retropulsion is at L1. A mention in LEVELLED with no
+    level takes the levels of the nearest preceding levelled FRACTURE or
+    OEDEMA mention of the same section within ``REFERENCE_WINDOW``
+    characters, when that mention names exactly one level group. In place.
+    """
+    last = None
+    for mention in mentions:
+        if mention["concept"] not in LEVELLED:
+            continue
+        if mention["levels"]:
+            if mention["concept"] in ("FRACTURE", "OEDEMA"):
+                last = mention
+            continue
+        if (last is not None and last["section"] == mention["section"]
+                and mention["start"] - last["end"] <= REFERENCE_WINDOW):
+            mention["levels"] = list(last["levels"])
+
+
 @Language.factory("vertebro_attributes", default_config={"section_implies": {}})
 def make_attributes(nlp: Language, name: str, section_implies: dict):
     return MentionAttributes(section_implies=section_implies)
@@ -120,11 +146,15 @@ class MentionAttributes:
                     continue
                 mentions.extend(self._mentions(doc, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
+        inherit_levels(mentions)
         doc._.vertebro_mentions = mentions
         return doc
 
     def _mentions(self, doc: Doc, span: Span, sentence: Span, levels: list[str]) -> list[dict]:
-        modifiers = span._.modifiers
+        # medspaCy's overlap test misses a modifier lying strictly inside its
+        # target ("neck supple, no lymphadenopathy" as one target is not negated)
+        modifiers = [modifier for modifier in span._.modifiers
+                     if not (span.start <= modifier.modifier_span[0] and modifier.modifier_span[1] <= span.end)]
         categories = {modifier.category for modifier in modifiers}
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["historical"] = flags["historical"] or bool(span._.rule_historical)
