@@ -13,18 +13,22 @@ decisions below in this order, each a documented function:
 4. score.py — the 0-100 ranking score from the config weights.
 5. evidence.py — the ``reasons`` and ``evidence`` texts.
 
-Patient flags (booleans):
+Patient flags (booleans). "Current" = affirmed and not historical, as the
+note-level flags of notes.csv (design.md §2), so a patient's ``oedema``,
+``retropulsion``, ``epidural_disease`` and ``anticoagulant`` are true exactly
+when one of their notes' flags is:
 
-* ``fracture`` — any affirmed fracture (historical included), i.e. at least
-  one fracture level; ``acute_fracture`` — any acute level.
-* ``oedema``, ``retropulsion``, ``epidural_disease`` — any affirmed mention
-  (SPEC §5), at any date, linked to a fracture level or not.
-* ``infection`` — a current affirmed infection, local or systemic, in the window.
-* ``coagulopathy`` — the systemic coagulopathy contraindication.
-* ``anticoagulant`` — a current affirmed anticoagulant mention in the window.
-* ``malignancy`` — an affirmed malignancy mention (historical included:
-  "history of myeloma" still explains a fracture) or a fracture of
-  malignant aetiology.
+* ``fracture`` — any affirmed fracture (historical included: "history of T9
+  fracture" is a chronic level), i.e. at least one fracture level.
+* ``acute_fracture`` — any acute level.
+* ``oedema``, ``retropulsion``, ``epidural_disease`` — any current mention,
+  at any date, linked to a fracture level or not.
+* ``infection`` — a current, uncorrected infection, local or systemic, in the window.
+* ``coagulopathy`` — the systemic coagulopathy contraindication (in the window).
+* ``anticoagulant`` — any current anticoagulant mention (held or continued).
+* ``malignancy`` — a current malignancy mention ("breast cancer 2009, no
+  recurrence" is historical and does not count) or a fracture of malignant
+  aetiology ("pathological fracture").
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     latest = latest_labs(prepared, window)
     coagulopathic = coagulopathy(prepared, window, latest, max_inr=config.max_inr,
                                  min_platelets=config.min_platelets)
-    anticoagulants = current_anticoagulants(prepared, window)
+    anticoagulants = current_anticoagulants(prepared)
 
     levels = _with_local(levels, local)
     status = levels["status"]
@@ -124,17 +128,18 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     def anyone(frame: pd.DataFrame) -> np.ndarray:
         return people.isin(frame["person_id"])
 
+    current = prepared[~prepared["historical"]]
     fracture_mentions = of_concept(prepared, "FRACTURE")
     patients["fracture"] = patients["has_fracture"]
     patients["acute_fracture"] = by_person["acute"]
-    patients["oedema"] = anyone(of_concept(prepared, "OEDEMA"))
-    patients["retropulsion"] = anyone(of_concept(prepared, "RETROPULSION"))
-    patients["epidural_disease"] = anyone(of_concept(prepared, "EPIDURAL_DISEASE"))
+    patients["oedema"] = anyone(of_concept(current, "OEDEMA"))
+    patients["retropulsion"] = anyone(of_concept(current, "RETROPULSION"))
+    patients["epidural_disease"] = anyone(of_concept(current, "EPIDURAL_DISEASE"))
     patients["infection"] = anyone(infections)
     patients["coagulopathy"] = anyone(coagulopathic)
     patients["anticoagulant"] = anyone(anticoagulants)
     patients["malignancy"] = (
-        anyone(of_concept(prepared, "MALIGNANCY"))
+        anyone(of_concept(current, "MALIGNANCY"))
         | anyone(fracture_mentions[fracture_mentions["aetiology"].str.lower() == "malignant"]))
 
     # 4. Score.
@@ -195,6 +200,7 @@ def _with_local(levels: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
     The result is sorted by person and craniocaudal level order, one row per
     (person, level), which every level list relies on.
     """
+    # Local findings are few (a pandas groupby-join is fine here).
     kinds = (local[[*KEYS, "kind"]].drop_duplicates().sort_values([*KEYS, "kind"])
              .groupby(KEYS)["kind"].agg(", ".join).rename("local_kinds"))
     levels = levels.join(kinds, on=KEYS)
@@ -228,6 +234,30 @@ def _score_features(prepared: pd.DataFrame, levels: pd.DataFrame, window: np.nda
     }, index=people)
 
 
+def _infection_summary(infections: pd.DataFrame, shown: int = 3) -> pd.Series:
+    """person_id -> "systemic infection: urosepsis, bacteraemia, fever, +2 more (2025-08-14)".
+
+    Distinct terms in time order, at most ``shown`` of them, and the date of
+    the latest mention.
+    """
+    if infections.empty:
+        return pd.Series(dtype=object)
+    items = pd.DataFrame({
+        "person_id": infections["person_id"].to_numpy(),
+        "seq": infections["seq"].to_numpy(),
+        "label": infections["lexical_variant"].str.lower().replace("", "infection").to_numpy(),
+        "date": format_date(infections["note_date"]).replace("", "undated").to_numpy(),
+    }).sort_values("seq", kind="stable")
+    distinct = items.drop_duplicates(["person_id", "label"])
+    first = distinct.groupby("person_id", sort=False).head(shown)
+    more = (distinct.groupby("person_id").size() - first.groupby("person_id").size())
+    more_text = more.map(lambda count: f", +{count} more" if count else "")
+    latest = items.groupby("person_id")["date"].last()
+    labels = join_by(first["person_id"], first["label"], ", ")
+    return ("systemic infection: " + labels + more_text.reindex(labels.index)
+            + " (" + latest.reindex(labels.index) + ")")
+
+
 def _lab_value(latest: pd.DataFrame, lab: str, people: pd.Index) -> np.ndarray:
     values = latest[latest["lab"] == lab].set_index("person_id")["value"]
     return values.reindex(people).astype(float).to_numpy()
@@ -236,14 +266,17 @@ def _lab_value(latest: pd.DataFrame, lab: str, people: pd.Index) -> np.ndarray:
 def _reasons(prepared: pd.DataFrame, levels: pd.DataFrame, patients: pd.DataFrame,
              systemic_infections: pd.DataFrame, coagulopathic: pd.DataFrame,
              lab_values: pd.DataFrame, anticoagulants: pd.DataFrame) -> pd.Series:
-    """"L2 acute (marrow oedema on MRI 2025-05-12); no local contraindication; INR 1.0"."""
+    """person_id -> short text, e.g.
+
+    ``L2 acute (marrow oedema on MRI 2025-05-12); no local contraindication at L2;
+    no systemic contraindication; INR 1.0``
+    """
     people = patients.index
     with_local = np.where(levels["local"], " with " + levels["local_kinds"], "")
-    level_text = (level_reason(levels) + with_local).groupby(levels["person_id"],
-                                                            sort=False).agg("; ".join)
+    level_text = join_by(levels["person_id"], level_reason(levels) + with_local, "; ")
 
     free = levels[levels["acute_free"] | levels["indeterminate_free"]]
-    local_text = "no local contraindication at " + _joined_levels(free)
+    local_text = "no local contraindication at " + join_by(free["person_id"], free["level"], ", ")
     no_fracture = pd.Series(np.where(patients["has_fracture"], "", "no affirmed fracture"),
                             index=people)
 
@@ -255,10 +288,7 @@ def _reasons(prepared: pd.DataFrame, levels: pd.DataFrame, patients: pd.DataFram
         items = items.sort_values("seq", kind="stable").drop_duplicates(["person_id", "text"])
         return prefix + join_by(items["person_id"], items["text"], ", ")
 
-    date = format_date(systemic_infections["note_date"]).replace("", "undated")
-    infection_text = listed(systemic_infections,
-                            systemic_infections["lexical_variant"].str.lower() + " (" + date + ")",
-                            "systemic infection: ")
+    infection_text = _infection_summary(systemic_infections)
     coagulopathy_text = listed(coagulopathic, coagulopathic["reason"])
     systemic_clear = pd.Series(np.where(patients["has_active"] & ~patients["systemic"],
                                         "no systemic contraindication", ""), index=people)

@@ -50,10 +50,11 @@ def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int) 
     * the note is undated -> counts. A finding that cannot be placed in time
       cannot be shown to be outside the window, and a screening tool errs
       towards showing a possible contraindication to the reviewer (the
-      reasons say so). Undated values are still the *oldest* for
+      reasons name it). Undated values are still the *oldest* for
       latest-value-wins, so any dated value overrides them.
-    * the patient has no index date (only chronic levels, no fracture, or
-      every relevant note undated) -> every note counts.
+    * the patient has no index date (no fracture at all, or every fracture
+      note undated) -> every note counts: "sepsis" in a patient without a
+      fracture still sets the ``infection`` flag.
     """
     index = prepared["person_id"].map(index_dates).astype("datetime64[ns]")
     distance = (prepared["note_date"] - index).dt.days.abs()
@@ -229,17 +230,18 @@ def coagulopathy(prepared: pd.DataFrame, window: np.ndarray, latest: pd.DataFram
                       diagnosis_findings.reindex(columns=columns)], ignore_index=True)
 
 
-def current_anticoagulants(prepared: pd.DataFrame, window: np.ndarray) -> pd.DataFrame:
-    """Affirmed, current anticoagulant mentions in the window: reported, never disqualifying.
+def current_anticoagulants(prepared: pd.DataFrame) -> pd.DataFrame:
+    """Affirmed, non-historical anticoagulant mentions: reported, never disqualifying.
 
     "apixaban held since 2025-05-10" -> reported as "apixaban (held)".
-    "history of warfarin" -> not reported (historical). SIR 2019 manages
-    anticoagulants by holding them before the procedure, so their use alone
-    does not change the tier.
+    "history of warfarin" -> not reported (historical). Not window-restricted:
+    long-term anticoagulation is a standing fact the proceduralist must plan
+    around whenever it was written down. SIR 2019 manages anticoagulants by
+    holding them before the procedure, so their use alone does not change
+    the tier.
     """
     anticoagulants = of_concept(prepared, "ANTICOAGULANT")
-    return anticoagulants[~anticoagulants["historical"]
-                          & window[anticoagulants["row"].to_numpy()]]
+    return anticoagulants[~anticoagulants["historical"]]
 
 
 def _number(value: float) -> str:

@@ -12,8 +12,9 @@ Every kept mention gets:
 * ``row`` — its position in the prepared frame (the key evidence refers to);
 * ``note_date`` — the note's day (time of day dropped), ``NaT`` when unknown;
 * ``seq`` — its rank in time order: note date (undated notes count as
-  oldest), then note order in the input, then character offset. "Latest" in
-  every rule means highest ``seq``.
+  oldest), then note order in the input, then character offset. The latest
+  lab value is the one with the highest ``seq``; level statuses compare
+  note dates (see ``levels.decide_level_status``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,7 @@ _UNSPECIFIED_RANK = len(LEVEL_ORDER) + 1      # ... and `unspecified` always las
 _TEXT_COLUMNS = ("note_id", "person_id", "concept", "levels", "acuity", "aetiology",
                  "scope", "lab", "corrected", "med_status", "modality", "snippet",
                  "lexical_variant")
-_FLAG_COLUMNS = ("negated", "uncertain", "historical", "hypothetical", "family", "new")
 _TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
-
-PREPARED_COLUMNS = (*_TEXT_COLUMNS, "historical", "new", "value", "start", "note_date", "seq")
 
 
 def level_rank(levels: pd.Series) -> pd.Series:

@@ -254,22 +254,31 @@ def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
 
 
 def index_dates(evidence: pd.DataFrame, levels: pd.DataFrame) -> pd.Series:
-    """person_id -> index date (``NaT`` when none can be dated).
+    """person_id -> index date, for every patient with a fracture level.
 
-    The index date is the date of the latest note with an acute or
-    indeterminate fracture mention (ACUTE or MENTION_ONLY evidence, linked
-    oedema included) at a level whose status is acute or indeterminate.
-    Chronic levels and historical mentions never set it: "2025-01 MRI: acute
-    L1 fracture" and "2025-09 XR: healed T6 fracture" -> 2025-01.
-    A patient with only chronic levels, or whose relevant notes are all
-    undated, has no index date.
+    1. The patient has an acute or indeterminate level -> the date of the
+       latest note with an acute or indeterminate fracture mention (ACUTE or
+       MENTION_ONLY evidence, linked oedema included) at such a level
+       (SPEC §4). Chronic levels and historical mentions do not move it:
+       "2025-01 MRI: acute L1 fracture" and "2025-09 XR: healed T6
+       fracture" -> 2025-01.
+    2. Only chronic levels -> the date of the latest note with any affirmed
+       fracture mention. The SPEC leaves this case open; centring the window
+       on the last time the fracture was described keeps an INR or an
+       infection from an unrelated admission years away out of the flags
+       (the tier is not_indicated either way).
+
+    ``NaT`` when every such note is undated. Patients without a fracture
+    level are absent.
     """
-    active = levels.loc[levels["status"] != LevelStatus.CHRONIC, KEYS]
-    relevant = evidence[evidence["rank"].isin([Evidence.ACUTE, Evidence.MENTION_ONLY])]
-    relevant = relevant.merge(active, on=KEYS)
-    if relevant.empty:
+    if evidence.empty:
         return pd.Series(dtype="datetime64[ns]")
-    return relevant.groupby("person_id")["note_date"].max()
+    status = evidence[KEYS].merge(levels[[*KEYS, "status"]], on=KEYS, how="left")["status"]
+    active_level = (status != LevelStatus.CHRONIC).to_numpy()
+    active_mention = evidence["rank"].isin([Evidence.ACUTE, Evidence.MENTION_ONLY]).to_numpy()
+    active_person = evidence["person_id"].isin(evidence.loc[active_level, "person_id"]).to_numpy()
+    counts = np.where(active_person, active_level & active_mention, True)
+    return evidence[counts].groupby("person_id")["note_date"].max()
 
 
 def level_reason(levels: pd.DataFrame) -> pd.Series:
