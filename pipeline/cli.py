@@ -226,6 +226,8 @@ def evaluate(gold, outdir, patterns, config, quiet, verbose):
     try:
         from .evaluation.corpus import evaluate_corpus
         summary = evaluate_corpus(gold, outdir, patterns=patterns, config_path=config)
+    except ImportError:
+        raise Failure("corpus evaluation is not part of this build yet (issue: extraction)") from None
     except (ValueError, FileNotFoundError, OSError) as error:
         _fail(error, verbose)
     click.echo(summary)
