@@ -41,7 +41,8 @@ Decisions worth knowing (each counted in :class:`ReadStats`):
   concerned are counted, never logged.
 * A JSON Lines line that is not a JSON object is skipped, counted in
   ``malformed_lines`` with its line number (first 20 in
-  ``malformed_line_numbers``) and logged as a warning: without a parsable
+  ``malformed_line_numbers``; for a JSON array, the element number) and
+  logged as a warning: without a parsable
   record there is no note id or patient to attach it to, and inventing one
   would add a fake patient to the cohort. A CSV record with the wrong number
   of fields is kept (padded or truncated) and also counted there.
@@ -102,7 +103,6 @@ _FORMAT_ALIASES = {
     "sql": "sql",
 }
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-_STREAM_FORMATS = ("csv", "tsv", "jsonl", "json")
 
 _CHUNK_BYTES = 1 << 20
 _MAX_LISTED_LINES = 20
@@ -302,6 +302,9 @@ class NoteSource:
     def _validate(self) -> None:
         """Check the columns before any note is read, when that is cheap."""
 
+    def _check_readable(self) -> None:
+        """Raise if another pass is impossible (standard input)."""
+
     def _iter_raw(self) -> Iterator[_Raw]:
         raise NotImplementedError
 
@@ -317,6 +320,7 @@ class NoteSource:
         to continue numbering across inputs). An input with no notes yields
         no frame.
         """
+        self._check_readable()
         self.stats = ReadStats()
         seen_ids = _SeenIds()
         next_row = start_row
@@ -387,10 +391,16 @@ class NoteSource:
     def _log_summary(self) -> None:
         stats = self.stats
         logger.info("read %d notes in %d batches from %s", stats.rows, stats.batches, self.describe())
+        if stats.filtered_out or stats.undated_kept:
+            logger.info(
+                "%s: %d notes outside the date window left out, %d undated notes kept",
+                self.describe(), stats.filtered_out, stats.undated_kept,
+            )
         problems = {
             name: value
             for name, value in stats.as_dict().items()
-            if name not in ("rows", "batches", "malformed_line_numbers") and value
+            if name not in ("rows", "batches", "malformed_line_numbers", "filtered_out", "undated_kept")
+            and value
         }
         if problems:
             logger.warning("%s: %s", self.describe(), ", ".join(f"{k}={v}" for k, v in problems.items()))
@@ -422,10 +432,13 @@ class _StreamSource(NoteSource):
             raise RuntimeError("the fingerprint of standard input is known only once it has been read")
         return self._stdin_reader.hexdigest()
 
+    def _check_readable(self) -> None:
+        if self.path is None and self._stdin_reader is not None:
+            raise RuntimeError("standard input can be read only once")
+
     def _open_binary(self) -> BinaryIO:
         if self.path is None:
-            if self._stdin_reader is not None:
-                raise RuntimeError("standard input can be read only once")
+            self._check_readable()
             self._stdin_reader = _HashingReader(sys.stdin.buffer)
             return io.BufferedReader(self._stdin_reader, buffer_size=_CHUNK_BYTES)
         opener = _COMPRESSED.get(self.path.suffix.lower())
@@ -525,9 +538,10 @@ class _JsonSource(_StreamSource):
             if not text:
                 continue
             try:
-                yield line_number, json.loads(text)
+                record = json.loads(text)
             except (ValueError, RecursionError):
-                yield line_number, _MALFORMED
+                record = _MALFORMED
+            yield line_number, record
 
     def _records_to_raw(self, records: Iterator[tuple[int, Any]]) -> Iterator[_Raw]:
         stats = self.stats
@@ -574,7 +588,8 @@ class _ParquetSource(NoteSource):
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetFile(self.path)
+            # A buffered stream reads column chunks piecewise instead of whole.
+            return pq.ParquetFile(self.path, buffer_size=_CHUNK_BYTES, pre_buffer=False)
         except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...
             raise InputError(f"{self.describe()}: not a readable Parquet file ({type(error).__name__})") from None
 
@@ -599,6 +614,8 @@ class _ParquetSource(NoteSource):
                     if pa.types.is_timestamp(column.type):
                         # to_pandas keeps nanoseconds and out-of-range years as-is.
                         raw[name] = list(column.to_pandas())
+                    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                        raw[name] = column.to_numpy(zero_copy_only=False).tolist()  # faster than to_pylist
                     else:
                         raw[name] = column.to_pylist()
                 yield raw
@@ -959,7 +976,7 @@ def _get_key(record: dict, key: str) -> Any:
 
 
 def _json_array_records(binary: BinaryIO, encoding: str, where: str) -> Iterator[tuple[int, Any]]:
-    """Stream the elements of a top-level JSON array, yielding (index, value)."""
+    """Stream the elements of a top-level JSON array, yielding (element number from 1, value)."""
     text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape")
     decoder = json.JSONDecoder()
     buffer, position, at_end = "", 0, False
@@ -987,7 +1004,7 @@ def _json_array_records(binary: BinaryIO, encoding: str, where: str) -> Iterator
     if not skip_blank() or buffer[position] != "[":
         raise InputError(f"{where}: expected a JSON array")
     position += 1
-    index = 0
+    index = 1
     while skip_blank():
         if buffer[position] == "]":
             return
@@ -1044,6 +1061,13 @@ def _is_missing(value: Any) -> bool:
 
 def _id_text(value: Any) -> str:
     """An id as a string: 12, 12.0 and "12" are the same id; missing is ""."""
+    if type(value) is str:  # the common case, first
+        text = value.strip()
+        if "." in text:
+            integral = _INTEGRAL_FLOAT.match(text)
+            if integral:
+                text = integral.group(1).lstrip("+")
+        return text
     if _is_missing(value):
         return ""
     if isinstance(value, (bool, np.bool_)):
@@ -1066,6 +1090,8 @@ def _id_text(value: Any) -> str:
 
 
 def _title_text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if _is_missing(value):
         return ""
     if isinstance(value, bytes):
@@ -1074,6 +1100,8 @@ def _title_text(value: Any) -> str:
 
 
 def _note_text(value: Any) -> str | None:
+    if type(value) is str:
+        return value
     if _is_missing(value):
         return None
     if isinstance(value, bytes):
@@ -1083,6 +1111,8 @@ def _note_text(value: Any) -> str | None:
 
 def _date_text(value: Any) -> str | None:
     """A date value as ISO text for parsing; None when missing."""
+    if type(value) is str:
+        return value.strip() or None
     if _is_missing(value):
         return None
     if isinstance(value, str):
