@@ -25,4 +25,4 @@ else
     $sudo apt-get install -y --no-install-recommends $missing
 fi
 
-/usr/bin/chromium --version
+/usr/bin/chromium --version 2>/dev/null

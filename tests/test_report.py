@@ -18,8 +18,13 @@ from openpyxl import load_workbook
 
 from pipeline.report import excel, html
 from pipeline.report.excel import TRUNCATION_MARKER, write_excel_report
-from pipeline.report.html import (cohort_funnel, highlight_segments, render_html_report,
-                                  script_json, write_html_report)
+from pipeline.report.html import (
+    cohort_funnel,
+    highlight_segments,
+    render_html_report,
+    script_json,
+    write_html_report,
+)
 
 HOSTILE = ('Pt typed <script>alert("x")</script> and <img src=x onerror="alert(2)"> '
            'and <a href="javascript:alert(3)">javascript:alert(3)</a> then </script><!-- '
@@ -386,25 +391,16 @@ def test_ten_thousand_patients_stay_well_below_20_mb(tmp_path):
     assert "is not embedded, to keep this page small" in page
 
 
-def test_write_is_atomic_and_owner_only(frames, tmp_path):
+def test_write_replaces_the_file_owner_only_and_leaves_no_temporary(frames, tmp_path):
     path = tmp_path / "report.html"
     path.write_text("old")
     write_html_report(path, **frames)
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert path.stat().st_mode & 0o077 == 0
-    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
-
-    class Boom(Exception):
-        pass
-
-    def explode(**_):
-        raise Boom
-
-    with pytest.raises(Boom), html.atomic_path(path) as temporary:
-        temporary.write_text("half")
-        explode()
-    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    workbook = tmp_path / "report.xlsx"
+    write_excel_report(workbook, patients=frames["patients"], mentions=frames["mentions"])
+    assert workbook.stat().st_mode & 0o077 == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.xlsx"]
 
 
 def test_templates_ship_inside_the_package():

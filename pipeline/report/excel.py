@@ -39,7 +39,7 @@ from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from .html import atomic_path
+from ..io.writers import atomic_path
 from .plots import TIER_ORDER
 
 __all__ = ["write_excel_report", "evidence_table", "patient_table",

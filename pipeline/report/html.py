@@ -26,14 +26,12 @@ order, best score first). The page says so wherever a cap applied.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
@@ -45,12 +43,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from .. import __version__
+from ..io.writers import atomic_path
 from . import plots
 from .plots import TIER_COLOURS, TIER_LABELS, TIER_ORDER
 
 __all__ = [
     "write_html_report", "render_html_report", "cohort_funnel", "highlight_segments",
-    "script_json", "atomic_path", "save_screenshot",
+    "script_json", "save_screenshot",
     "MAX_EVIDENCE_PER_PATIENT", "MAX_EVIDENCE_BYTES", "MAX_TABLE_PATIENTS",
 ]
 
@@ -128,7 +127,7 @@ CHROMIUM_ARGS = (
 def write_html_report(path: str | os.PathLike, *, patients: pd.DataFrame,
                       mentions: pd.DataFrame, notes: pd.DataFrame,
                       manifest: Mapping[str, Any] | None) -> None:
-    """Write ``report.html`` for one run, atomically (temp file + rename).
+    """Write ``report.html`` for one run, atomically (``io.writers.atomic_path``).
 
     ``patients``, ``mentions`` and ``notes`` are the frames of
     docs/design.md §4, §3 and §2; ``manifest`` is the run's manifest dict
@@ -149,8 +148,7 @@ def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
     mentions = mentions if mentions is not None else pd.DataFrame()
     notes = notes if notes is not None else pd.DataFrame()
 
-    rows = _patient_rows(patients)
-    listed = rows[:MAX_TABLE_PATIENTS]
+    listed = _patient_rows(patients, limit=MAX_TABLE_PATIENTS)
     evidence, evidence_stats = _evidence_by_patient(listed, mentions, notes)
     for row in listed:
         row["ev"] = evidence_stats.get(row["id"], {"total": 0, "state": "none"})
@@ -185,9 +183,8 @@ def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
         "concepts": [{"key": key, "label": label, "background": background, "accent": accent}
                      for key, (label, background, accent) in CONCEPTS.items()],
         "tier_colours": [{"key": tier, "colour": colour} for tier, colour in TIER_COLOURS.items()],
-        "n_patients": len(rows),
+        "n_patients": len(patients),
         "n_listed": len(listed),
-        "max_table_patients": MAX_TABLE_PATIENTS,
         "max_evidence": MAX_EVIDENCE_PER_PATIENT,
         "n_capped": sum(1 for stats in evidence_stats.values() if stats["state"] == "capped"),
         "n_omitted": sum(1 for stats in evidence_stats.values() if stats["state"] == "omitted"),
@@ -197,8 +194,9 @@ def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
                 f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"),
         "meta_json": script_json(meta),
         "patients_json": script_json(listed),
-        "evidence_json": Markup("{" + ",".join(
-            f"{script_json(person_id)}:{payload}" for person_id, payload in evidence.items()) + "}"),
+        "evidence_json": Markup("{") + Markup(",").join(
+            script_json(person_id) + Markup(":") + payload for person_id, payload in evidence.items()
+        ) + Markup("}"),
     }
     return _environment().get_template("report.html").render(**context)
 
@@ -268,28 +266,6 @@ def script_json(value: Any) -> Markup:
     return Markup(text.translate(_SCRIPT_JSON_ESCAPES))
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``.
-
-    Readers never see a half-written report, and a failed write leaves the
-    previous file untouched. The temporary file is created owner-only
-    (0600), which the rename keeps.
-    """
-    # TODO(lead): use pipeline.io.writers.atomic_path once it exists.
-    target = Path(path)
-    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=target.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def save_screenshot(report: str | os.PathLike, png: str | os.PathLike, *,
                     width: int = 1360, height: int = 900, full_page: bool = True,
                     executable_path: str = CHROMIUM_PATH) -> Path:
@@ -320,51 +296,55 @@ def save_screenshot(report: str | os.PathLike, png: str | os.PathLike, *,
 # patient rows
 
 
-def _patient_rows(patients: pd.DataFrame) -> list[dict[str, Any]]:
-    """One JSON-ready dict per patient, in table order (tier, then best score)."""
+def _patient_rows(patients: pd.DataFrame, *, limit: int) -> list[dict[str, Any]]:
+    """JSON-ready dicts for the first ``limit`` patients in table order.
+
+    Table order: tier (``TIER_ORDER``), then best score, then person id.
+    """
     if patients.empty:
         return []
-    columns = {name: (patients[name].tolist() if name in patients else [None] * len(patients))
-               for name in ("person_id", "tier", "score", "fracture_levels", "acute_levels",
-                            "candidate_levels", "indeterminate_levels", "chronic_levels",
-                            "index_date", "n_notes", "reasons", "latest_inr",
-                            "latest_platelets", *(key for key, _, _ in _FLAGS))}
-    rows = []
-    for i in range(len(patients)):
-        def value(name: str) -> Any:
-            return columns[name][i]
+    order = pd.DataFrame({
+        "tier": _text_series(patients, "tier").map(
+            {tier: rank for rank, tier in enumerate(TIER_ORDER)}).fillna(len(TIER_ORDER)).to_numpy(),
+        "score": (-pd.to_numeric(patients["score"], errors="coerce")).fillna(math.inf).to_numpy()
+        if "score" in patients else 0.0,
+        "person": _text_series(patients, "person_id").to_numpy(),
+    })
+    positions = order.sort_values(["tier", "score", "person"], kind="stable").index[:limit]
+    patients = patients.iloc[positions]
+    names = ("person_id", "tier", "score", "fracture_levels", "acute_levels", "candidate_levels",
+             "indeterminate_levels", "chronic_levels", "index_date", "n_notes", "reasons",
+             "latest_inr", "latest_platelets", *(key for key, _, _ in _FLAGS))
+    columns = [patients[name].tolist() if name in patients else [None] * len(patients) for name in names]
+    return [_patient_row(dict(zip(names, values))) for values in zip(*columns)]
 
-        fracture = _levels(value("fracture_levels"))
-        statuses = {}
-        for status, name in (("chronic", "chronic_levels"), ("indeterminate", "indeterminate_levels"),
-                             ("acute", "acute_levels"), ("candidate", "candidate_levels")):
-            for level in _levels(value(name)):
-                statuses[level] = status  # later (stronger) statuses overwrite
-        levels = fracture + [level for level in statuses if level not in fracture]
-        levels.sort(key=_level_rank)
-        tier = _text(value("tier"))
-        rows.append({
-            "id": _text(value("person_id")),
-            "tier": tier,
-            "score": _number(value("score")),
-            "levels": [[level, statuses.get(level, "")] for level in levels],
-            "rank": _level_rank(levels[0]) if levels else 999,
-            "acute": _levels(value("acute_levels")),
-            "indet": _levels(value("indeterminate_levels")),
-            "chronic": _levels(value("chronic_levels")),
-            "cand": _levels(value("candidate_levels")),
-            "date": _date_text(value("index_date")),
-            "notes": _integer(value("n_notes")),
-            "reasons": [_text(reason) for reason in _as_list(value("reasons"))],
-            "flags": [key for key, _, _ in _FLAGS if _truthy(value(key))],
-            "inr": _number(value("latest_inr")),
-            "plt": _number(value("latest_platelets")),
-        })
-    tier_rank = {tier: rank for rank, tier in enumerate(TIER_ORDER)}
-    rows.sort(key=lambda row: (tier_rank.get(row["tier"], len(TIER_ORDER)),
-                               -(row["score"] if row["score"] is not None else -math.inf),
-                               row["id"]))
-    return rows
+
+def _patient_row(patient: Mapping[str, Any]) -> dict[str, Any]:
+    """One patient as the page's script reads it (short keys: 50,000 rows add up)."""
+    statuses: dict[str, str] = {}
+    for status, name in (("chronic", "chronic_levels"), ("indeterminate", "indeterminate_levels"),
+                         ("acute", "acute_levels"), ("candidate", "candidate_levels")):
+        for level in _levels(patient[name]):
+            statuses[level] = status  # later, stronger statuses overwrite
+    fracture = _levels(patient["fracture_levels"])
+    levels = sorted(fracture + [level for level in statuses if level not in fracture], key=_level_rank)
+    return {
+        "id": _text(patient["person_id"]),
+        "tier": _text(patient["tier"]),
+        "score": _number(patient["score"]),
+        "levels": [[level, statuses.get(level, "")] for level in levels],
+        "rank": _level_rank(levels[0]) if levels else 999,
+        "acute": _levels(patient["acute_levels"]),
+        "indet": _levels(patient["indeterminate_levels"]),
+        "chronic": _levels(patient["chronic_levels"]),
+        "cand": _levels(patient["candidate_levels"]),
+        "date": _date_text(patient["index_date"]),
+        "notes": _integer(patient["n_notes"]),
+        "reasons": [_text(reason) for reason in _as_list(patient["reasons"])],
+        "flags": [key for key, _, _ in _FLAGS if _truthy(patient[key])],
+        "inr": _number(patient["latest_inr"]),
+        "plt": _number(patient["latest_platelets"]),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -377,7 +357,7 @@ _MENTION_FLAGS = ("negated", "uncertain", "hypothetical", "family", "historical"
 
 
 def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame,
-                         notes: pd.DataFrame) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+                         notes: pd.DataFrame) -> tuple[dict[str, Markup], dict[str, dict[str, Any]]]:
     """Evidence JSON (escaped) per listed patient, and per-patient counts.
 
     Patients are served in table order until ``MAX_EVIDENCE_BYTES`` is
@@ -393,18 +373,25 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
     totals = evidence_rows.groupby("person_id").size().to_dict()
     selected = _select_evidence(evidence_rows)
 
-    # From here on plain dicts: pandas per-group overhead dominates otherwise.
-    selected_notes = set(selected["note_id"])
-    in_selected_notes = frame[frame["note_id"].isin(selected_notes)]
-    by_note: dict[str, list[dict[str, Any]]] = {}
-    for record in in_selected_notes.to_dict("records"):
-        by_note.setdefault(record["note_id"], []).append(record)
-    selected_by_person: dict[str, list[dict[str, Any]]] = {}
-    for record in selected.to_dict("records"):
-        selected_by_person.setdefault(record["person_id"], []).append(record)
-    titles = _note_titles(notes, selected_notes)
+    # From here on plain dicts, built only for the patients that get
+    # evidence: pandas' per-group overhead would dominate otherwise.
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    records: dict[int, dict[str, Any]] = {}
 
-    payloads: dict[str, str] = {}
+    def record(position: int) -> dict[str, Any]:
+        if position not in records:
+            records[position] = {name: values[position] for name, values in columns.items()}
+        return records[position]
+
+    note_positions = frame.groupby("note_id", sort=False).indices
+    selected_positions = dict(zip(
+        selected["person_id"].drop_duplicates(),
+        np.split(selected["order"].to_numpy(),
+                 np.flatnonzero(selected["person_id"].to_numpy()[1:]
+                                != selected["person_id"].to_numpy()[:-1]) + 1)))
+    titles = _note_titles(notes, set(selected["note_id"]))
+
+    payloads: dict[str, Markup] = {}
     spent = 0
     for row in rows:
         person_id = row["id"]
@@ -414,8 +401,11 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
         if spent >= MAX_EVIDENCE_BYTES:
             stats[person_id] = {"total": total, "shown": 0, "state": "omitted"}
             continue
-        items, shown = _evidence_items(selected_by_person[person_id], by_note, titles)
-        payload = str(script_json({"items": items}))
+        chosen = [record(int(position)) for position in selected_positions[person_id]]
+        in_notes = {member["note_id"]: [record(int(position)) for position in note_positions[member["note_id"]]]
+                    for member in chosen}
+        items, shown = _evidence_items(chosen, in_notes, titles)
+        payload = script_json({"items": items})
         spent += len(payload.encode("utf-8", "replace"))
         payloads[person_id] = payload
         stats[person_id] = {"total": total, "shown": shown,
@@ -493,6 +483,7 @@ def _evidence_items(selected: Sequence[dict[str, Any]], by_note: Mapping[str, li
             "date": _date_text(window["when"]),
             "title": titles.get(window["note_id"], ""),
             "section": window["section"],
+            "modality": next((member["modality"] for member in members if member["modality"]), ""),
             "seg": [[piece, -1 if index is None else index]
                     for piece, index in highlight_segments(window["text"], located)],
             "m": [_mention_view(member, located=window["spans"][i][0] is not None)
@@ -609,8 +600,6 @@ def _mention_view(member: Mapping[str, Any], *, located: bool) -> dict[str, Any]
         attributes.append(f"corrected: {member['corrected']}")
     if member["med_status"]:
         attributes.append(f"medication: {member['med_status']}")
-    if member["modality"]:
-        attributes.append(f"modality: {member['modality']}")
     view = {"c": member["concept"], "x": member["lexical_variant"],
             "st": states[0] if states else ("historical" if member["historical"] else "affirmed"),
             "a": attributes}
@@ -638,19 +627,7 @@ def _run_summary(manifest: Mapping[str, Any], notes: pd.DataFrame) -> dict[str, 
     ordered = [name for name in _VERSION_ORDER if name in versions]
     ordered += sorted(name for name in versions if name not in _VERSION_ORDER)
 
-    inputs = manifest.get("input")
-    if isinstance(inputs, Mapping):
-        inputs = [inputs]
-    elif not isinstance(inputs, (list, tuple)):
-        inputs = [] if inputs is None else [{"description": inputs}]
-    input_rows = []
-    for item in inputs:
-        item = item if isinstance(item, Mapping) else {"description": item}
-        input_rows.append({
-            "description": _summary_text(item.get("description", item.get("path", ""))),
-            "fingerprint": _summary_text(item.get("fingerprint", "")),
-            "rows": _summary_text(item.get("rows", "")),
-        })
+    input_rows = [_input_summary(item) for item in _input_items(manifest.get("input"))]
 
     counts = manifest.get("counts")
     counts = counts if isinstance(counts, Mapping) else {}
@@ -663,21 +640,50 @@ def _run_summary(manifest: Mapping[str, Any], notes: pd.DataFrame) -> dict[str, 
 
     timings = manifest.get("timings")
     if isinstance(timings, Mapping):
-        timing_rows = [(str(name), _duration(value)) for name, value in timings.items()]
+        timing_rows = [(str(name).removesuffix("_seconds").replace("_", " "), _duration(value))
+                       for name, value in timings.items()]
     elif timings is not None:
         timing_rows = [("total", _duration(timings))]
     else:
         timing_rows = []
 
+    config = manifest.get("config")
+    config_hash = manifest.get("config_hash") or (config.get("hash", "") if isinstance(config, Mapping) else "")
+    tool = " ".join(_summary_text(manifest.get(key, "")) for key in ("tool", "command")).strip()
     return {
-        "tool": _summary_text(manifest.get("tool", "")),
+        "tool": tool,
         "started_at": _summary_text(manifest.get("started_at", "")),
-        "config_hash": _summary_text(manifest.get("config_hash", "")),
+        "config_hash": _summary_text(config_hash),
         "versions": [(_VERSION_LABELS.get(name, name), _summary_text(versions[name])) for name in ordered],
         "inputs": input_rows,
         "status": status_rows,
         "n_notes": sum(count for _, count in status_rows),
         "timings": timing_rows,
+    }
+
+
+def _input_items(value: Any) -> list[Any]:
+    """The input(s) of the run: a dict, a dict with ``sources``, a list, or a description."""
+    if isinstance(value, Mapping):
+        sources = value.get("sources")
+        if isinstance(sources, (list, tuple)) and sources:
+            return list(sources)
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value is None else [value]
+
+
+def _input_summary(item: Any) -> dict[str, str]:
+    if not isinstance(item, Mapping):
+        return {"description": _summary_text(item), "fingerprint": "", "rows": ""}
+    stats = item.get("stats") if isinstance(item.get("stats"), Mapping) else {}
+    rows = item.get("rows", stats.get("rows", ""))
+    number = _integer(rows)
+    return {
+        "description": _summary_text(item.get("description", item.get("path", ""))),
+        "fingerprint": _summary_text(item.get("fingerprint", "")),
+        "rows": f"{number:,}" if number is not None else _summary_text(rows),
     }
 
 
@@ -692,8 +698,9 @@ def _kpis(patients: pd.DataFrame, notes: pd.DataFrame, manifest: Mapping[str, An
     cards = [{"key": "patients", "label": "Patients", "value": len(patients)}]
     if n_notes is not None:
         cards.append({"key": "notes", "label": "Notes", "value": n_notes})
-    cards += [{"key": tier, "label": TIER_LABELS[tier], "value": tier_counts.get(tier, 0)}
-              for tier in ("candidate", "needs_imaging", "contraindicated")]
+    cards += [{"key": tier, "label": label, "value": tier_counts.get(tier, 0)}
+              for tier, label in (("candidate", "Candidates"), ("needs_imaging", "Needs imaging"),
+                                  ("contraindicated", "Contraindicated"))]
     return cards
 
 

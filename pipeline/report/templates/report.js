@@ -283,7 +283,7 @@
     } else if (!data || !data.items.length) {
       body.append(el("p", "cap-note", "No mentions of the screened concepts."));
     } else {
-      data.items.forEach(function (item) { body.append(evidenceElement(item)); });
+      body.append(evidenceList(data.items));
       if (stats.state === "capped") {
         body.append(el("p", "cap-note",
           "Showing " + numberFormat.format(stats.shown) + " of " + numberFormat.format(stats.total) +
@@ -300,16 +300,40 @@
     return [label].concat(mention.a).join(" · ");
   }
 
-  function evidenceElement(item) {
+  /* Items come newest note first, sentences of one note together and in
+   * reading order: one box per note, one line per sentence. */
+  function evidenceList(items) {
+    var fragment = document.createDocumentFragment();
+    var figure = null;
+    items.forEach(function (item) {
+      if (figure === null || figure.dataset.note !== item.note) {
+        figure = noteElement(item);
+        fragment.append(figure);
+      }
+      figure.append(sentenceElement(item));
+    });
+    return fragment;
+  }
+
+  function noteElement(item) {
     var figure = el("figure", "evidence");
     figure.dataset.note = item.note;
     var caption = el("figcaption");
     caption.append(el("span", "note-date", item.date || "undated"));
     if (item.title) caption.append(el("span", "note-title", item.title));
+    if (item.modality && (item.title || "").toUpperCase().indexOf(item.modality.toUpperCase()) < 0) {
+      caption.append(el("span", "note-modality", item.modality));
+    }
     caption.append(el("span", "note-id", "note " + item.note));
-    if (item.section) caption.append(el("span", "note-section", item.section));
     figure.append(caption);
+    return figure;
+  }
 
+  function sentenceElement(item) {
+    var sentence = el("div", "sentence");
+    // "other" is the sectionizer's default: not worth a label.
+    sentence.append(el("div", "section-label", item.section === "other" ? "" : item.section || ""));
+    var content = el("div", "sentence-body");
     var quote = el("blockquote", "snippet");
     item.seg.forEach(function (segment) {
       var text = segment[0];
@@ -324,7 +348,7 @@
       mark.title = mentionTitle(mention);
       quote.append(mark);
     });
-    figure.append(quote);
+    content.append(quote);
 
     var list = el("ul", "mentions");
     item.m.forEach(function (mention) {
@@ -339,8 +363,9 @@
       if (mention.lost) li.append(el("span", "attr warn", "not located in the sentence"));
       list.append(li);
     });
-    if (list.childElementCount) figure.append(list);
-    return figure;
+    if (list.childElementCount) content.append(list);
+    sentence.append(content);
+    return sentence;
   }
 
   /* ------------------------------------------------------------------ */
