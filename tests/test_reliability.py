@@ -197,13 +197,23 @@ def test_nul_bytes_in_a_run_are_removed_and_every_note_is_kept(tmp_path):
     assert stats["nul_bytes_notes"] == 2
 
 
-def test_unbalanced_quote_completes(tmp_path):
+def test_unbalanced_quote_is_refused_not_swallowed(tmp_path):
     path = tmp_path / "quote.csv"
     path.write_text('note_id,person_id,note_text\n1,p1,"Acute L1 fracture\n2,p2,Normal study\n3,p3,T12 wedge\n')
     out = tmp_path / "out"
+    result = cli("screen", path, "-o", out)
+    # the open quote would swallow notes 2 and 3 into note 1: an error, not a silent loss
+    assert result.exit_code == 2
+    assert "line 2" in result.output and "never closed" in result.output
+    assert "Traceback" not in result.output and not (out / "notes.csv").exists()
+
+
+def test_multiline_quoted_last_note_is_fine(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text('note_id,person_id,note_text\n1,p1,"Acute L1\nfracture"\n2,p2,"Normal\nstudy"\n')
+    out = tmp_path / "out"
     assert cli("screen", path, "-o", out, "-q").exit_code == 0
-    # CSV rules: the open quote runs to the end of the file, so one note holds the rest
-    assert read(out, "notes.csv")["note_id"].tolist() == ["1"]
+    assert read(out, "notes.csv")["note_id"].tolist() == ["1", "2"]
 
 
 def test_a_100000_character_line_through_the_extractor(extractor):

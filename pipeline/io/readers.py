@@ -500,7 +500,15 @@ class _DelimitedSource(_StreamSource):
             width = len(names)
             raw = _new_raw()
             columns = [raw[name] for name in _FIELDS]
+            record_start = reader.line_num + 1
+            ends_with_quote = True
             for record in reader:
+                first_line, record_start = record_start, reader.line_num + 1
+                if reader.line_num - first_line > 0:
+                    # a record over several lines: remember whether its last line closed a quote
+                    ends_with_quote = _last_line_closes_quote(record)
+                else:
+                    ends_with_quote = True
                 if not record:
                     continue  # a blank line between records
                 if len(record) != width:
@@ -512,8 +520,27 @@ class _DelimitedSource(_StreamSource):
                     yield raw
                     raw = _new_raw()
                     columns = [raw[name] for name in _FIELDS]
+            if not ends_with_quote and reader.line_num > first_line:
+                # An unbalanced quote swallowed every line after it into one field:
+                # refuse rather than lose those notes silently.
+                raise InputError(
+                    f"{self.describe()}: a quote opened in the record starting at line {first_line} "
+                    f"is never closed (it runs to the end of the file, line {reader.line_num}); "
+                    f"fix the quoting of that record")
             if columns[0]:
                 yield raw
+
+
+def _last_line_closes_quote(record: list[str]) -> bool:
+    """Whether a multi-line record plausibly ended on a closing quote.
+
+    The csv module drops the quote characters, so look at the shape of the
+    last field: a field that swallowed the rest of the file ends with the
+    file's last line (its text and a newline), which a closed quoted field
+    almost never does.
+    """
+    last = record[-1] if record else ""
+    return not last.endswith("\n")
 
 
 class _JsonSource(_StreamSource):
