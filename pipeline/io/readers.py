@@ -481,8 +481,11 @@ class _DelimitedSource(_StreamSource):
                     logger.info("%s: the header has no %r; using %r", self.describe(), delimiter, other)
                     delimiter = other
                     break
-        reader = csv.reader(itertools.chain([first_line], text), delimiter=delimiter)
+        self._record_lines: list[str] = []  # raw lines of the record being parsed
+        reader = csv.reader(_remember(itertools.chain([first_line], text), self._record_lines),
+                            delimiter=delimiter)
         header = [name.strip() for name in next(reader)]
+        self._record_lines.clear()
         return header, reader
 
     def _iter_raw(self) -> Iterator[_Raw]:
@@ -500,15 +503,14 @@ class _DelimitedSource(_StreamSource):
             width = len(names)
             raw = _new_raw()
             columns = [raw[name] for name in _FIELDS]
-            record_start = reader.line_num + 1
-            ends_with_quote = True
+            open_quote_at = None
             for record in reader:
-                first_line, record_start = record_start, reader.line_num + 1
-                if reader.line_num - first_line > 0:
-                    # a record over several lines: remember whether its last line closed a quote
-                    ends_with_quote = _last_line_closes_quote(record)
-                else:
-                    ends_with_quote = True
+                lines = self._record_lines
+                # A record over several lines with an odd number of quote characters
+                # can only end at the end of the file: its quote was never closed.
+                open_quote_at = (reader.line_num - len(lines) + 1
+                                 if len(lines) > 1 and sum(line.count('"') for line in lines) % 2 else None)
+                lines.clear()
                 if not record:
                     continue  # a blank line between records
                 if len(record) != width:
@@ -520,27 +522,22 @@ class _DelimitedSource(_StreamSource):
                     yield raw
                     raw = _new_raw()
                     columns = [raw[name] for name in _FIELDS]
-            if not ends_with_quote and reader.line_num > first_line:
+            if open_quote_at is not None:
                 # An unbalanced quote swallowed every line after it into one field:
                 # refuse rather than lose those notes silently.
                 raise InputError(
-                    f"{self.describe()}: a quote opened in the record starting at line {first_line} "
+                    f"{self.describe()}: a quote opened in the record starting at line {open_quote_at} "
                     f"is never closed (it runs to the end of the file, line {reader.line_num}); "
                     f"fix the quoting of that record")
             if columns[0]:
                 yield raw
 
 
-def _last_line_closes_quote(record: list[str]) -> bool:
-    """Whether a multi-line record plausibly ended on a closing quote.
-
-    The csv module drops the quote characters, so look at the shape of the
-    last field: a field that swallowed the rest of the file ends with the
-    file's last line (its text and a newline), which a closed quoted field
-    almost never does.
-    """
-    last = record[-1] if record else ""
-    return not last.endswith("\n")
+def _remember(lines: Iterator[str], memory: list[str]) -> Iterator[str]:
+    """Pass lines through, keeping them in ``memory`` until the caller clears it."""
+    for line in lines:
+        memory.append(line)
+        yield line
 
 
 class _JsonSource(_StreamSource):
