@@ -95,15 +95,13 @@ def read_testset(path: str | Path) -> list[TestRow]:
             if len(fields) < 6:
                 raise ValueError(f"{path}, line {number}: expected 6 tab-separated fields, found {len(fields)}")
             line, condition, sentence, negation, temporality, experiencer = (f.strip() for f in fields[:6])
-            try:
-                rows.append(TestRow(
-                    line=line, condition=condition, sentence=sentence,
-                    negation=GOLD_NEGATION[negation.lower()],
-                    temporality=GOLD_TEMPORALITY[temporality.lower()],
-                    experiencer=GOLD_EXPERIENCER[experiencer.lower()],
-                ))
-            except KeyError as error:
-                raise ValueError(f"{path}, line {number}: unknown annotation value {error.args[0]!r}") from None
+            gold = []
+            for value, mapping in ((negation, GOLD_NEGATION), (temporality, GOLD_TEMPORALITY),
+                                   (experiencer, GOLD_EXPERIENCER)):
+                if value.lower() not in mapping:
+                    raise ValueError(f"{path}, line {number}: unknown annotation value {value!r}")
+                gold.append(mapping[value.lower()])
+            rows.append(TestRow(line, condition, sentence, *gold))
     return rows
 
 

@@ -30,6 +30,7 @@ LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION
             "MALIGNANCY", "PRIOR_AUGMENTATION"}
 ACUITY = {"INDETERMINATE_AGE": "indeterminate", "ACUTE": "acute", "SUBACUTE": "subacute",
           "HEALED": "healed", "CHRONIC": "chronic"}
+CORRECTABLE = ("COAGULOPATHY", "INFECTION", "ANTICOAGULANT")  # carry ``corrected``
 FLAGS = {"NEGATED_EXISTENCE": "negated", "POSSIBLE_EXISTENCE": "uncertain",
          "HISTORICAL": "historical", "HYPOTHETICAL": "hypothetical", "FAMILY": "family"}
 
@@ -48,6 +49,14 @@ NON_VERTEBRAL = re.compile(
     r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal)\b",
     re.IGNORECASE,
 )
+
+
+# "fractures of several ribs": a fracture naming its own site, not a vertebral
+# one, is not vertebral even in a spine report
+OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indeterminate|indeterminant|uncertain|unknown|"
+                      r"undetermined|unclear|age|chronicity|acuity)\b)", re.IGNORECASE)
+VERTEBRAL_PART = re.compile(r"\b(?:pedicles?|laminae?|facets?|pars|transverse|posterior\s+elements?|odontoid|dens)\b",
+                            re.IGNORECASE)
 
 
 def _section_of(doc: Doc, token_index: int) -> str | None:
@@ -74,7 +83,8 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
     """Whether a FRACTURE or OEDEMA span is about a vertebra (see the rule's ``anatomy``).
 
     "T12 fracture" and "fracture of the lumbar spine" are; "right hip
-    fracture" is not; a bare "no acute fracture" is in a spine report.
+    fracture" and "fractures of several ribs" are not; a bare "no acute
+    fracture" is in a spine report.
     """
     anatomy = span._.rule_anatomy
     if anatomy == "vertebral":
@@ -87,6 +97,8 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
     after = text[span.end_char:min(sentence.end_char, span.end_char + 30)]
     if NON_VERTEBRAL.search(before) or NON_VERTEBRAL.search(after):
+        return False
+    if OWN_SITE.match(after) and not (VERTEBRAL_CUE.search(after) or VERTEBRAL_PART.search(after)):
         return False
     return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence.text))
 
@@ -182,6 +194,9 @@ class MentionAttributes:
 
         corrected_modifier = _nearest(span, modifiers, {"CORRECTED"})
         corrected = corrected_modifier.rule.metadata["value"] if corrected_modifier is not None else ""
+        if corrected == "resolved" and span.label_ not in CORRECTABLE:
+            # "marrow oedema has resolved", "back pain resolved": no longer present
+            flags["negated"] = True
         med_modifier = _nearest(span, modifiers, {"MED_HELD", "MED_CONTINUED"})
         med_status = ""
         if span.label_ == "ANTICOAGULANT" and med_modifier is not None:
@@ -205,7 +220,7 @@ class MentionAttributes:
             "lab": "",
             "value": None,
             "unit": "",
-            "corrected": corrected if span.label_ in ("COAGULOPATHY", "INFECTION", "ANTICOAGULANT") else "",
+            "corrected": corrected if span.label_ in CORRECTABLE else "",
             "med_status": med_status,
             "new": "NEW" in categories,
         }
