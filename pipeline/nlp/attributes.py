@@ -100,6 +100,9 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
         return False
     if OWN_SITE.match(after) and not (VERTEBRAL_CUE.search(after) or VERTEBRAL_PART.search(after)):
         return False
+    if NON_VERTEBRAL.search(sentence.text) and not VERTEBRAL_CUE.search(sentence.text):
+        # "marrow oedema within the lateral tibial plateau ... insufficiency fracture"
+        return False
     return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence.text))
 
 
@@ -118,8 +121,8 @@ def inherit_levels(mentions: list[dict]) -> None:
     """
     last = None
     for mention in mentions:
-        if mention["concept"] not in LEVELLED:
-            continue
+        if mention["concept"] not in LEVELLED or mention["scope"] == "systemic":
+            continue  # a fever in the next sentence is not at the fractured level
         if mention["levels"]:
             if mention["concept"] in ("FRACTURE", "OEDEMA"):
                 last = mention
@@ -222,7 +225,8 @@ class MentionAttributes:
             "unit": "",
             "corrected": corrected if span.label_ in CORRECTABLE else "",
             "med_status": med_status,
-            "new": "NEW" in categories,
+            # "new since 2019, age indeterminate": an explicit age outranks "new"
+            "new": "NEW" in categories and acuity not in ("chronic", "healed", "indeterminate"),
         }
         if not span._.rule_labs:
             return [base]
