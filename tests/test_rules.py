@@ -93,11 +93,30 @@ def test_trap_phrases(extractor, text, concept, attrs):
     ("T2 hyperintense signal in the knee joint effusion.", "OEDEMA"),
     ("Bilateral pedal oedema.", "OEDEMA"),
     ("Patient is afebrile.", "INFECTION"),
+    ("Modic type 1 endplate changes - T2/STIR hyperintensity along the L4 endplate.", "OEDEMA"),
+    ("Parkinsonian: rigidity, retropulsion on standing (pull test positive).", "RETROPULSION"),
+    ("L1 burst fracture with 40% canal compromise from retropulsed bone.", "EPIDURAL_DISEASE"),
+    ("Disc extrusion mildly indenting the thecal sac at L5-S1.", "EPIDURAL_DISEASE"),
+    ("Infection screen: sent.", "INFECTION"),
+    ("Marrow oedema in the lateral tibial plateau in keeping with an insufficiency fracture.", "FRACTURE"),
 ])
 def test_not_a_mention(extractor, text, concept):
     affirmed = [m for m in find(extractor.mentions(text), concept)
                 if not (m["negated"] or m["uncertain"] or m["hypothetical"])]
     assert not affirmed, f"{text!r} gave {affirmed}"
+
+
+@pytest.mark.parametrize("text, concept, name, value", [
+    ("Vertebral fractures at T7/T8 reported on recent radiographs.", "FRACTURE", "acuity", ""),
+    ("She was told at her old practice that she has an L2 compression fracture.", "FRACTURE", "acuity", ""),
+    ("Lytic-sclerotic metastasis of T10 with pathological compression fracture.", "FRACTURE", "acuity", ""),
+    ("L4 compression deformity, new since 2019, age indeterminate.", "FRACTURE", "new", False),
+    ("INR 1.9 despite IV vitamin K, not responsive.", "COAGULOPATHY", "corrected", ""),
+    ("Heparin 5000 units SC BD (VTE prophylaxis).", "ANTICOAGULANT", "hypothetical", False),
+    ("Oxycodone 5 mg PRN, apixaban 5 mg bd.", "ANTICOAGULANT", "hypothetical", False),
+])
+def test_modifiers_stay_in_their_scope(extractor, text, concept, name, value):
+    assert one(extractor, text, concept)[name] == value
 
 
 def test_levels_mri_sequences_are_not_levels(extractor):

@@ -45,7 +45,7 @@ LEVEL_RUN = re.compile(
 # After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted").
 _SEQUENCE_AFTER = re.compile(
     r"\s*-?\s*(?:weighted|wi\b|w\b|signal|hyper|hypo|iso|stir|flair|images?|sequences?|fat|post|pre|"
-    r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*t[12]\b|,\s*t[12]\b)",
+    r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*(?:t[12]|stir|flair|pd)\b|,\s*t[12]\b)",
     re.IGNORECASE,
 )
 _PIECE = re.compile(rf"(?P<sep>{_RANGE_SEP}|{_LIST_SEP})?(?P<region>{_REGION})?\s?-?\s?(?P<number>1[0-2]|[1-9])", re.IGNORECASE)
