@@ -60,6 +60,10 @@ def one(extractor, text, concept, title="", needle=None):
     ("Admitted with urosepsis.", "INFECTION", dict(scope="systemic", **AFFIRMED)),
     ("L2-3 discitis.", "INFECTION", dict(scope="local", **AFFIRMED)),
     ("No fever.", "INFECTION", dict(negated=True)),
+    ("Afebrile, observations stable.", "INFECTION", dict(negated=True, scope="systemic")),
+    ("Epidural abscess at L2-3.", "INFECTION", dict(scope="local", levels=["L2", "L3"], **AFFIRMED)),
+    ("Epidural abscess at L2-3.", "EPIDURAL_DISEASE", dict(levels=["L2", "L3"], **AFFIRMED)),
+    ("BCx 2/2 positive for E. coli.", "INFECTION", dict(scope="systemic", **AFFIRMED)),
     # coagulopathy and labs
     ("Known thrombocytopenia.", "COAGULOPATHY", dict(**AFFIRMED)),
     ("INR 1.9", "COAGULOPATHY", dict(lab="INR", value=1.9)),
@@ -98,6 +102,8 @@ def test_trap_phrases(extractor, text, concept, attrs):
     ("L1 burst fracture with 40% canal compromise from retropulsed bone.", "EPIDURAL_DISEASE"),
     ("Disc extrusion mildly indenting the thecal sac at L5-S1.", "EPIDURAL_DISEASE"),
     ("Infection screen: sent.", "INFECTION"),
+    ("Blood cultures: no growth to date.", "INFECTION"),
+    ("Hay fever, on cetirizine.", "INFECTION"),
     ("Marrow oedema in the lateral tibial plateau in keeping with an insufficiency fracture.", "FRACTURE"),
 ])
 def test_not_a_mention(extractor, text, concept):

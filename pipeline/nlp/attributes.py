@@ -134,6 +134,11 @@ def inherit_levels(mentions: list[dict]) -> None:
 
 @Language.factory("vertebro_attributes", default_config={"section_implies": {}})
 def make_attributes(nlp: Language, name: str, section_implies: dict):
+    # target-rule attributes read only here: a negative word ("afebrile") and
+    # a phrase that names two concepts ("epidural abscess")
+    for extension, default in (("rule_negated", False), ("rule_also", "")):
+        if not Span.has_extension(extension):
+            Span.set_extension(extension, default=default)
     return MentionAttributes(section_implies=section_implies)
 
 
@@ -173,6 +178,7 @@ class MentionAttributes:
         categories = {modifier.category for modifier in modifiers}
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["historical"] = flags["historical"] or bool(span._.rule_historical)
+        flags["negated"] = flags["negated"] or bool(span._.rule_negated)
 
         section = _section_of(doc, span.start) or "other"
         implied = self.section_implies.get(section, {})
@@ -228,6 +234,9 @@ class MentionAttributes:
             # "new since 2019, age indeterminate": an explicit age outranks "new"
             "new": "NEW" in categories and acuity not in ("chronic", "healed", "indeterminate"),
         }
+        if span._.rule_also:
+            # "epidural abscess" is a local infection and epidural disease at once
+            return [base, {**base, "concept": span._.rule_also, "scope": "", "corrected": ""}]
         if not span._.rule_labs:
             return [base]
         return [{**base, "lab": lab.lab, "value": lab.value, "unit": lab.unit}

@@ -58,6 +58,10 @@ TARGET_ATTRIBUTES = {
     # absent: needs a vertebral word or level in its sentence, or a spine report
     "anatomy": {"vertebral", "likely", "level"},
     "historical": {True, False},
+    # the word itself says "absent": "afebrile", "apyrexial"
+    "negated": {True},
+    # the phrase is also a mention of this concept: "epidural abscess"
+    "also": {"EPIDURAL_DISEASE", "INFECTION"},
 }
 
 #: Context categories that carry a value in ``metadata.value``.
