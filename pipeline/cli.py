@@ -65,11 +65,13 @@ def input_options(function):
                      help="Notes per batch (a checkpoint is written after each batch)."),
         click.option("--patterns", multiple=True, type=click.Path(exists=True, file_okay=False),
                      help="Extra or overriding rule folder (repeatable)."),
-        click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-                     help="Worker processes."),
+        click.option("--workers", type=click.IntRange(1),
+                     help="Worker processes [default: 1; --engine dask: one per CPU]."),
         click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
                      help="Run batches locally or on a Dask cluster."),
         click.option("--scheduler", help="Dask scheduler address (tcp://host:8786); default a LocalCluster."),
+        click.option("--partitions", type=click.IntRange(1),
+                     help="Dask: patient groups for the screening stage [default: 2 per worker]."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in the same OUTDIR."),
         click.option("--output", "-o", "outdir", required=True, type=click.Path(file_okay=False),
                      help="Output folder."),
@@ -98,6 +100,9 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
     workers = options.pop("workers")
     engine = options.pop("engine")
     scheduler = options.pop("scheduler")
+    partitions = options.pop("partitions")
+    if workers is None and engine == "local":
+        workers = 1
     resume = options.pop("resume")
     try:
         sources = _open_inputs(inputs, **options)
@@ -106,7 +111,7 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
                                hidden=not show) as bar:
             result = run_job(sources, outdir, command=command, patterns=patterns, config_path=config,
                              workers=workers, resume=resume, excel=excel, engine=engine,
-                             scheduler=scheduler, progress=bar.update)
+                             scheduler=scheduler, partitions=partitions, progress=bar.update)
     except (InputError, RuleError, RunError, ValueError, FileNotFoundError, OSError) as error:
         _fail(error, verbose)
     except ImportError as error:
@@ -156,6 +161,7 @@ def screen(inputs, outdir, quiet, verbose, config, excel, **options):
       vertebro screen export.parquet -o out --workers 2 --config strict.toml --excel
       vertebro screen postgresql://me@db/omop -o out --since 2024-01-01
       vertebro screen notes/ --mapping people.csv -o out
+      vertebro screen export.parquet -o out --engine dask --scheduler tcp://sched:8786
     """
     _run("screen", inputs, outdir, quiet, verbose, config=config, excel=excel, **options)
 

@@ -92,7 +92,7 @@ def _save_checkpoint(work: Path, key: str, done: set[int]) -> None:
 def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: BatchProcessor, *,
                      config: Config | None, workers: int, resume: bool,
                      progress: Callable[[int], None] | None = None,
-                     engine: str = "local", scheduler: str | None = None) -> dict:
+                     engine: str = "local", scheduler: str | None = None, session=None) -> dict:
     """Run the extraction into checkpointed parts; return timing and count facts."""
     work = make_private_dir(outdir) / WORK
     fingerprints = [_fingerprint_before_reading(source) for source in sources]
@@ -116,7 +116,8 @@ def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: Bat
     started = time.perf_counter()
     if engine == "dask":
         from .engines.dask import run_batches_dask
-        results = run_batches_dask(pending(), processor, workers=workers, scheduler=scheduler)
+        results = run_batches_dask(pending(), processor, workers=workers, scheduler=scheduler,
+                                   session=session)
     else:
         results = run_batches(pending(), processor, workers=workers)
     for index, notes, mentions in results:
@@ -211,9 +212,27 @@ def build_manifest(*, command: str, sources: Sequence[NoteSource] | None, proces
 def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = "screen",
             patterns: Sequence[str] = (), config_path: str | None = None, workers: int = 1,
             resume: bool = False, excel: bool = False, engine: str = "local",
-            scheduler: str | None = None,
+            scheduler: str | None = None, partitions: int | None = None,
             progress: Callable[[int], None] | None = None) -> RunResult:
-    """Extract (and, for ``screen``, score and report) into ``outdir``."""
+    """Extract (and, for ``screen``, score and report) into ``outdir``.
+
+    ``engine="dask"`` runs the batches and the screening on a Dask cluster
+    (``scheduler`` address, else a LocalCluster of ``workers`` processes;
+    ``partitions`` patient groups for the screening): same results.
+    """
+    if engine == "dask":
+        from .engines.dask import DaskSession
+        with DaskSession(workers=workers, scheduler=scheduler, partitions=partitions) as session:
+            return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
+                            workers=workers, resume=resume, excel=excel, engine=engine,
+                            progress=progress, session=session)
+    return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
+                    workers=workers, resume=resume, excel=excel, engine=engine, progress=progress)
+
+
+def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, patterns: Sequence[str],
+             config_path: str | None, workers: int, resume: bool, excel: bool, engine: str,
+             progress: Callable[[int], None] | None, session=None) -> RunResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     outdir = Path(outdir)
     config = load_config(config_path) if command == "screen" else None
@@ -221,7 +240,7 @@ def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = 
     processor = BatchProcessor(patterns=[str(p) for p in patterns])
     timings = {"load_seconds": round(time.perf_counter() - clock, 3)}
     facts = extract_to_parts(inputs, outdir, processor, config=config, workers=workers, resume=resume,
-                             progress=progress, engine=engine, scheduler=scheduler)
+                             progress=progress, engine=engine, session=session)
     timings["extract_seconds"] = facts["extract_seconds"]
     work = outdir / WORK
     notes = _read_parts(work, "notes", NOTE_COLUMNS)
@@ -229,12 +248,19 @@ def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = 
     patients = None
     if command == "screen":
         clock = time.perf_counter()
-        patients = screen_patients(mentions, notes, config)
+        if session is not None:
+            patients = session.screen_patients(mentions, notes, config)
+        else:
+            patients = screen_patients(mentions, notes, config)
         timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
+    extra = {"started_at": started_at, "engine": engine, "workers": workers,
+             "resumed_notes": facts["resumed_notes"]}
+    if session is not None:
+        extra["dask"] = session.describe()
+        extra["workers"] = extra["dask"]["workers"]
     manifest = build_manifest(command=command, sources=inputs, processor=processor, config=config,
                               config_path=config_path, notes=notes, patients=patients, timings=timings,
-                              extra={"started_at": started_at, "engine": engine, "workers": workers,
-                                     "resumed_notes": facts["resumed_notes"]})
+                              extra=extra)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
     clock = time.perf_counter()
     write_outputs(outdir, result, excel=excel)

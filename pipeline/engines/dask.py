@@ -1,0 +1,421 @@
+"""The Dask engine: the same batch function on a Dask cluster.
+
+``vertebro screen INPUT -o OUT --engine dask [--scheduler tcp://HOST:8786]``
+
+* With no scheduler, a ``LocalCluster`` of worker *processes* (one thread
+  each: the NLP holds the GIL) sized to the machine, or to ``--workers``.
+* The client reads the input with the usual readers (so ``row``, the
+  statistics, ``--since/--until`` and ``--resume`` are exactly those of the
+  local engine) and submits each canonical batch as one task, a bounded
+  number in flight. Workers run :func:`pipeline.nlp.extract.process_batch`,
+  the function the local engine runs, with a :class:`BatchProcessor` built
+  once per worker thread; results come back in input order and the client
+  writes them as Parquet parts under ``OUT/.work/`` (the checkpoint).
+* Screening is grouped by patient: notes and mentions are split by a hash
+  of ``person_id`` into ``--partitions`` groups, each group is screened on a
+  worker with :func:`pipeline.screening.screen_patients`, and the patient
+  rows are put back in ``person_id`` order.
+* A task whose worker dies is re-run by the scheduler (up to
+  ``distributed.scheduler.allowed-failures`` times); a task that raises is
+  retried twice. Neither changes the result: the batch function is
+  deterministic.
+
+Extra rule folders (``--patterns``) are shipped to the workers with each
+task, and every worker checks that it runs the client's vertebro version and
+rule files, so a cluster with another installation fails with a clear
+message instead of giving other results.
+
+Nothing here imports Dask at module level: :func:`process_with_spec` and
+:func:`processor_spec` are plain Python and serve the Spark recipe of
+``docs/cluster.md`` too.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .. import __version__
+from ..nlp.extract import BatchProcessor, process_batch
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'vertebro[dask]'"
+CONNECT_TIMEOUT = 5          # seconds to reach a scheduler
+WORKER_WAIT = 60             # seconds to wait for a first worker on an external scheduler
+TASK_RETRIES = 2             # re-runs of a task that raised (a lost worker is handled by the scheduler)
+MAX_SHIPPED_RULES = 20 << 20  # bytes of extra rule files sent with each task
+
+
+# -- what a worker needs to build the pipeline ------------------------------
+
+
+class WorkerMismatch(RuntimeError):
+    """The worker's vertebro installation differs from the client's."""
+
+
+@dataclass(frozen=True)
+class ProcessorSpec:
+    """Everything a worker needs to build the client's :class:`BatchProcessor`.
+
+    ``folders`` holds the content of each extra rule folder (relative path →
+    bytes), so that workers on other machines need not see the client's
+    files; ``rule_hashes`` (the sha256 of every rule file loaded, in load
+    order) and ``version`` are checked there.
+    ``key`` identifies the rule set (a worker builds one pipeline per key and
+    reuses it for every run); the run stamp is applied per batch.
+    """
+
+    version: str
+    folders: tuple[tuple[tuple[str, bytes], ...], ...]
+    rule_hashes: tuple[str, ...]
+    nlp_date: str
+    nlp_datetime: str
+    use_prefilter: bool
+    key: str
+
+
+def processor_spec(processor: BatchProcessor) -> ProcessorSpec:
+    """The shippable description of ``processor`` (read on the client)."""
+    folders = []
+    total = 0
+    for folder in processor.patterns:
+        root = Path(folder)
+        files = []
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+                continue
+            content = path.read_bytes()
+            total += len(content)
+            files.append((relative.as_posix(), content))
+        folders.append(tuple(files))
+    if total > MAX_SHIPPED_RULES:
+        raise _run_error(f"the extra rule folders hold {total >> 20} MB; at most "
+                         f"{MAX_SHIPPED_RULES >> 20} MB can be shipped to the workers")
+    # extra folders are keyed by their path, which differs on a worker: compare the content
+    rule_hashes = tuple(processor.rules.files.values())
+    digest = hashlib.sha256(__version__.encode())
+    for sha in rule_hashes:
+        digest.update(f"\x00{sha}".encode())
+    for files in folders:
+        digest.update(b"\x00folder")
+        for name, content in files:
+            digest.update(name.encode() + b"\x00" + hashlib.sha256(content).digest())
+    return ProcessorSpec(version=__version__, folders=tuple(folders), rule_hashes=rule_hashes,
+                         nlp_date=processor.nlp_date, nlp_datetime=processor.nlp_datetime,
+                         use_prefilter=processor.use_prefilter, key=digest.hexdigest())
+
+
+_LOCAL = threading.local()
+_MATERIALISE = threading.Lock()
+
+
+def _materialise(spec: ProcessorSpec) -> list[str]:
+    """Write the shipped rule folders under the worker's temporary folder (once per spec)."""
+    if not spec.folders:
+        return []
+    base = Path(tempfile.gettempdir()) / f"vertebro-rules-{spec.key[:16]}"
+    with _MATERIALISE:
+        if not base.is_dir():
+            staging = Path(tempfile.mkdtemp(prefix="vertebro-rules-", dir=tempfile.gettempdir()))
+            for index, files in enumerate(spec.folders):
+                for name, content in files:
+                    target = staging / str(index) / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(content)
+                (staging / str(index)).mkdir(exist_ok=True)
+            try:
+                os.rename(staging, base)
+            except OSError:  # another process on this host got there first
+                import shutil
+                shutil.rmtree(staging, ignore_errors=True)
+    return [str(base / str(index)) for index in range(len(spec.folders))]
+
+
+def _thread_cache() -> dict[str, BatchProcessor]:
+    cache = getattr(_LOCAL, "processors", None)
+    if cache is None:
+        cache = _LOCAL.processors = {}
+    return cache
+
+
+def worker_processor(spec: ProcessorSpec) -> BatchProcessor:
+    """The processor for ``spec``: the pipeline is built once per worker thread and rule set."""
+    cache = _thread_cache()
+    built = cache.get(spec.key)
+    if built is None:
+        if spec.version != __version__:
+            raise WorkerMismatch(f"a worker runs vertebro {__version__}, the client {spec.version}: "
+                                 "install the same version on the cluster")
+        for name in ("medspacy", "PyRuSH"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        built = BatchProcessor(patterns=_materialise(spec), nlp_date=spec.nlp_date,
+                               nlp_datetime=spec.nlp_datetime, use_prefilter=spec.use_prefilter)
+        if tuple(built.rules.files.values()) != spec.rule_hashes:
+            raise WorkerMismatch("the rule files on a worker differ from the client's "
+                                 "(another vertebro installation on the cluster?)")
+        cache.clear()  # one rule set at a time per thread
+        cache[spec.key] = built
+    if (built.nlp_date, built.nlp_datetime, built.use_prefilter) == \
+            (spec.nlp_date, spec.nlp_datetime, spec.use_prefilter):
+        return built
+    # another run with the same rules: share the pipeline, stamp with this run
+    stamped = copy.copy(built)
+    stamped.nlp_date, stamped.nlp_datetime = spec.nlp_date, spec.nlp_datetime
+    stamped.use_prefilter = spec.use_prefilter
+    return stamped
+
+
+def _warm_up() -> None:
+    """Build the shipped-rules pipeline in this worker thread while the client reads the input."""
+    cache = _thread_cache()
+    if not cache:
+        for name in ("medspacy", "PyRuSH"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        processor = BatchProcessor()
+        cache[processor_spec(processor).key] = processor
+
+
+def process_with_spec(spec: ProcessorSpec, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run :func:`process_batch` on ``batch`` with this worker's processor for ``spec``."""
+    return process_batch(batch, worker_processor(spec))
+
+
+def _screen_task(mentions: pd.DataFrame, notes: pd.DataFrame, config) -> pd.DataFrame:
+    from ..screening import screen_patients
+    return screen_patients(mentions, notes, config)
+
+
+# -- the client side -------------------------------------------------------
+
+
+def _run_error(message: str) -> Exception:
+    from ..run import RunError
+    return RunError(message)
+
+
+class DaskSession:
+    """A connection to a Dask cluster (a new LocalCluster when ``scheduler`` is None).
+
+    Use as a context manager; :meth:`close` shuts down a LocalCluster it
+    started and only disconnects from an external scheduler.
+    """
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None,
+                 partitions: int | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        try:
+            import distributed
+        except ImportError:
+            raise _run_error("--engine dask needs Dask, an optional dependency: "
+                             f"{INSTALL_HINT}") from None
+        if logging.getLogger("pipeline").getEffectiveLevel() > logging.DEBUG:
+            # distributed logs every connection at INFO; keep its warnings only
+            logging.getLogger("distributed").setLevel(logging.WARNING)
+        self.partitions = partitions
+        self.cluster = None
+        self.scheduler = scheduler
+        if scheduler:
+            if workers and workers > 1:
+                logger.warning("--workers is ignored with --scheduler: the cluster has its own workers")
+            target = _scheduler_target(scheduler)
+            try:
+                self.client = distributed.Client(timeout=f"{connect_timeout}s", set_as_default=False,
+                                                 **target)
+            except Exception as error:  # OSError / TimeoutError
+                raise _run_error(f"cannot reach the Dask scheduler at {scheduler} within "
+                                 f"{connect_timeout:g} s ({type(error).__name__}); is `dask scheduler` "
+                                 "running there and the port open?") from None
+            try:
+                if not self.client.scheduler_info().get("workers"):
+                    logger.info("waiting up to %d s for a Dask worker at %s", WORKER_WAIT, scheduler)
+                    self.client.wait_for_workers(1, timeout=WORKER_WAIT)
+            except Exception:
+                self.client.close()
+                raise _run_error(f"the Dask scheduler at {scheduler} has no workers "
+                                 f"(none joined within {WORKER_WAIT} s)") from None
+        else:
+            from dask.system import CPU_COUNT
+            count = workers or CPU_COUNT
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=count, threads_per_worker=1, processes=True,
+                    dashboard_address=":0", silence_logs=logging.ERROR)
+            except Exception as error:
+                raise _run_error(f"could not start a local Dask cluster of {count} workers "
+                                 f"({type(error).__name__}: {str(error)[:200]})") from None
+            try:
+                self.client = distributed.Client(self.cluster, set_as_default=False)
+            except BaseException:
+                self.cluster.close()
+                raise
+        self.address = self.client.scheduler.address
+        # one warm-up task per worker: the pipeline builds while the client reads the input
+        warm = uuid.uuid4().hex[:12]
+        for number, worker in enumerate(self.client.nthreads()):
+            distributed.fire_and_forget(self.client.submit(
+                _warm_up, pure=False, workers=[worker], allow_other_workers=False,
+                key=f"vertebro-warm-up-{warm}-{number}"))
+        logger.info("Dask: %d worker thread(s) at %s", self.threads(), self.address)
+        if importlib.util.find_spec("bokeh") is not None:
+            logger.info("Dask dashboard: %s", self.client.dashboard_link)
+
+    def threads(self) -> int:
+        return sum(self.client.nthreads().values())
+
+    def describe(self) -> dict:
+        """For the manifest: where it ran (no credentials in a scheduler address)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return {"scheduler": self.scheduler or "LocalCluster", "workers": len(workers),
+                "threads": self.threads(), "partitions": self._partitions()}
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- extraction ------------------------------------------------------
+
+    def run_batches(self, batches: Iterable[tuple[int, pd.DataFrame]],
+                    processor: BatchProcessor) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+        """Process ``(index, batch)`` pairs on the cluster; yield ``(index, notes, mentions)`` in input order.
+
+        At most ``2 × threads`` batches are queued or running on the cluster,
+        and at most ``8 × threads`` are held on the client (finished, waiting
+        for an earlier one): the input is never read far ahead. ``threads``
+        is counted again as batches go, so workers that join are used.
+        """
+        from distributed import wait
+        spec = processor_spec(processor)
+        run = uuid.uuid4().hex[:12]  # keys must not meet those of another run on the same scheduler
+        in_flight: deque = deque()
+
+        def unfinished() -> list:
+            return [future for _, future in in_flight if not future.done()]
+
+        try:
+            for index, batch in batches:
+                threads = max(1, self.threads())
+                running, held = 2 * threads, max(8, 8 * threads)
+                future = self.client.submit(process_with_spec, spec, batch, pure=False, retries=TASK_RETRIES,
+                                            key=f"vertebro-batch-{run}-{index}")
+                in_flight.append((index, future))
+                while in_flight and (in_flight[0][1].done() or len(in_flight) >= held):
+                    yield self._collect(*in_flight.popleft())
+                pending = unfinished()
+                while len(pending) >= running:
+                    with self.client.as_current():
+                        wait(pending, return_when="FIRST_COMPLETED")
+                    while in_flight and in_flight[0][1].done():
+                        yield self._collect(*in_flight.popleft())
+                    pending = unfinished()
+            while in_flight:
+                yield self._collect(*in_flight.popleft())
+        finally:
+            if in_flight:
+                try:
+                    self.client.cancel([future for _, future in in_flight])
+                except Exception:  # the client is already closed
+                    pass
+
+    def _collect(self, index: int, future) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+        notes, mentions = self._result(future, f"batch {index}")
+        return index, notes, mentions
+
+    def _result(self, future, what: str):
+        from distributed import KilledWorker
+        try:
+            return future.result()
+        except KilledWorker:
+            raise _run_error(f"{what}: the workers running it died repeatedly (out of memory? killed?); "
+                             "see the worker logs") from None
+        except WorkerMismatch as error:
+            raise _run_error(str(error)) from None
+        except Exception as error:
+            # the class name only: a message could quote note text
+            raise _run_error(f"{what} failed on the Dask cluster: {type(error).__name__}") from None
+
+    # -- screening, grouped by patient ---------------------------------------
+
+    def _partitions(self) -> int:
+        return self.partitions or max(1, 2 * self.threads())
+
+    def screen_patients(self, mentions: pd.DataFrame, notes: pd.DataFrame, config) -> pd.DataFrame:
+        """:func:`screen_patients` on the cluster, one task per group of patients; same frame."""
+        from ..screening import screen_patients
+        count = self._partitions()
+        if count <= 1:
+            future = self.client.submit(_screen_task, mentions, notes, config, pure=False, retries=TASK_RETRIES)
+            return self._result(future, "screening")
+        run = uuid.uuid4().hex[:12]
+        note_part = _patient_partition(notes["person_id"], count)
+        mention_part = _patient_partition(mentions["person_id"], count)
+        futures = []
+        for part in range(count):
+            part_notes = notes[note_part == part]
+            part_mentions = mentions[mention_part == part]
+            if part_notes.empty and part_mentions.empty:
+                continue
+            futures.append(self.client.submit(_screen_task, part_mentions, part_notes, config, pure=False,
+                                              retries=TASK_RETRIES, key=f"vertebro-screen-{run}-{part}"))
+        frames = [self._result(future, "screening") for future in futures]
+        if not frames:
+            return screen_patients(mentions, notes, config)
+        patients = pd.concat(frames, ignore_index=True)
+        return patients.sort_values("person_id", kind="stable").reset_index(drop=True)
+
+
+def _scheduler_target(scheduler: str) -> dict:
+    """``Client`` arguments for an address (``tcp://host:8786``) or a scheduler file (``*.json``)."""
+    from distributed.comm.addressing import get_address_host_port
+    if scheduler.endswith(".json"):
+        path = Path(scheduler).expanduser()
+        if not path.is_file():
+            raise _run_error(f"no such scheduler file: {scheduler}")
+        return {"scheduler_file": str(path)}
+    try:
+        get_address_host_port(scheduler, strict=False)
+    except ValueError as error:
+        raise _run_error(f"not a Dask scheduler address: {scheduler!r} ({error}); "
+                         "expected tcp://HOST:PORT or a scheduler file *.json") from None
+    return {"address": scheduler}
+
+
+def _patient_partition(person_ids: pd.Series, count: int):
+    """The group of each row: a stable hash of ``person_id`` modulo ``count``."""
+    hashes = pd.util.hash_pandas_object(person_ids.astype(str), index=False).to_numpy()
+    return (hashes % count).astype("int64")
+
+
+def run_batches_dask(batches: Iterable[tuple[int, pd.DataFrame]], processor: BatchProcessor, *,
+                     workers: int | None = None, scheduler: str | None = None,
+                     session: DaskSession | None = None) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+    """Process ``(index, batch)`` pairs on Dask; yield ``(index, notes, mentions)`` in input order.
+
+    Uses ``session`` when given, else connects (and disconnects at the end).
+    """
+    if session is not None:
+        yield from session.run_batches(batches, processor)
+        return
+    with DaskSession(workers=workers, scheduler=scheduler) as own:
+        yield from own.run_batches(batches, processor)
