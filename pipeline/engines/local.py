@@ -1,9 +1,17 @@
 """The local engine: batches through worker processes on one machine.
 
-Each worker builds the pipeline once (medspaCy components cannot be pickled
-into ``nlp.pipe(n_process=...)``) and returns plain frames, never Docs.
-Results come back in input order, so the output does not depend on the
-number of workers.
+* Each worker has the pipeline built once: forked workers inherit the
+  caller's :class:`BatchProcessor` (nothing to build); spawned ones build it
+  in the pool initializer (medspaCy components cannot be pickled into
+  ``nlp.pipe(n_process=...)``). Workers return plain frames, never Docs.
+* A reader batch is cut into tasks by text length (at most ``max_chars``
+  characters of note text each, a longer note alone), so that one batch of
+  long reports does not keep one worker busy while the others wait.
+* Read-ahead is bounded: at most ``max_tasks`` tasks and ``max_chars_in_flight``
+  characters are queued or running; reading waits for the oldest batch.
+* Results come back in input order, each reader batch as one
+  ``(index, notes, mentions)``, so the output does not depend on the number
+  of workers.
 """
 
 from __future__ import annotations
@@ -19,44 +27,111 @@ from ..nlp.extract import BatchProcessor, process_batch
 
 logger = logging.getLogger(__name__)
 
+#: Most characters of note text in one task.
+MAX_TASK_CHARS = 400_000
+#: Most characters of note text queued or being processed at once, all workers together.
+MAX_CHARS_IN_FLIGHT = 16_000_000
+
 _WORKER: BatchProcessor | None = None
 
 
 def _init_worker(patterns: list[str], nlp_date: str, nlp_datetime: str, use_prefilter: bool) -> None:
     global _WORKER
     logging.getLogger("medspacy").setLevel(logging.WARNING)
-    _WORKER = BatchProcessor(patterns=patterns, nlp_date=nlp_date, nlp_datetime=nlp_datetime,
-                             use_prefilter=use_prefilter)
+    if _WORKER is None:  # spawned: build the pipeline once, here
+        _WORKER = BatchProcessor(patterns=patterns, nlp_date=nlp_date, nlp_datetime=nlp_datetime,
+                                 use_prefilter=use_prefilter)
 
 
-def _run_in_worker(item: tuple[int, pd.DataFrame]) -> tuple[int, pd.DataFrame, pd.DataFrame]:
-    index, batch = item
+def _run_task(task: tuple[int, int, pd.DataFrame]) -> tuple[int, int, pd.DataFrame, pd.DataFrame]:
+    index, part, batch = task
     assert _WORKER is not None
     notes, mentions = process_batch(batch, _WORKER)
-    return index, notes, mentions
+    return index, part, notes, mentions
+
+
+def _text_lengths(batch: pd.DataFrame) -> list[int]:
+    return [len(text) if isinstance(text, str) else 0 for text in batch["note_text"]]
+
+
+def split_batch(batch: pd.DataFrame, max_chars: int = MAX_TASK_CHARS) -> list[pd.DataFrame]:
+    """Consecutive slices of ``batch`` holding at most ``max_chars`` characters of text each.
+
+    A note longer than ``max_chars`` is a slice of its own; no slice is empty.
+    """
+    if len(batch) == 0:
+        return [batch]
+    slices, start, size = [], 0, 0
+    for position, length in enumerate(_text_lengths(batch)):
+        if position > start and size + length > max_chars:
+            slices.append(batch.iloc[start:position])
+            start, size = position, 0
+        size += length
+    slices.append(batch.iloc[start:])
+    return slices
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames of one batch's tasks, in order (empty ones only if all are)."""
+    filled = [frame for frame in frames if len(frame)]
+    if not filled:
+        return frames[0]
+    if len(filled) == 1:
+        return filled[0].reset_index(drop=True)
+    return pd.concat(filled, ignore_index=True)
 
 
 def run_batches(batches: Iterable[tuple[int, pd.DataFrame]], processor: BatchProcessor, *,
-                workers: int = 1) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+                workers: int = 1, max_chars: int = MAX_TASK_CHARS,
+                max_tasks: int | None = None, max_chars_in_flight: int = MAX_CHARS_IN_FLIGHT,
+                ) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
     """Process ``(index, batch)`` pairs; yield ``(index, notes, mentions)`` in input order."""
     if workers <= 1:
         for index, batch in batches:
             notes, mentions = process_batch(batch, processor)
             yield index, notes, mentions
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    in_flight: deque = deque()
-    limit = 2 * workers  # read ahead a little, never the whole input (bounded memory)
-    with context.Pool(
-        processes=workers,
-        initializer=_init_worker,
-        initargs=(list(processor.patterns), processor.nlp_date, processor.nlp_datetime,
-                  processor.use_prefilter),
-    ) as pool:
-        for item in batches:
-            in_flight.append(pool.apply_async(_run_in_worker, (item,)))
-            while len(in_flight) >= limit:
-                yield in_flight.popleft().get()
-        while in_flight:
-            yield in_flight.popleft().get()
+    yield from _run_pool(batches, processor, workers=workers, max_chars=max_chars,
+                         max_tasks=max_tasks or 3 * workers, max_chars_in_flight=max_chars_in_flight)
+
+
+def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: int, max_tasks: int,
+              max_chars_in_flight: int) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+    global _WORKER
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    # (index, [async results], characters) per reader batch, oldest first
+    pending: deque[tuple[int, list, int]] = deque()
+    tasks = chars = 0
+
+    def finish_oldest():
+        nonlocal tasks, chars
+        index, results, size = pending.popleft()
+        parts = [result.get() for result in results]
+        tasks -= len(results)
+        chars -= size
+        return index, _concat([p[2] for p in parts]), _concat([p[3] for p in parts])
+
+    previous = _WORKER
+    if fork:
+        _WORKER = processor  # the forked workers inherit the pipeline: nothing to build
+    try:
+        with context.Pool(
+            processes=workers,
+            initializer=_init_worker,
+            initargs=(list(processor.patterns), processor.nlp_date, processor.nlp_datetime,
+                      processor.use_prefilter),
+        ) as pool:
+            for index, batch in batches:
+                size = sum(_text_lengths(batch))
+                results = [pool.apply_async(_run_task, ((index, part, piece),))
+                           for part, piece in enumerate(split_batch(batch, max_chars))]
+                pending.append((index, results, size))
+                tasks += len(results)
+                chars += size
+                while pending and (tasks > max_tasks or chars > max_chars_in_flight):
+                    yield finish_oldest()
+            while pending:
+                yield finish_oldest()
+    finally:
+        _WORKER = previous

@@ -149,20 +149,160 @@ class Extractor:
 
     ``extractor(text)`` returns the processed ``Doc``; its mentions, with every
     attribute, are in ``doc._.vertebro_mentions`` (a list of dicts).
+
+    The output is that of ``build_nlp(...)(text)``; the speed-ups are:
+
+    * the sectionizer, ConText and the attributes run only on documents with
+      a target (a document without one has nothing for them to do);
+    * medspaCy's regex matchers take the text once instead of once per rule,
+      and the target matcher only runs the rules whose anchors occur in the
+      text (:func:`pipeline.prefilter.speed_up_matcher`);
+    * ConText builds modifiers only in the sentences that hold a target, and
+      runs once per group of such sentences
+      (:class:`~pipeline.nlp.sentences.TargetSentenceMatcher`): the scope of a
+      modifier never leaves its sentence, so the others cannot change a result;
+    * the target matcher sets ``doc.ents`` once (medspaCy adds the spans one
+      by one, rewriting every entity each time);
+    * sections are found as medspaCy's sectionizer finds them, without
+      writing every token's ``token._.section`` (one ``user_data`` entry per
+      token; only ``doc._.sections`` is read, by ``vertebro_attributes``);
+    * the pipeline is rebuilt every ``renew_every`` documents or when spaCy's
+      string store passes ``max_strings`` entries (spaCy 3.7 has no
+      ``memory_zone``): every new token text is interned for good, so a long
+      run would otherwise grow without bound.
     """
 
-    def __init__(self, patterns: list[str | Path] = (), rules: RuleSet | None = None):
+    def __init__(self, patterns: list[str | Path] = (), rules: RuleSet | None = None, *,
+                 renew_every: int = 20_000, max_strings: int = 200_000):
         self.rules = rules or load_rules(list(patterns))
+        self.renew_every = renew_every
+        self.max_strings = max_strings
+        self.renewals = 0
+        self._build()
+
+    def _build(self) -> None:
+        from ..prefilter import LAB_PATTERNS, speed_up_matcher
+        from .sentences import TargetSentenceMatcher, register_context_groups
+
         self.nlp = build_nlp(rules=self.rules)
-        self._always = [(name, proc) for name, proc in self.nlp.pipeline
-                        if name in ("vertebro_sentences", "medspacy_target_matcher", "vertebro_labs")]
-        self._when_targets = [(name, proc) for name, proc in self.nlp.pipeline
-                              if (name, proc) not in self._always]
+        self._documents = 0
+        self._base_strings = len(self.nlp.vocab.strings)
+        components = dict(self.nlp.pipeline)
+        self._gate = speed_up_matcher(
+            components["medspacy_target_matcher"], gated=True,
+            extra={key: pattern.pattern for key, pattern in LAB_PATTERNS.items()})
+        self._lab_keys = set(LAB_PATTERNS)
+        speed_up_matcher(components["medspacy_sectionizer"], gated=True)
+        speed_up_matcher(components["medspacy_context"], gated=True)
+        TargetSentenceMatcher.install(components["medspacy_context"])
+        register_context_groups()
+        self._target_matcher = components["medspacy_target_matcher"]
+        self._sectionizer = components["medspacy_sectionizer"]
+        self._context = components["medspacy_context"]
+        faster = {"medspacy_target_matcher": self._match_targets, "medspacy_sectionizer": self._sectionize,
+                  "medspacy_context": self._apply_context}
+        always = ("vertebro_sentences", "medspacy_target_matcher", "vertebro_labs")
+        self._always = [(name, faster.get(name, proc)) for name, proc in self.nlp.pipeline if name in always]
+        self._when_targets = [(name, faster.get(name, proc)) for name, proc in self.nlp.pipeline
+                              if name not in always]
+
+    def _match_targets(self, doc: Doc) -> Doc:
+        """``TargetMatcher.__call__``, setting ``doc.ents`` once instead of once per span.
+
+        The matcher prunes overlapping matches, so no span is refused, and
+        ``doc.ents`` is empty before it: adding the spans one by one (which
+        re-reads and re-writes every entity each time) gives the same entities.
+        """
+        target_matcher = self._target_matcher
+        if target_matcher._result_type != "ents" or doc.ents:
+            return target_matcher(doc)
+        matcher = target_matcher._TargetMatcher__matcher
+        strings = self.nlp.vocab.strings
+        spans = []
+        for rule_id, start, end in matcher(doc):
+            rule = matcher.rule_map[strings[rule_id]]
+            span = Span(doc, start=start, end=end, label=rule.category)
+            span._.target_rule = rule
+            if rule.attributes is not None:
+                for attribute, value in rule.attributes.items():
+                    setattr(span._, attribute, value)
+            spans.append(span)
+        if spans:
+            doc.ents = spans
+        return doc
+
+    def _apply_context(self, doc: Doc) -> Doc:
+        """ConText, once per group of target sentences (see :meth:`TargetSentenceMatcher.groups`).
+
+        A target and the modifiers that can reach it are in the same group, so
+        each target gets the modifiers it would get from one ConText run over
+        the whole document, in the same order; the pairwise work of ConText
+        (scopes, target x modifier) is done per group instead of for the whole
+        document.
+        """
+        matcher = self._context._ConText__matcher
+        groups = matcher.groups(doc)
+        try:
+            if len(groups) <= 1:
+                matcher.preset = groups[0][1] if groups else []
+                return self._context(doc)
+            for targets, matches in groups:
+                if not matches:
+                    continue  # no modifier: ConText would change nothing
+                doc._.vertebro_context_targets = targets
+                matcher.preset = matches
+                self._context(doc, targets="vertebro_context_targets")
+            doc._.vertebro_context_targets = None
+            return doc
+        finally:
+            matcher.preset = None
+
+    def _sectionize(self, doc: Doc) -> Doc:
+        """``Sectionizer.__call__`` for our configuration, less the per-token ``token._.section``."""
+        from medspacy.section_detection import Section
+
+        sectionizer = self._sectionizer
+        if (sectionizer._parent_sections or sectionizer.require_end_line or sectionizer.max_section_length
+                is not None or sectionizer._apply_sentence_boundary or sectionizer.assertion_attributes_mapping):
+            return sectionizer(doc)  # a configuration the shortcut does not cover
+        matcher = sectionizer._Sectionizer__matcher
+        matches = matcher(doc)
+        if sectionizer.require_start_line:
+            matches = sectionizer.filter_start_lines(doc, matches)
+        doc._.sections = []
+        if not matches:
+            doc._.sections.append(Section(None, 0, 0, 0, len(doc)))
+            return doc
+        if matches[0][1] != 0:
+            doc._.sections.append(Section(None, 0, 0, 0, matches[0][1]))
+        strings = self.nlp.vocab.strings
+        for index, (match_id, start, end) in enumerate(matches):
+            rule = matcher.rule_map[strings[match_id]]
+            if index == len(matches) - 1:
+                body_end = len(doc) if rule.max_scope is None else min(end + rule.max_scope, len(doc))
+            else:
+                next_start = matches[index + 1][1]
+                body_end = next_start if rule.max_scope is None else min(end + rule.max_scope, next_start)
+            doc._.sections.append(Section(rule.category, start, end, end, body_end, None, rule))
+        return doc
+
+    def _renew_if_due(self) -> None:
+        self._documents += 1
+        if self._documents >= self.renew_every or \
+                len(self.nlp.vocab.strings) - self._base_strings > self.max_strings:
+            self.renewals += 1
+            self._build()
 
     def __call__(self, text: str, title: str = "") -> Doc:
+        from .sentences import DOC_TEXT
+
+        self._renew_if_due()
         doc = self.nlp.make_doc(text)
+        doc.user_data[DOC_TEXT] = text
         doc._.spine_note = is_spine_note(text, title)
-        for _name, proc in self._always:
+        for name, proc in self._always:
+            if name == "vertebro_labs" and self._lab_keys.isdisjoint(self._gate.scan(text)):
+                continue  # no lab anchor: no lab value to find
             doc = proc(doc)
         if doc.ents:
             for _name, proc in self._when_targets:

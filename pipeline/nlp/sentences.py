@@ -17,26 +17,39 @@ with regular expressions over the text (then mapped onto tokens at once):
 """
 
 
+import bisect
 import re
 
 import numpy
-from spacy.attrs import SENT_START
+from spacy.attrs import IDX, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc
 
 ABBREVIATIONS = {
     "dr", "mr", "mrs", "ms", "prof", "approx", "appr", "e.g", "i.e", "eg", "ie", "vs", "etc",
     "st", "no", "fig", "pt", "pts", "hx", "dx", "tx", "sx", "fx", "yr", "yrs", "wk", "wks",
-    "mo", "mos", "min", "max", "ca", "cf", "incl", "resp", "approx", "a.m", "p.m", "b.i.d",
+    "mo", "mos", "min", "max", "ca", "cf", "incl", "resp", "a.m", "p.m", "b.i.d",
     "t.i.d", "q.d", "p.o", "i.v", "b.d", "t.d.s", "q.i.d", "mg", "mcg", "ml", "sig",
     "dept", "assoc", "est", "sr", "jr",
 }
+
+#: ``doc.user_data`` key under which :class:`~pipeline.nlp.pipeline.Extractor` keeps the
+#: text it made the doc from: ``Doc.text`` joins every token in Python on each call.
+DOC_TEXT = "vertebro.text"
+
+
+def doc_text(doc: Doc) -> str:
+    """``doc.text``, without rebuilding it when the Extractor left it in ``doc.user_data``."""
+    text = doc.user_data.get(DOC_TEXT)
+    return text if text is not None else doc.text
+
 
 HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
 LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s)"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"\n[ \t]*(?=\S)")
 _NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
+_ENDS = frozenset(".!?:")
 _PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
@@ -57,18 +70,21 @@ def sentence_starts(text: str) -> list[int]:
     for match in _LINE_BREAK.finditer(text):
         line_start = text.rfind("\n", 0, match.start()) + 1
         previous_line = text[line_start:match.start()]
-        if _PREVIOUS_ENDS.search(previous_line) or _NEXT_STARTS_BLOCK.match(text, match.end()):
+        # _PREVIOUS_ENDS.search(previous_line), its first branch without a regex scan of the line
+        if previous_line.rstrip(" \t")[-1:] in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
+                or _NEXT_STARTS_BLOCK.match(text, match.end()):
             starts.add(match.end())
     for match in _HEADING_AT_LINE_START.finditer(text):
         starts.add(match.start("heading"))
         starts.add(match.end())
     for match in _TERMINAL.finditer(text):
-        mark = match.group("mark")
-        if mark == "." and _previous_word(text, match.start()) in ABBREVIATIONS:
-            continue
-        if mark == "." and match.start() > 0 and len(_previous_word(text, match.start())) == 1 \
-                and text[match.start() - 1].isupper() and not text[match.start() - 1].isdigit():
-            continue  # an initial: "J. Smith"
+        if match.group("mark") == ".":
+            word = _previous_word(text, match.start())
+            if word in ABBREVIATIONS:
+                continue
+            if match.start() > 0 and len(word) == 1 \
+                    and text[match.start() - 1].isupper() and not text[match.start() - 1].isdigit():
+                continue  # an initial: "J. Smith"
         starts.add(match.end())
     return sorted(starts)
 
@@ -84,8 +100,8 @@ class ClinicalSentenceSplitter:
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
             return doc
-        token_starts = numpy.fromiter((token.idx for token in doc), dtype=numpy.int64, count=len(doc))
-        boundaries = numpy.asarray(sentence_starts(doc.text), dtype=numpy.int64)
+        token_starts = doc.to_array(IDX).astype(numpy.int64)
+        boundaries = numpy.asarray(sentence_starts(doc_text(doc)), dtype=numpy.int64)
         # a boundary inside white space starts the next token
         first_token = numpy.searchsorted(token_starts, boundaries, side="left")
         flags = numpy.full(len(doc), -1, dtype=numpy.int32)
@@ -93,3 +109,120 @@ class ClinicalSentenceSplitter:
         flags[0] = 1
         doc.from_array([SENT_START], flags.reshape(-1, 1).astype("uint64"))
         return doc
+
+
+def register_context_groups() -> None:
+    """The Doc extension :meth:`TargetSentenceMatcher.groups` hands ConText its targets in."""
+    if not Doc.has_extension("vertebro_context_targets"):
+        Doc.set_extension("vertebro_context_targets", default=None)
+
+
+class TargetSentenceMatcher:
+    """ConText's matcher, keeping only the modifiers that touch a sentence with a target.
+
+    ConText gives a modifier the scope of the sentence its first token is in
+    (``max_scope`` only shortens it), and two modifiers only interact when
+    their scopes overlap. A modifier that does not touch any sentence holding
+    a target (``doc.ents``) can therefore neither modify a target nor change
+    the scope of a modifier that does: dropping it leaves every result as it
+    was, and saves building it (``Token.sent``) and ConText's pairwise scope
+    updates, which grow with the square of the number of modifiers.
+    A modifier that runs across a sentence boundary into a target sentence is
+    kept (a forward modifier's scope then starts past its sentence's end and
+    can shorten the scope of a modifier in the next sentence).
+
+    :meth:`groups` splits the target sentences into groups that no modifier
+    links, so that ConText can run on each separately; ``preset`` makes the
+    next call return the given matches.
+    """
+
+    attribute = "_ConText__matcher"
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.preset: list[tuple[int, int, int]] | None = None
+
+    @classmethod
+    def install(cls, context) -> None:
+        matcher = getattr(context, cls.attribute)
+        if not isinstance(matcher, cls):
+            setattr(context, cls.attribute, cls(matcher))
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, doc: Doc) -> list[tuple[int, int, int]]:
+        if self.preset is not None:
+            return self.preset
+        matches = self.inner(doc)
+        if not matches:
+            return matches
+        ranges = target_sentence_ranges(doc)
+        starts = [start for start, _ in ranges]
+        return [match for match in matches if _touched(ranges, starts, match[1], match[2])]
+
+    def groups(self, doc: Doc) -> list[tuple[list, list[tuple[int, int, int]]]]:
+        """``(targets, matches)`` per group of target sentences that no modifier match links.
+
+        Sentences holding targets form ranges (adjacent ones merged); a match
+        touching two ranges joins them; matches touching none are dropped.
+        """
+        ents = list(doc.ents)
+        if not ents:
+            return []
+        matches = self.inner(doc)
+        ranges = target_sentence_ranges(doc)
+        starts = [start for start, _ in ranges]
+        parent = list(range(len(ranges)))
+
+        def root(k: int) -> int:
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        kept = []
+        for match in matches:
+            touched = _touched(ranges, starts, match[1], match[2])
+            if touched:
+                kept.append((match, touched[0]))
+                for other in touched[1:]:
+                    parent[root(other)] = root(touched[0])
+        by_group: dict[int, tuple[list, list]] = {}
+        for ent in sorted(ents, key=lambda span: span.start):
+            k = bisect.bisect_right(starts, ent.start) - 1
+            by_group.setdefault(root(k), ([], []))[0].append(ent)
+        for match, k in kept:
+            by_group.setdefault(root(k), ([], []))[1].append(match)
+        return [group for group in by_group.values() if group[0]]
+
+
+def _touched(ranges: list[tuple[int, int]], starts: list[int], start: int, end: int) -> list[int]:
+    """Indices of the (sorted, disjoint) token ranges that the span [start, end) overlaps."""
+    last = bisect.bisect_left(starts, end) - 1
+    found = []
+    k = last
+    while k >= 0 and ranges[k][1] > start:
+        found.append(k)
+        k -= 1
+    found.reverse()
+    return found
+
+
+def target_sentence_ranges(doc: Doc) -> list[tuple[int, int]]:
+    """Merged token ranges of the sentences that a span of ``doc.ents`` overlaps."""
+    flags = doc.to_array(SENT_START)
+    sentence_starts = numpy.flatnonzero(flags == 1).tolist()
+    if not sentence_starts or sentence_starts[0] != 0:
+        sentence_starts.insert(0, 0)
+    bounds = sentence_starts + [len(doc)]
+    ranges: list[tuple[int, int]] = []
+    for ent in sorted(doc.ents, key=lambda span: span.start):
+        first = bisect.bisect_right(sentence_starts, ent.start) - 1
+        last = bisect.bisect_right(sentence_starts, max(ent.end - 1, ent.start)) - 1
+        start, end = bounds[first], bounds[last + 1]
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], end))
+        else:
+            ranges.append((start, end))
+    return ranges

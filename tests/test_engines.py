@@ -1,0 +1,205 @@
+"""The local engine and the fast pipeline: same output whatever the workers, batching or shortcuts.
+
+* ``--workers 2`` writes the same notes.csv, mentions.csv and patients.csv as
+  ``--workers 1`` (only the run timestamps differ);
+* splitting reader batches into tasks by text length changes nothing;
+* the Extractor's shortcuts (gated regex matchers, sentence-restricted and
+  grouped ConText, one ``doc.ents`` write, sections without token
+  attributes, pipeline renewal) give the mentions of the plain
+  ``build_nlp(...)(text)`` pipeline;
+* the clinical tokenizer without spaCy's white-space special cases gives the
+  same tokens as with them (they only stop spaCy from caching).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+import spacy
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.engines.local import _concat, run_batches, split_batch
+from pipeline.nlp.extract import BatchProcessor, process_batch
+from pipeline.nlp.pipeline import (
+    Extractor,
+    build_nlp,
+    clinical_tokenizer,
+    is_spine_note,
+)
+from pipeline.nlp.rules import load_rules
+from pipeline.nlp.sentences import DOC_TEXT, target_sentence_ranges
+
+from .conftest import DEMO, REPO
+
+DEV = REPO / "corpora" / "dev" / "notes.jsonl"
+RUN_STAMPS = ["nlp_date", "nlp_datetime"]
+
+
+def corpus_notes() -> list[tuple[str, str]]:
+    demo = pd.read_csv(DEMO, dtype=str, keep_default_na=False)
+    notes = list(zip(demo.note_text, demo.note_title))
+    if DEV.exists():
+        for line in DEV.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            notes.append((row.get("note_text") or "", row.get("note_title") or ""))
+    return notes
+
+
+def canonical(notes: list[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "row": range(len(notes)), "note_id": [f"n{i}" for i in range(len(notes))],
+        "person_id": [f"p{i // 3}" for i in range(len(notes))], "note_date": pd.NaT,
+        "note_title": [title for _, title in notes], "note_text": [text for text, _ in notes],
+    })
+
+
+# ------------------------------------------------------------------------------------------
+# Workers
+# ------------------------------------------------------------------------------------------
+
+def screen(tmp_path, name, *options):
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["screen", str(DEMO), "-o", str(out), "-q", *options],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def read(folder, name):
+    frame = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+    return frame.drop(columns=[c for c in RUN_STAMPS if c in frame.columns])
+
+
+@pytest.mark.slow
+def test_two_workers_write_what_one_writes(tmp_path):
+    one = screen(tmp_path, "one", "--workers", "1")
+    two = screen(tmp_path, "two", "--workers", "2", "--batch-size", "7")
+    for name in ("notes.csv", "mentions.csv", "patients.csv"):
+        pd.testing.assert_frame_equal(read(one, name), read(two, name), obj=name)
+    assert len(read(one, "mentions.csv")) > 20
+
+
+def test_tasks_cut_by_text_length_give_the_same_frames():
+    notes = corpus_notes()
+    batch = canonical(notes)
+    processor = BatchProcessor()
+    whole_notes, whole_mentions = process_batch(batch, processor)
+    # three reader batches, cut into many small tasks, through two worker processes
+    batches = [(i, batch.iloc[start:start + 60].reset_index(drop=True))
+               for i, start in enumerate(range(0, len(batch), 60))]
+    results = list(run_batches(batches, processor, workers=2, max_chars=1500, max_tasks=3))
+    assert [index for index, _, _ in results] == [index for index, _ in batches]
+    notes_out = pd.concat([n for _, n, _ in results], ignore_index=True)
+    mentions_out = pd.concat([m for _, _, m in results if len(m)], ignore_index=True)
+    pd.testing.assert_frame_equal(notes_out, whole_notes)
+    pd.testing.assert_frame_equal(mentions_out, whole_mentions)
+
+
+def test_split_batch_by_characters():
+    batch = canonical([("a" * 10, ""), ("b" * 10, ""), ("c" * 100, ""), ("d" * 5, ""), (None, "")])
+    parts = split_batch(batch, max_chars=25)
+    assert [len(p) for p in parts] == [2, 1, 2]          # the long note alone; None counts as 0
+    assert pd.concat(parts).equals(batch)
+    assert [len(p) for p in split_batch(batch, max_chars=10**6)] == [5]
+    assert len(split_batch(batch.iloc[:0])) == 1
+
+
+def test_concat_keeps_dtypes_of_filled_frames():
+    filled = pd.DataFrame({"a": [True], "b": [1]})
+    empty = filled.iloc[:0].astype(object)
+    assert _concat([empty, filled, empty]).dtypes.tolist() == filled.dtypes.tolist()
+    assert len(_concat([empty, empty])) == 0
+
+
+# ------------------------------------------------------------------------------------------
+# The fast Extractor is the plain pipeline
+# ------------------------------------------------------------------------------------------
+
+def reference_mentions(nlp, text: str, title: str) -> list[dict]:
+    doc = nlp.make_doc(text)
+    doc._.spine_note = is_spine_note(text, title)
+    return nlp(doc)._.vertebro_mentions or []
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return build_nlp(rules=load_rules())
+
+
+def test_extractor_gives_the_plain_pipeline_mentions(extractor, reference):
+    notes = corpus_notes()
+    total = 0
+    for text, title in notes:
+        expected = reference_mentions(reference, text, title)
+        assert extractor.mentions(text, title) == expected, text[:80]
+        total += len(expected)
+    assert total > 100
+
+
+def test_renewal_changes_nothing(reference):
+    renewing = Extractor(renew_every=4, max_strings=500)
+    notes = corpus_notes()[:40]
+    for text, title in notes:
+        assert renewing.mentions(text, title) == reference_mentions(reference, text, title)
+    assert renewing.renewals >= 5
+    # the string store stays bounded
+    assert len(renewing.nlp.vocab.strings) < 20_000
+
+
+SENTENCES = [
+    "No fever, chills or night sweats.", "Acute compression fracture of L1 with marrow oedema.",
+    "No retropulsion.", "History of hip fracture in 2019.", "Possible infection? Will treat.",
+    "Known myeloma.", "Apixaban held since Monday.", "INR 1.2, Plt 201.", "FINDINGS:", "IMPRESSION:",
+    "There is no evidence of", "epidural abscess", "or discitis.", "Denies back pain.", "T12",
+    "Old healed fracture of T8 without oedema, not acute.", "Rule out fracture.", "Mother had osteoporosis.",
+]
+
+
+def test_extractor_on_shuffled_sentences(extractor, reference):
+    """Targets and modifiers in many sentence arrangements (ConText groups, cross-line modifiers)."""
+    rng = random.Random(5)
+    for _ in range(150):
+        pieces = rng.choices(SENTENCES, k=rng.randint(1, 9))
+        text = "".join(piece + rng.choice([" ", "\n", "\n\n", " "]) for piece in pieces)
+        title = rng.choice(["", "MRI LUMBAR SPINE", "Progress note"])
+        assert extractor.mentions(text, title) == reference_mentions(reference, text, title), text
+
+
+def test_target_sentence_ranges(extractor):
+    text = "Seen today. No fever.\nFINDINGS: Acute L1 fracture.\nPlan: review."
+    doc = extractor(text)
+    ranges = target_sentence_ranges(doc)
+    assert ranges and all(start < end for start, end in ranges)
+    covered = {i for start, end in ranges for i in range(start, end)}
+    assert all(token.i in covered for ent in doc.ents for token in ent)
+    assert doc.user_data[DOC_TEXT] == text
+
+
+# ------------------------------------------------------------------------------------------
+# Tokenizer
+# ------------------------------------------------------------------------------------------
+
+def test_removing_whitespace_special_cases_keeps_every_token():
+    """clinical_tokenizer drops spaCy's white-space special cases (they stop its cache after the
+    first line break); on the corpora and on white-space-heavy text the tokens are the same."""
+    ours = spacy.blank("en")
+    clinical_tokenizer(ours)
+    assert not [key for key in ours.tokenizer.rules if not key.strip()]
+    with_rules = spacy.blank("en")
+    rules = dict(with_rules.tokenizer.rules)
+    clinical_tokenizer(with_rules)
+    with_rules.tokenizer.rules = rules  # the clinical affixes, plus the white-space special cases
+    assert [key for key in with_rules.tokenizer.rules if not key.strip()]
+    texts = [text for text, _ in corpus_notes()]
+    rng = random.Random(3)
+    spaces = [" ", "  ", "\n", "\n\n", "\t", " \n ", "\r\n", "\u00a0", "   \n"]
+    for _ in range(200):
+        texts.append("".join(rng.choice(SENTENCES) + rng.choice(spaces) for _ in range(rng.randint(1, 8))))
+    for text in texts:
+        a = [(t.text, t.whitespace_, t.idx) for t in ours.make_doc(text)]
+        b = [(t.text, t.whitespace_, t.idx) for t in with_rules.make_doc(text)]
+        assert a == b, text[:80]

@@ -1,0 +1,303 @@
+"""The keyword pre-filter: anchors derived from the rules, lossless on corpora and generated text.
+
+The property tests check the one thing the pre-filter promises: a note it
+drops has no mention under the full pipeline (and no target or lab regex
+match at all). The unit tests check the anchor derivation on alternations,
+optional groups, classes, repeats and word boundaries, and that every match
+of a pattern contains one of its anchors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import sys
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from pipeline.nlp.labs import INR, PLATELETS, PT, PT_INR
+from pipeline.nlp.rules import load_rules
+from pipeline.prefilter import (
+    Anchor,
+    AnchorIndex,
+    Plan,
+    anchored_finditer,
+    compile_prefilter,
+    fold,
+    regex_anchors,
+    regex_plan,
+    regex_prefix,
+    rule_anchors,
+)
+
+from .conftest import DEMO, REPO
+
+DEV = REPO / "corpora" / "dev" / "notes.jsonl"
+RULES = load_rules()
+PREFILTER = compile_prefilter(RULES)
+TARGET_PATTERNS = [rule["pattern"] for rule in RULES.target
+                   if rule.get("category") != "IGNORE" and isinstance(rule.get("pattern"), str)]
+ALL_PATTERNS = [rule["pattern"] for rule in RULES.target if isinstance(rule.get("pattern"), str)] + \
+    [rule["pattern"] for rule in RULES.context if isinstance(rule.get("pattern"), str)]
+LABS = [PT_INR, INR, PT, PLATELETS]
+
+
+def corpus_notes() -> list[tuple[str, str]]:
+    """(text, title) of every note of the repository's corpora."""
+    notes = []
+    demo = pd.read_csv(DEMO, dtype=str, keep_default_na=False)
+    notes += list(zip(demo.note_text, demo.note_title))
+    if DEV.exists():
+        for line in DEV.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            notes.append((row.get("note_text") or "", row.get("note_title") or ""))
+    return notes
+
+
+def texts(anchors) -> set[str]:
+    return {anchor.text for anchor in anchors}
+
+
+def occurs(anchor: Anchor, folded: str, start: int, end: int) -> bool:
+    """``anchor`` occurs inside folded[start:end] with its word-boundary flags holding."""
+    def word(i):
+        return 0 <= i < len(folded) and (folded[i].isalnum() or folded[i] == "_")
+    i = folded.find(anchor.text, start)
+    while i >= 0 and i + len(anchor.text) <= end:
+        j = i + len(anchor.text)
+        if (not anchor.word_start or word(i - 1) != word(i)) and (not anchor.word_end or word(j - 1) != word(j)):
+            return True
+        i = folded.find(anchor.text, i + 1)
+    return False
+
+
+def assert_covered(pattern: re.Pattern, text: str) -> None:
+    """Every match of ``pattern`` in ``text`` contains one of its anchors (starts with one, for a prefix plan)."""
+    plan = regex_plan(pattern.pattern, pattern.flags)
+    anchors = regex_anchors(pattern.pattern, pattern.flags)
+    folded = fold(text)
+    for match in pattern.finditer(text):
+        if anchors:
+            assert any(occurs(a, folded, match.start(), match.end()) for a in anchors), (pattern.pattern, match)
+        if plan.starts:
+            assert any(occurs(a, folded, match.start(), match.start() + len(a.text)) for a in plan.starts), \
+                (pattern.pattern, match)
+
+
+# ------------------------------------------------------------------------------------------
+# Anchor derivation
+# ------------------------------------------------------------------------------------------
+
+def test_literal_with_word_boundaries():
+    assert regex_anchors(r"\bfever\b") == {Anchor("fever", True, True)}
+    assert regex_anchors(r"fever") == {Anchor("fever")}
+
+
+def test_alternation_is_the_union_and_factored_prefixes_join_up():
+    # sre factors the common "f" out of the branches: the anchors must still be whole words
+    assert texts(regex_anchors(r"\b(?:fx|fractures?|fractured)\b")) == {"fx", "fracture", "fractures", "fractured"}
+    # "\bvWD\b|\bvon ..." shares a "v": "wd" alone would match "awd", "kwd", ...
+    assert "wd" not in texts(regex_anchors(r"\bvon\s+willebrand(?:'?s)?(?:\s+disease)?\b|\bvWD\b"))
+    assert "vwd" in texts(regex_anchors(r"\bvon\s+willebrand(?:'?s)?(?:\s+disease)?\b|\bvWD\b"))
+
+
+def test_short_word_bounded_token_followed_by_a_number():
+    # "\bPT\b" before a value: the word-bounded token, not "pt" anywhere ("symptom", "accepted")
+    anchors = regex_anchors(PT.pattern, PT.flags)
+    assert Anchor("pt", True, True) in anchors
+    assert Anchor("pt", False, False) not in anchors
+    assert regex_anchors(r"\bINR\b\s*:?\s*\d+(?:\.\d+)?") == {Anchor("inr", True, True)}
+    assert texts(regex_anchors(r"\bmetastas[ie]s\b|\bmetastatic\b|\bmets\b")) == \
+        {"metastases", "metastasis", "metastatic", "mets"}  # not "met"
+
+
+def test_optional_groups_contribute_nothing_required():
+    pattern = re.compile(r"\b(?:multiple\s+)?myeloma\b", re.IGNORECASE)
+    assert regex_anchors(pattern.pattern) != {Anchor("multiple", True)}  # "myeloma" alone matches too
+    assert_covered(pattern, "Multiple myeloma; myeloma; multiple  myeloma")
+    # the optional part cannot be the only anchor
+    assert regex_anchors(r"(?:acute\s+)?\bfracture") != {Anchor("acute")}
+    assert "fracture" in texts(regex_anchors(r"(?:acute\s+)?\bfracture"))
+
+
+def test_optional_letter_multiplies_out():
+    assert texts(regex_anchors(r"\bo?edema\b")) == {"edema", "oedema"}
+    assert texts(regex_anchors(r"\bha?emophilia")) == {"hemophilia", "haemophilia"}
+
+
+def test_character_classes():
+    assert texts(regex_anchors(r"\b[Tt][- ]?score")) == {"tscore", "t-score", "t score"}
+    assert texts(regex_anchors(r"spondylodis[ck]itis")) == {"spondylodiscitis", "spondylodiskitis"}
+    # a wide or negated class is not a literal
+    assert regex_anchors(r"[a-z]+") is None
+    assert regex_anchors(r"[^x]y") == {Anchor("y")}
+
+
+def test_patterns_without_a_literal_have_no_anchor():
+    assert regex_anchors(r".*") is None
+    assert regex_anchors(r"\d+") is None
+    assert regex_anchors(r"(?:a|\w+)b?") is None
+    assert regex_anchors(r"\d+\s*mg\b") == {Anchor("mg", False, True)}
+
+
+def test_lookarounds():
+    # a look-behind's text is there; a negative look-around says nothing
+    assert regex_anchors(r"(?<=treated\s)(?:19|20)\d\d\b") == {Anchor("treated")}
+    assert texts(regex_anchors(r"\b(?<!kyphotic )deformity\b")) == {"deformity"}
+
+
+def test_prefix_plans():
+    assert regex_plan(r"\bfever\b").prefix
+    assert regex_prefix(r"\b(?:anterior\s+)?wedging") == {Anchor("anterior", True), Anchor("wedging", True)}
+    assert not regex_plan(r"\d+\s*/\s*10\s+pain").prefix
+
+
+def test_rule_anchor_kinds():
+    assert rule_anchors({"literal": "Compression fracture"}) == {Anchor("compression")}
+    assert rule_anchors({"literal": "x", "pattern": [{"LOWER": "burst"}, {"LOWER": "fracture"}]}) in (
+        {Anchor("burst")}, {Anchor("fracture")})
+    assert rule_anchors({"literal": "x", "pattern": [{"LOWER": "a", "OP": "?"}, {"IS_DIGIT": True}]}) is None
+
+
+def test_every_match_contains_an_anchor_on_rule_examples():
+    examples = [text for rule in RULES.target for text in rule.get("examples", [])]
+    for pattern in ALL_PATTERNS:
+        compiled = re.compile(pattern, re.IGNORECASE)
+        for text in examples:
+            assert_covered(compiled, text)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_every_generated_match_contains_an_anchor(data):
+    pattern = data.draw(st.sampled_from(TARGET_PATTERNS + [lab.pattern for lab in LABS]))
+    compiled = re.compile(pattern, re.IGNORECASE)
+    try:
+        text = data.draw(st.from_regex(compiled))
+    except (InvalidArgument, NotImplementedError, re.error):  # a construct hypothesis cannot generate from
+        assume(False)
+    assert_covered(compiled, text)
+
+
+# ------------------------------------------------------------------------------------------
+# Case folding
+# ------------------------------------------------------------------------------------------
+
+def test_fold_agrees_with_ignorecase_for_every_code_point():
+    everything = "".join(chr(code) for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF)
+    folded = fold(everything)
+    assert len(folded) == len(everything)
+    for char in string.ascii_letters + string.digits + string.punctuation + " ":
+        by_re = {m.start() for m in re.finditer(re.escape(char), everything, re.IGNORECASE)}
+        by_fold = {i for i, c in enumerate(folded) if c == char.lower()} if char.isalpha() else \
+            {i for i, c in enumerate(folded) if c == char}
+        assert by_re == by_fold, char
+
+
+def test_fold_keeps_word_characters():
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        if char.isascii():
+            continue
+        f = fold(char)
+        assert (char.isalnum() or char == "_") == (f.isalnum() or f == "_"), hex(code)
+
+
+# ------------------------------------------------------------------------------------------
+# The scan
+# ------------------------------------------------------------------------------------------
+
+def test_word_boundary_flags_are_checked():
+    pt = frozenset({Anchor("pt", True, True)})
+    index = AnchorIndex({"pt": Plan(pt, starts=pt), "inr": Plan(frozenset({Anchor("inr", True, True)}))})
+    assert index.scan(fold("PT 14.2 s")) == {"pt": [0]}
+    assert index.scan(fold("symptoms accepted, pts")) == {}
+    assert index.scan(fold("(PT) pt")) == {"pt": [1, 5]}
+    assert index.scan(fold("INR 2, INR 3")) == {"inr": None}  # no start anchors: anywhere
+
+
+def test_anchored_finditer_is_finditer():
+    pattern = re.compile(r"\bfever(?:s)?\b", re.IGNORECASE)
+    text = "Fever, fevers; no feverish. FEVER"
+    positions = sorted(m.start() for m in re.finditer("fever", text.lower()))
+    assert [m.span() for m in anchored_finditer(pattern, text, positions)] == \
+        [m.span() for m in pattern.finditer(text)]
+
+
+def any_rule_matches(text: str) -> bool:
+    return any(re.search(p, text, re.IGNORECASE) for p in TARGET_PATTERNS) or \
+        any(lab.search(text) for lab in LABS)
+
+
+@pytest.mark.parametrize("text", [
+    "Seen in clinic. Feels well. Review in 6 months.",
+    "Symptoms settled; accepted for rehab.",          # "pt" inside words is not PT
+    "Acute L1 compression fracture.", "INR 2.4", "Pt on warfarin", "PT 14.2 s", "Plt42",
+    "Patient is afebrile.", "No pedal oedema.", "", "İNR 3.1", "ſepsis",
+])
+def test_prefilter_passes_exactly_the_notes_a_rule_matches(text):
+    assert PREFILTER(text) == any_rule_matches(text)
+
+
+def test_a_rule_match_always_passes():
+    assert PREFILTER("Acute L1 compression fracture.")
+    assert PREFILTER("INR 2.4")
+    assert not PREFILTER("")
+
+
+# ------------------------------------------------------------------------------------------
+# Lossless: nothing with a mention is dropped
+# ------------------------------------------------------------------------------------------
+
+def test_lossless_on_the_corpora(extractor):
+    notes = corpus_notes()
+    assert len(notes) > 30
+    for text, title in notes:
+        if not PREFILTER(text):
+            assert not extractor.mentions(text, title), text[:80]
+            assert not any_rule_matches(text)
+
+
+PHRASES = sorted({text for rule in RULES.target for text in rule.get("examples", [])} | {
+    "no acute fracture", "INR 1.9", "PT/INR 14.2/1.3", "Plt42", "platelets 38 x10^9/L", "on apixaban",
+    "T12 compression fx.", "vertebra plana", "cord compression", "retropulsed fragment", "afebrile",
+    "Pt seen", "hip fracture", "symptoms", "MRI LUMBAR SPINE", "FINDINGS:", "IMPRESSION:", "Schmorl's node",
+    "heparin flush", "epidural steroid injection", "fragility fracture", "bone marrow oedema",
+    "metabolic", "DIC", "vWD", "İNR 3.1", "ſepsis", "FEVER", "fevers?", "T-score -2.9",
+})
+NOISE = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+PIECES = st.one_of(st.sampled_from(PHRASES), NOISE, st.sampled_from([" ", "\n", ". ", ", ", "\n\n", ":", "-", "/"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(PIECES, max_size=25).map("".join))
+def test_lossless_on_generated_text(extractor, text):
+    if PREFILTER(text):
+        return
+    assert not any_rule_matches(text)
+    assert not extractor.mentions(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PIECES, max_size=40).map("".join))
+def test_the_prefilter_is_exactly_the_rule_regexes(text):
+    """Anchors only decide which regexes to run: the decision is the rules' own."""
+    assert PREFILTER(text) == any_rule_matches(text)
+
+
+def test_prefilter_is_compiled_from_the_rules(tmp_path):
+    """An extra rule folder's literal makes notes with it pass (no hand-kept list)."""
+    folder = tmp_path / "extra"
+    (folder / "target").mkdir(parents=True)
+    (folder / "target" / "kummell.json").write_text(json.dumps({"target_rules": [
+        {"literal": "Kummell disease", "category": "FRACTURE", "pattern": r"\bK[uü]mmell(?:'s)?\s+disease\b"}]}))
+    rules = load_rules([folder])
+    assert not PREFILTER("Kummell disease at T12.")
+    assert compile_prefilter(rules)("Kummell disease at T12.")
