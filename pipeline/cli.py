@@ -72,6 +72,10 @@ def input_options(function):
         click.option("--scheduler", help="Dask scheduler address (tcp://host:8786); default a LocalCluster."),
         click.option("--partitions", type=click.IntRange(1),
                      help="Dask: patient groups for the screening stage [default: 2 per worker]."),
+        click.option("--read-on", type=click.Choice(["workers", "client"]), default="workers", show_default=True,
+                     help="Dask: who reads Parquet, JSON Lines and SQL tables (CSV: always the client)."),
+        click.option("--partition-column",
+                     help="Dask, SQL table: numeric column to split into id ranges [default: the id column]."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in the same OUTDIR."),
         click.option("--output", "-o", "outdir", required=True, type=click.Path(file_okay=False),
                      help="Output folder."),
@@ -101,6 +105,8 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
     engine = options.pop("engine")
     scheduler = options.pop("scheduler")
     partitions = options.pop("partitions")
+    read_on = options.pop("read_on")
+    partition_column = options.pop("partition_column")
     if workers is None and engine == "local":
         workers = 1
     resume = options.pop("resume")
@@ -111,7 +117,8 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
                                hidden=not show) as bar:
             result = run_job(sources, outdir, command=command, patterns=patterns, config_path=config,
                              workers=workers, resume=resume, excel=excel, engine=engine,
-                             scheduler=scheduler, partitions=partitions, progress=bar.update)
+                             scheduler=scheduler, partitions=partitions, progress=bar.update,
+                             read_on=read_on, partition_column=partition_column)
     except (InputError, RuleError, RunError, ValueError, FileNotFoundError, OSError) as error:
         _fail(error, verbose)
     except ImportError as error:

@@ -92,15 +92,28 @@ def _save_checkpoint(work: Path, key: str, done: set[int]) -> None:
 def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: BatchProcessor, *,
                      config: Config | None, workers: int, resume: bool,
                      progress: Callable[[int], None] | None = None,
-                     engine: str = "local", scheduler: str | None = None, session=None) -> dict:
+                     engine: str = "local", scheduler: str | None = None, session=None,
+                     read_on: str = "workers", partition_column: str | None = None) -> dict:
     """Run the extraction into checkpointed parts; return timing and count facts."""
     work = make_private_dir(outdir) / WORK
     fingerprints = [_fingerprint_before_reading(source) for source in sources]
     if resume and None in fingerprints:
         raise RunError("cannot resume a run that reads standard input")
-    key = _run_key(fingerprints, processor.rules.files, config, sources[0].batch_size if sources else 0)
+    plan = None
+    if session is not None and read_on == "workers":
+        from .io.partitions import plan_partitions
+        plan, reason = plan_partitions(sources, target=max(4, 2 * session.threads()),
+                                       partition_column=partition_column)
+        logger.info("Dask: %s", reason if plan is None else f"the workers read the input ({reason})")
+        session.read = "partitions" if plan is not None else "client"
+    key = _run_key(fingerprints + ([repr([(p.kind, p.where) for p in plan])] if plan is not None else []),
+                   processor.rules.files, config, sources[0].batch_size if sources else 0)
     done = _load_checkpoint(work, key, resume)
     make_private_dir(work)
+    if plan is not None:
+        from .engines.dask import extract_partitions
+        return extract_partitions(plan, sources, work, processor, session, done=done, key=key,
+                                  fingerprints=fingerprints, progress=progress)
     skipped = 0
 
     def pending():
@@ -213,26 +226,32 @@ def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = 
             patterns: Sequence[str] = (), config_path: str | None = None, workers: int = 1,
             resume: bool = False, excel: bool = False, engine: str = "local",
             scheduler: str | None = None, partitions: int | None = None,
-            progress: Callable[[int], None] | None = None) -> RunResult:
+            progress: Callable[[int], None] | None = None, read_on: str = "workers",
+            partition_column: str | None = None) -> RunResult:
     """Extract (and, for ``screen``, score and report) into ``outdir``.
 
     ``engine="dask"`` runs the batches and the screening on a Dask cluster
     (``scheduler`` address, else a LocalCluster of ``workers`` processes;
-    ``partitions`` patient groups for the screening): same results.
+    ``partitions`` patient groups for the screening): same results. With
+    ``read_on="workers"`` the workers read Parquet, JSON Lines and SQL tables
+    as partitions themselves (``partition_column``: SQL; see
+    :mod:`pipeline.io.partitions`), else the client reads every input.
     """
     if engine == "dask":
         from .engines.dask import DaskSession
         with DaskSession(workers=workers, scheduler=scheduler, partitions=partitions) as session:
             return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
                             workers=workers, resume=resume, excel=excel, engine=engine,
-                            progress=progress, session=session)
+                            progress=progress, session=session, read_on=read_on,
+                            partition_column=partition_column)
     return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
                     workers=workers, resume=resume, excel=excel, engine=engine, progress=progress)
 
 
 def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, patterns: Sequence[str],
              config_path: str | None, workers: int, resume: bool, excel: bool, engine: str,
-             progress: Callable[[int], None] | None, session=None) -> RunResult:
+             progress: Callable[[int], None] | None, session=None, read_on: str = "workers",
+             partition_column: str | None = None) -> RunResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     outdir = Path(outdir)
     config = load_config(config_path) if command == "screen" else None
@@ -240,7 +259,8 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
     processor = BatchProcessor(patterns=[str(p) for p in patterns])
     timings = {"load_seconds": round(time.perf_counter() - clock, 3)}
     facts = extract_to_parts(inputs, outdir, processor, config=config, workers=workers, resume=resume,
-                             progress=progress, engine=engine, session=session)
+                             progress=progress, engine=engine, session=session, read_on=read_on,
+                             partition_column=partition_column)
     timings["extract_seconds"] = facts["extract_seconds"]
     work = outdir / WORK
     notes = _read_parts(work, "notes", NOTE_COLUMNS)

@@ -8,10 +8,12 @@ that need ``dask.distributed`` are skipped only when it is not installed
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
 import re
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ from click.testing import CliRunner
 from pandas.testing import assert_frame_equal
 
 from pipeline.cli import main
-from pipeline.io.readers import open_source
+from pipeline.io.readers import empty_notes_frame, open_source
 from pipeline.nlp.extract import BatchProcessor, process_batch
 
 from .conftest import REPO
@@ -159,7 +161,8 @@ def test_generated_export_identical_on_a_local_cluster(generated, generated_loca
     assert not (out / ".work").exists()
     manifest = pd.read_json(out / "manifest.json", typ="series")
     assert manifest["engine"] == "dask"
-    assert manifest["dask"] == {"scheduler": "LocalCluster", "workers": 2, "threads": 2, "partitions": 7}
+    assert manifest["dask"] == {"scheduler": "LocalCluster", "workers": 2, "threads": 2, "partitions": 7,
+                              "read": "partitions"}
 
 
 @needs_dask
@@ -186,11 +189,21 @@ def test_screening_by_patient_groups_is_the_whole_screening(cluster, dev_local, 
 # -- failures -----------------------------------------------------------------
 
 
+def small_blocks(monkeypatch):
+    """JSON Lines partitions of 8 kB: the dev corpus (200 kB) becomes 25 partitions."""
+    from pipeline.io import partitions
+    monkeypatch.setattr(partitions, "MIN_BLOCK_BYTES", 4_000)
+    monkeypatch.setattr(partitions, "JSONL_BLOCK_BYTES", 8_000)
+
+
 @needs_dask
-def test_a_killed_worker_is_replaced_and_the_result_is_identical(cluster, dev_local, tmp_path):
+@pytest.mark.parametrize("read_on", ["client", "workers"])
+def test_a_killed_worker_is_replaced_and_the_result_is_identical(cluster, dev_local, tmp_path, read_on,
+                                                                  monkeypatch):
     from distributed import Client
 
     from pipeline.run import run_job
+    small_blocks(monkeypatch)
     with Client(cluster, set_as_default=False) as client:
         pids = client.run(os.getpid)
         killed = []
@@ -203,7 +216,7 @@ def test_a_killed_worker_is_replaced_and_the_result_is_identical(cluster, dev_lo
 
         out = tmp_path / "dask"
         run_job([open_source(DEV, batch_size=5)], out, engine="dask", scheduler=cluster.scheduler_address,
-                progress=kill_a_busy_worker)
+                progress=kill_a_busy_worker, read_on=read_on)
         assert killed, "no worker was killed"
         client.wait_for_workers(2, timeout=60)  # the nanny restarted it
         assert killed[0] not in client.run(os.getpid).values()
@@ -211,8 +224,10 @@ def test_a_killed_worker_is_replaced_and_the_result_is_identical(cluster, dev_lo
 
 
 @needs_dask
-def test_an_interrupted_dask_run_resumes_to_the_same_result(cluster, dev_local, tmp_path):
+@pytest.mark.parametrize("read_on", ["client", "workers"])
+def test_an_interrupted_dask_run_resumes_to_the_same_result(cluster, dev_local, tmp_path, read_on, monkeypatch):
     from pipeline.run import run_job
+    small_blocks(monkeypatch)
     out = tmp_path / "dask"
     written = []
 
@@ -223,11 +238,15 @@ def test_an_interrupted_dask_run_resumes_to_the_same_result(cluster, dev_local, 
 
     with pytest.raises(KeyboardInterrupt):
         run_job([open_source(DEV, batch_size=20)], out, engine="dask", scheduler=cluster.scheduler_address,
-                progress=interrupt_after_some_batches)
-    assert len(list((out / ".work").glob("notes-*.parquet"))) == 3
+                progress=interrupt_after_some_batches, read_on=read_on)
+    parts = sorted((out / ".work").glob("notes-*.parquet"))
+    assert len(parts) == 3
+    done = sum(len(pd.read_parquet(part)) for part in parts)
     result = run_job([open_source(DEV, batch_size=20)], out, engine="dask", scheduler=cluster.scheduler_address,
-                     resume=True)
-    assert result.manifest["resumed_notes"] == 60
+                     resume=True, read_on=read_on)
+    assert result.manifest["resumed_notes"] == done == (60 if read_on == "client" else done)
+    assert result.manifest["dask"]["read"] == ("partitions" if read_on == "workers" else "client")
+    assert result.manifest["input"]["sources"][0]["stats"]["rows"] == 229
     assert_same_outputs(out, dev_local)
 
 
@@ -336,3 +355,109 @@ def test_the_spark_recipe_gives_the_same_results(tmp_path, monkeypatch):
     write_outputs(tmp_path / "run", RunResult(notes=notes, mentions=mentions, patients=patients,
                                               manifest={"engine": "spark"}))
     assert (tmp_path / "run" / "patients.csv").stat().st_size
+
+
+# -- the workers read the input as partitions -------------------------------------
+
+
+def messy_notes(count: int = 120) -> pd.DataFrame:
+    """Dev-corpus texts with what the readers count: duplicate ids (across partitions), NUL bytes,
+    empty texts, bad and missing dates, numeric-looking ids."""
+    texts = pd.read_json(DEV, lines=True, dtype=False)["note_text"].tolist()
+    rows = []
+    for i in range(count):
+        rows.append({"note_id": str(i % 97), "person_id": f"{i % 23}.0",
+                     "note_date": ["2024-01-05", "2024-06-30T23:10:00+02:00", "not a date", "", "2025-02-01"][i % 5],
+                     "note_title": "MRI" if i % 3 else "",
+                     "note_text": "" if i % 17 == 0 else texts[i % len(texts)] + ("\x00" if i % 11 == 0 else "")})
+    return pd.DataFrame(rows)
+
+
+def messy_jsonl(path: Path) -> Path:
+    lines = [json.dumps(record) for record in messy_notes().to_dict("records")]
+    lines.insert(7, "not json")
+    lines.insert(90, "[1, 2]")
+    data = ("\n".join(lines) + "\n").encode()
+    data = data.replace(b"MRI", b"MR\xff", 3)  # undecodable bytes in three titles
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path | str]:
+    folder = tmp_path_factory.mktemp("partitioned")
+    frame = messy_notes()
+    frame.to_parquet(folder / "notes.parquet", index=False, row_group_size=13)
+    sql = frame.assign(note_id=[int(i) for i in frame["note_id"]])
+    with sqlite3.connect(folder / "notes.db") as connection:
+        sql.to_sql("note", connection, index=False)
+    frame.to_csv(folder / "notes.csv", index=False)
+    return {"parquet": folder / "notes.parquet", "jsonl": messy_jsonl(folder / "notes.jsonl"),
+            "sql": f"sqlite:///{folder / 'notes.db'}", "csv": folder / "notes.csv"}
+
+
+def canonical(source) -> pd.DataFrame:
+    return pd.concat(list(source.batches()), ignore_index=True)
+
+
+WINDOWS = [(), ("--since", "2024-02-01", "--until", "2024-12-31")]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "sql"])
+@pytest.mark.parametrize("window", WINDOWS, ids=["all", "since-until"])
+def test_partitions_give_the_local_readers_rows_and_statistics(inputs, kind, window, monkeypatch):
+    """Without a cluster: every partition read, rows shifted by the earlier partitions' notes."""
+    from pipeline.io import partitions
+    from pipeline.io.partitions import PlanStats, plan_partitions, read_partition
+    monkeypatch.setattr(partitions, "MIN_BLOCK_BYTES", 4_000)
+    options = dict(zip(("since", "until"), window[1::2]))
+    expected_source = open_source(inputs[kind], batch_size=10, **options)
+    expected = canonical(expected_source)
+    source = open_source(inputs[kind], batch_size=10, **options)
+    plan, reason = plan_partitions([source], target=6)
+    assert plan is not None and len(plan) >= 4, reason
+    frames, totals, row = [], PlanStats([source]), 0
+    for partition in plan:
+        read = read_partition(partition)
+        frame = pd.concat([empty_notes_frame(), *read], ignore_index=True).astype(expected.dtypes.to_dict())
+        frames.append(frame.assign(row=frame["row"] + row))
+        row += read.stats.rows
+        totals.add(partition, read.stats, read.lines, frame["note_id"].tolist())
+    totals.finish()
+    assert_frame_equal(pd.concat(frames, ignore_index=True), expected, check_exact=True)
+    got, wanted = source.stats.as_dict(), expected_source.stats.as_dict()
+    got.pop("batches"), wanted.pop("batches")
+    assert got == wanted
+    assert wanted["duplicate_ids"] and wanted["bad_dates"] and wanted["empty_text"] and wanted["nul_bytes_notes"]
+    if kind == "jsonl":
+        assert wanted["malformed_line_numbers"] == [8, 91] and wanted["replaced_bytes_notes"]
+
+
+@needs_dask
+@pytest.mark.parametrize("kind,window", [("parquet", WINDOWS[1]), ("jsonl", WINDOWS[0]), ("sql", WINDOWS[1])])
+def test_inputs_read_by_the_workers_give_the_local_outputs(cluster, inputs, kind, window, tmp_path, monkeypatch):
+    from pipeline.io import partitions
+    monkeypatch.setattr(partitions, "MIN_BLOCK_BYTES", 4_000)
+    local = screen(inputs[kind], tmp_path / "local", "--batch-size", "10", *window)
+    out = screen(inputs[kind], tmp_path / "dask", "--batch-size", "10", "--engine", "dask",
+                 "--scheduler", cluster.scheduler_address, *window)
+    assert_same_outputs(out, local)
+    for name in ("notes.csv", "mentions.csv", "patients.csv"):  # the same order too
+        got, wanted = (pd.read_csv(folder / name, dtype=str, keep_default_na=False) for folder in (out, local))
+        stamp = [column for column in ("nlp_date", "nlp_datetime") if column in got]
+        assert_frame_equal(got.drop(columns=stamp), wanted.drop(columns=stamp), obj=name)
+    manifest, local_manifest = (json.loads((folder / "manifest.json").read_text()) for folder in (out, local))
+    assert manifest["dask"]["read"] == "partitions"
+    stats, local_stats = manifest["input"]["sources"][0]["stats"], local_manifest["input"]["sources"][0]["stats"]
+    stats.pop("batches"), local_stats.pop("batches")
+    assert stats == local_stats
+    assert not (out / ".work").exists()
+
+
+@needs_dask
+def test_csv_and_queries_are_read_by_the_client(cluster, inputs, tmp_path):
+    for name, source, options in (("csv", inputs["csv"], ()),
+                                  ("query", inputs["sql"], ("--query", "SELECT * FROM note"))):
+        out = screen(source, tmp_path / name, "--engine", "dask", "--scheduler", cluster.scheduler_address,
+                     "--batch-size", "40", *options)
+        assert json.loads((out / "manifest.json").read_text())["dask"]["read"] == "client"

@@ -4,10 +4,12 @@
 
 * With no scheduler, a ``LocalCluster`` of worker *processes* (one thread
   each: the NLP holds the GIL) sized to the machine, or to ``--workers``.
-* The client reads the input with the usual readers (so ``row``, the
-  statistics, ``--since/--until`` and ``--resume`` are exactly those of the
-  local engine) and submits each canonical batch as one task, a bounded
-  number in flight. Workers run :func:`pipeline.nlp.extract.process_batch`,
+* Parquet, JSON Lines and SQL tables are read by the workers, one task per
+  partition (:mod:`pipeline.io.partitions`: the readers' canonicalisation per
+  partition; the client shifts ``row`` by the notes of earlier partitions and
+  merges the statistics, so both are the local engine's). Other inputs, or
+  ``read_on="client"``: the client reads the input with the usual readers
+  and submits each canonical batch as one task, a bounded number in flight. Workers run :func:`pipeline.nlp.extract.process_batch`,
   the function the local engine runs, with a :class:`BatchProcessor` built
   once per worker thread; results come back in input order and the client
   writes them as Parquet parts under ``OUT/.work/`` (the checkpoint).
@@ -194,6 +196,25 @@ def process_with_spec(spec: ProcessorSpec, batch: pd.DataFrame) -> tuple[pd.Data
     return process_batch(batch, worker_processor(spec))
 
 
+def process_partition(spec: ProcessorSpec, partition) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Read one input partition here (:mod:`pipeline.io.partitions`) and run :func:`process_batch`
+    on each of its batches; ``row`` counts from 0 in the partition (the client shifts it)."""
+    from ..io.partitions import partition_facts, read_partition
+    from ..io.readers import empty_notes_frame
+    processor = worker_processor(spec)
+    read = read_partition(partition)
+    notes, mentions = [], []
+    for batch in read:
+        batch_notes, batch_mentions = process_batch(batch, processor)
+        notes.append(batch_notes)
+        mentions.append(batch_mentions)
+    if not notes:
+        empty_notes, empty_mentions = process_batch(empty_notes_frame(), processor)
+        notes, mentions = [empty_notes], [empty_mentions]
+    return (pd.concat(notes, ignore_index=True), pd.concat(mentions, ignore_index=True),
+            partition_facts(read))
+
+
 def _screen_task(mentions: pd.DataFrame, notes: pd.DataFrame, config) -> pd.DataFrame:
     from ..screening import screen_patients
     return screen_patients(mentions, notes, config)
@@ -225,6 +246,7 @@ class DaskSession:
             # distributed logs every connection at INFO; keep its warnings only
             logging.getLogger("distributed").setLevel(logging.WARNING)
         self.partitions = partitions
+        self.read = "client"  # "partitions" once the workers read the input (pipeline.run.extract_to_parts)
         self.cluster = None
         self.scheduler = scheduler
         if scheduler:
@@ -279,7 +301,7 @@ class DaskSession:
         """For the manifest: where it ran (no credentials in a scheduler address)."""
         workers = self.client.scheduler_info().get("workers", {})
         return {"scheduler": self.scheduler or "LocalCluster", "workers": len(workers),
-                "threads": self.threads(), "partitions": self._partitions()}
+                "threads": self.threads(), "partitions": self._partitions(), "read": self.read}
 
     def close(self) -> None:
         try:
@@ -296,8 +318,15 @@ class DaskSession:
 
     # -- extraction ------------------------------------------------------
 
+    def run_partitions(self, partitions: Iterable[tuple[int, object]],
+                       processor: BatchProcessor) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame, dict]]:
+        """Read and process ``(index, Partition)`` pairs on the workers (:func:`process_partition`);
+        yield ``(index, notes, mentions, facts)`` in input order, ``row`` counted from 0 per partition."""
+        yield from self.run_batches(partitions, processor, function=process_partition, what="partition")
+
     def run_batches(self, batches: Iterable[tuple[int, pd.DataFrame]],
-                    processor: BatchProcessor) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+                    processor: BatchProcessor, *, function=None,
+                    what: str = "batch") -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
         """Process ``(index, batch)`` pairs on the cluster; yield ``(index, notes, mentions)`` in input order.
 
         At most ``2 × threads`` batches are queued or running on the cluster,
@@ -317,20 +346,20 @@ class DaskSession:
             for index, batch in batches:
                 threads = max(1, self.threads())
                 running, held = 2 * threads, max(8, 8 * threads)
-                future = self.client.submit(process_with_spec, spec, batch, pure=False, retries=TASK_RETRIES,
-                                            key=f"vertebro-batch-{run}-{index}")
+                future = self.client.submit(function or process_with_spec, spec, batch, pure=False,
+                                            retries=TASK_RETRIES, key=f"vertebro-{what}-{run}-{index}")
                 in_flight.append((index, future))
                 while in_flight and (in_flight[0][1].done() or len(in_flight) >= held):
-                    yield self._collect(*in_flight.popleft())
+                    yield self._collect(*in_flight.popleft(), what)
                 pending = unfinished()
                 while len(pending) >= running:
                     with self.client.as_current():
                         wait(pending, return_when="FIRST_COMPLETED")
                     while in_flight and in_flight[0][1].done():
-                        yield self._collect(*in_flight.popleft())
+                        yield self._collect(*in_flight.popleft(), what)
                     pending = unfinished()
             while in_flight:
-                yield self._collect(*in_flight.popleft())
+                yield self._collect(*in_flight.popleft(), what)
         finally:
             if in_flight:
                 try:
@@ -338,19 +367,24 @@ class DaskSession:
                 except Exception:  # the client is already closed
                     pass
 
-    def _collect(self, index: int, future) -> tuple[int, pd.DataFrame, pd.DataFrame]:
-        notes, mentions = self._result(future, f"batch {index}")
-        return index, notes, mentions
+    def _collect(self, index: int, future, what: str = "batch") -> tuple:
+        return (index, *self._result(future, f"{what} {index}"))
 
     def _result(self, future, what: str):
         from distributed import KilledWorker
+
+        from ..io.readers import InputError
         try:
             return future.result()
         except KilledWorker:
             raise _run_error(f"{what}: the workers running it died repeatedly (out of memory? killed?); "
                              "see the worker logs") from None
-        except WorkerMismatch as error:
+        except (WorkerMismatch, InputError) as error:  # one line, never note text
             raise _run_error(str(error)) from None
+        except (FileNotFoundError, PermissionError) as error:
+            raise _run_error(f"{what}: a worker cannot read the input ({type(error).__name__}): workers read "
+                             "the input themselves; put it where they can read it (same path), or use "
+                             "--read-on client") from None
         except Exception as error:
             # the class name only: a message could quote note text
             raise _run_error(f"{what} failed on the Dask cluster: {type(error).__name__}") from None
@@ -364,6 +398,11 @@ class DaskSession:
         """:func:`screen_patients` on the cluster, one task per group of patients; same frame."""
         from ..screening import screen_patients
         count = self._partitions()
+        if count > 1 and _ids_shared_by_patients(notes):
+            # screen_patients orders and joins some evidence by note_id over the whole cohort: when
+            # patients share a note id, groups of patients would not give the whole screening
+            logger.info("some note ids belong to several patients: screening in one task")
+            count = 1
         if count <= 1:
             future = self.client.submit(_screen_task, mentions, notes, config, pure=False, retries=TASK_RETRIES)
             return self._result(future, "screening")
@@ -401,6 +440,12 @@ def _scheduler_target(scheduler: str) -> dict:
     return {"address": scheduler}
 
 
+def _ids_shared_by_patients(notes: pd.DataFrame) -> bool:
+    """Whether a note id (``""`` included) belongs to more than one patient."""
+    pairs = notes[["note_id", "person_id"]].drop_duplicates()
+    return bool(pairs["note_id"].duplicated().any())
+
+
 def _patient_partition(person_ids: pd.Series, count: int):
     """The group of each row: a stable hash of ``person_id`` modulo ``count``."""
     hashes = pd.util.hash_pandas_object(person_ids.astype(str), index=False).to_numpy()
@@ -419,3 +464,61 @@ def run_batches_dask(batches: Iterable[tuple[int, pd.DataFrame]], processor: Bat
         return
     with DaskSession(workers=workers, scheduler=scheduler) as own:
         yield from own.run_batches(batches, processor)
+
+
+def extract_partitions(plan, sources, work: Path, processor: BatchProcessor, session: DaskSession, *,
+                       done: set[int], key: str, fingerprints: list, progress=None) -> dict:
+    """The extraction when the workers read the input (``plan``: :func:`pipeline.io.partitions.plan_partitions`).
+
+    Each partition's notes and mentions come back with ``row`` counted from 0;
+    the client shifts them by the notes of all earlier partitions (in input
+    order, as the local readers number them), writes them as the parts
+    ``notes-NNNNNN.parquet`` / ``mentions-NNNNNN.parquet`` (NNNNNN: the
+    partition) with their facts ``part-NNNNNN.json`` (statistics, line count),
+    checkpoints, and merges the reading statistics into each source.
+    """
+    import json
+    import time
+
+    from ..io.partitions import PlanStats
+    from ..io.writers import write_json, write_parquet
+    from ..run import _save_checkpoint
+
+    started = time.perf_counter()
+    totals = PlanStats(sources)
+    by_index = {partition.index: partition for partition in plan}
+    state = {"next": 0, "row": 0, "skipped": 0}
+
+    def account(index: int, notes_ids: list[str], facts: dict) -> None:
+        totals.add(by_index[index], facts["stats"], facts["lines"], notes_ids)
+        state["row"] += facts["stats"]["rows"]
+        state["next"] = index + 1
+
+    def catch_up(until: int) -> None:
+        """Count the partitions done by an interrupted run, up to ``until`` (exclusive)."""
+        for index in range(state["next"], until):
+            facts = json.loads((work / f"part-{index:06d}.json").read_text())
+            ids = pd.read_parquet(work / f"notes-{index:06d}.parquet", columns=["note_id"])["note_id"].tolist()
+            account(index, ids, facts)
+            state["skipped"] += facts["stats"]["rows"]
+            if progress:
+                progress(facts["stats"]["rows"])
+
+    pending = ((partition.index, partition) for partition in plan if partition.index not in done)
+    for index, notes, mentions, facts in session.run_partitions(pending, processor):
+        catch_up(index)
+        shift = state["row"]
+        notes = notes.assign(row=notes["row"] + shift)
+        mentions = mentions.assign(row=mentions["row"] + shift)
+        write_parquet(notes, work / f"notes-{index:06d}.parquet")
+        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+        write_json(facts, work / f"part-{index:06d}.json")
+        account(index, notes["note_id"].tolist(), facts)
+        done.add(index)
+        _save_checkpoint(work, key, done)
+        if progress:
+            progress(len(notes))
+    catch_up(len(plan))
+    totals.finish()
+    return {"extract_seconds": round(time.perf_counter() - started, 3), "resumed_notes": state["skipped"],
+            "fingerprints": fingerprints, "run_key": key}

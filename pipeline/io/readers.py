@@ -322,9 +322,19 @@ class NoteSource:
         """
         self._check_readable()
         self.stats = ReadStats()
-        seen_ids = _SeenIds()
+        yield from self.canonical_batches(self._iter_raw(), start_row=start_row)
+        self._log_summary()
+
+    def canonical_batches(self, chunks: Iterable[_Raw], *, start_row: int = 0,
+                          seen_ids: _SeenIds | None = None) -> Iterator[pd.DataFrame]:
+        """Canonical frames (``batch_size`` rows at most) of raw chunks, counted in ``stats``.
+
+        The one canonicalisation of every reader: the local readers call it on
+        their whole input, :mod:`pipeline.io.partitions` on one partition.
+        """
+        seen_ids = _SeenIds() if seen_ids is None else seen_ids
         next_row = start_row
-        for raw in _rebatch(self._iter_raw(), self.batch_size):
+        for raw in _rebatch(iter(chunks), self.batch_size):
             frame = self._canonical(raw, next_row, seen_ids)
             if frame.empty:
                 continue
@@ -332,7 +342,6 @@ class NoteSource:
             self.stats.rows += len(frame)
             self.stats.batches += 1
             yield frame
-        self._log_summary()
 
     def _canonical(self, raw: _Raw, first_row: int, seen_ids: _SeenIds) -> pd.DataFrame:
         stats = self.stats
@@ -553,10 +562,10 @@ class _JsonSource(_StreamSource):
                 records = self._line_records(buffered)
             yield from self._records_to_raw(records)
 
-    def _line_records(self, binary: BinaryIO) -> Iterator[tuple[int, Any]]:
+    def _line_records(self, binary: BinaryIO, *, strip_bom: bool = True) -> Iterator[tuple[int, Any]]:
         encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
         for line_number, line in enumerate(binary, start=1):
-            if line_number == 1:
+            if line_number == 1 and strip_bom:
                 line = line.removeprefix(b"\xef\xbb\xbf")
             text = line.decode(encoding, "surrogateescape").strip()
             if not text:
@@ -567,10 +576,10 @@ class _JsonSource(_StreamSource):
                 record = _MALFORMED
             yield line_number, record
 
-    def _records_to_raw(self, records: Iterator[tuple[int, Any]]) -> Iterator[_Raw]:
+    def _records_to_raw(self, records: Iterator[tuple[int, Any]], *,
+                        resolved: _Resolved | None = None, require_valid: bool = True) -> Iterator[_Raw]:
         stats = self.stats
         pending: list[dict] = []
-        resolved: _Resolved | None = None
         valid = 0
         for line_number, record in records:
             if record is _MALFORMED or not isinstance(record, dict):
@@ -588,7 +597,7 @@ class _JsonSource(_StreamSource):
         if pending:
             resolved = resolved or self._resolve(_union_of_keys(pending))
             yield _records_raw(pending, resolved)
-        if not valid and stats.malformed_lines:
+        if require_valid and not valid and stats.malformed_lines:
             raise InputError(
                 f"{self.describe()}: none of the {stats.malformed_lines} non-blank lines is a JSON object"
                 " (is it JSON Lines?)"
@@ -621,14 +630,17 @@ class _ParquetSource(NoteSource):
         with self._parquet_file() as parquet:
             self._resolve(parquet.schema_arrow.names)
 
-    def _iter_raw(self) -> Iterator[_Raw]:
+    def _iter_raw(self, row_groups: Sequence[int] | None = None) -> Iterator[_Raw]:
         import pyarrow as pa
 
         with self._parquet_file() as parquet:
             resolved = self._resolve(parquet.schema_arrow.names)
             names = resolved.names()
             wanted = (resolved.id, resolved.person, resolved.date, resolved.title, resolved.text)
-            for batch in parquet.iter_batches(batch_size=self.batch_size, columns=names):
+            if row_groups is not None and not row_groups:
+                return
+            for batch in parquet.iter_batches(batch_size=self.batch_size, columns=names,
+                                              row_groups=None if row_groups is None else list(row_groups)):
                 raw: _Raw = {}
                 for name, column_name in zip(_FIELDS, wanted):
                     if column_name is None:
@@ -788,7 +800,10 @@ class _SqlSource(NoteSource):
         finally:
             engine.dispose()
 
-    def _table_statement(self, connection):
+    def _table_statement(self, connection, id_range: tuple[Any, Any] | None = None):
+        """``SELECT`` the note columns ``ORDER BY`` the id column; ``id_range`` (low, high)
+        keeps ``low <= column < high`` of the column named ``self.partition_column`` (either
+        end None: unbounded)."""
         from sqlalchemy import column, inspect, select
         from sqlalchemy import table as table_clause
 
@@ -805,17 +820,32 @@ class _SqlSource(NoteSource):
         found_columns = [column_info["name"] for column_info in inspector.get_columns(actual, schema=schema)]
         resolved = self._resolve(found_columns)
         names = resolved.names()
-        source_table = table_clause(actual, *(column(name) for name in names), schema=schema)
-        return select(*(source_table.c[name] for name in names)).order_by(source_table.c[resolved.id])
+        extra = []
+        if id_range is not None:
+            extra = [self.partition_column] if self.partition_column not in names else []
+        source_table = table_clause(actual, *(column(name) for name in names + extra), schema=schema)
+        statement = select(*(source_table.c[name] for name in names)).order_by(source_table.c[resolved.id])
+        if id_range is not None:
+            low, high = id_range
+            key = source_table.c[self.partition_column]
+            if low is not None:
+                statement = statement.where(key >= low)
+            if high is not None:
+                statement = statement.where(key < high)
+        return statement
 
-    def _iter_raw(self) -> Iterator[_Raw]:
+    partition_column: str | None = None  # set by pipeline.io.partitions for id_range reads
+
+    def _iter_raw(self, id_range: tuple[Any, Any] | None = None) -> Iterator[_Raw]:
         from sqlalchemy import text
 
         engine = self._engine()
         try:
             with _database_errors(self), engine.connect() as connection:
                 statement = self._statement
-                if statement is None:
+                if id_range is not None:
+                    statement = self._table_statement(connection, id_range)
+                elif statement is None:
                     statement = text(self.query) if self.query is not None else self._table_statement(connection)
                 result = connection.execution_options(
                     stream_results=True, yield_per=self.batch_size
