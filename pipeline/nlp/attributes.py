@@ -25,6 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from .levels import link_levels
+from .sentences import doc_text
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
             "MALIGNANCY", "PRIOR_AUGMENTATION"}
@@ -93,7 +94,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str]) -> bool:
         return bool(levels)
     if levels:
         return True
-    text = span.doc.text
+    text = doc_text(span.doc)
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
     after = text[span.end_char:min(sentence.end_char, span.end_char + 30)]
     if NON_VERTEBRAL.search(before) or NON_VERTEBRAL.search(after):
@@ -157,7 +158,7 @@ class MentionAttributes:
         for spans in by_sentence.values():
             sentence = spans[0].sent
             levelled = [span for span in spans if span.label_ in LEVELLED]
-            linked = link_levels(doc.text, sentence.start_char, sentence.end_char,
+            linked = link_levels(doc_text(doc), sentence.start_char, sentence.end_char,
                                  [(span.start_char, span.end_char) for span in levelled])
             levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
             for span in spans:

@@ -29,6 +29,7 @@ from spacy.util import compile_infix_regex, compile_prefix_regex
 from . import attributes as _attributes  # noqa: F401  (registers vertebro_attributes)
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
 from .labs import find_lab_values
+from .sentences import doc_text
 from .rules import RuleSet, load_rules, medspacy_arguments
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class LabFinder:
     """
 
     def __call__(self, doc: Doc) -> Doc:
-        labs = find_lab_values(doc.text)
+        labs = find_lab_values(doc_text(doc))
         if not labs:
             return doc
         by_span: dict[tuple[int, int], list] = {}
@@ -313,6 +314,7 @@ class Extractor:
 
     def mentions(self, text: str, title: str = "") -> list[dict]:
         return self(text, title)._.vertebro_mentions
+
 
 
 SPINE_NOTE = re.compile(
