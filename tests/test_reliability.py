@@ -93,7 +93,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(big, tmp_path):
     assert len(done) >= 3 and not (out / "patients.csv").exists()
 
     resumed = subprocess.run(subprocess_cmd("screen", path, "-o", out, "--batch-size", 50, "--resume", "-q"),
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+                             cwd=REPO, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_notes"] >= 150
@@ -223,17 +223,17 @@ def test_a_100000_character_line_through_the_extractor(extractor):
     assert all(text[m["start"]:m["end"]] == m["lexical_variant"] for m in mentions)
 
 
-@pytest.mark.skipif(not os.environ.get("VERTEBRO_SLOW"), reason="slow: set VERTEBRO_SLOW=1 (known not to finish)")
-@pytest.mark.xfail(strict=False, reason="extraction time grows worse than linearly: a 10 MB note does not finish")
 def test_a_10_mb_note_finishes(tmp_path):
     path = tmp_path / "huge.csv"
     text = "Acute L1 compression fracture with marrow oedema. Blood pressure fine. " * 140_000
     pd.DataFrame([{"note_id": "1", "person_id": "p1", "note_text": text},
-                  {"note_id": "2", "person_id": "p1", "note_text": "T12 wedge."}]).to_csv(path, index=False)
+                  {"note_id": "2", "person_id": "p1", "note_text": "Chronic T12 wedge fracture."}]).to_csv(path, index=False)
     result = subprocess.run(subprocess_cmd("screen", path, "-o", tmp_path / "out", "-q"), cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=400)
     assert result.returncode == 0
-    assert len(read(tmp_path / "out", "notes.csv")) == 2
+    notes = read(tmp_path / "out", "notes.csv")
+    assert notes["status"].tolist() == ["processed", "processed"]
+    assert int(notes["n_mentions"][0]) >= 280_000  # a fracture and its oedema per sentence pair
 
 
 @pytest.mark.parametrize("content", [b"", b"note_id,person_id,note_date,note_title,note_text\n"])
@@ -285,7 +285,7 @@ def test_verbose_logs_and_metadata_never_carry_note_text(tmp_path):
     path = make_notes(tmp_path / "notes.csv", 40, marker=MARKER)
     out = tmp_path / "out"
     result = subprocess.run(subprocess_cmd("screen", path, "-o", out, "--verbose", "--excel"), cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr
     assert "DEBUG" in result.stderr or "INFO" in result.stderr
     assert MARKER not in result.stdout and MARKER not in result.stderr

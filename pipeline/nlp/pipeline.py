@@ -113,6 +113,8 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
     register_extensions()
     rules = rules or load_rules(list(patterns))
     nlp = spacy.blank("en")
+    # only a tokenizer and rules: spaCy's 1,000,000-character guard is for the parser and NER
+    nlp.max_length = 100_000_000
     clinical_tokenizer(nlp)
     nlp.add_pipe("vertebro_sentences")
 
