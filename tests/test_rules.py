@@ -56,6 +56,7 @@ def one(extractor, text, concept, title="", needle=None):
     ("Malignant spinal cord compression at T6.", "EPIDURAL_DISEASE", dict(levels=["T6"], **AFFIRMED)),
     # infection
     ("History of osteomyelitis, treated 2019.", "INFECTION", dict(historical=True, scope="local")),
+    ("Healed L4-5 discitis-osteomyelitis.", "INFECTION", dict(corrected="resolved", acuity="", scope="local")),
     ("Risk of infection was discussed.", "INFECTION", dict(hypothetical=True)),
     ("Admitted with urosepsis.", "INFECTION", dict(scope="systemic", **AFFIRMED)),
     ("L2-3 discitis.", "INFECTION", dict(scope="local", **AFFIRMED)),

@@ -204,6 +204,10 @@ class MentionAttributes:
 
         corrected_modifier = _nearest(span, modifiers, {"CORRECTED"})
         corrected = corrected_modifier.rule.metadata["value"] if corrected_modifier is not None else ""
+        if span.label_ == "INFECTION" and not corrected and "HEALED" in categories:
+            corrected = "resolved"  # "healed discitis-osteomyelitis": the infection is over
+        if span.label_ not in ("FRACTURE", "OEDEMA"):
+            acuity = ""  # the age words describe fractures; on other concepts they mean other things
         if corrected == "resolved" and span.label_ not in CORRECTABLE:
             # "marrow oedema has resolved", "back pain resolved": no longer present
             flags["negated"] = True
