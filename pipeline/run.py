@@ -26,7 +26,8 @@ from . import __version__
 from .config import Config, config_hash, load_config
 from .engines.local import run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
-from .io.writers import make_private_dir, write_csv, write_json, write_parquet
+from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
+                         write_parquet_frames)
 from .nlp.extract import MENTION_COLUMNS, NOTE_COLUMNS, BatchProcessor
 from .screening import screen_patients
 
@@ -144,15 +145,66 @@ def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: Bat
             "fingerprints": fingerprints, "run_key": key}
 
 
+#: What screening and the report read of the notes (the rest is only written out).
+SCREEN_NOTE_COLUMNS = ["row", "note_id", "person_id", "note_date", "note_title", "status"]
+#: Mention columns that only the written files need (OMOP constants, run stamps, long summaries).
+WRITE_ONLY_MENTION_COLUMNS = {"section_concept_id", "offset", "note_nlp_concept_id",
+                              "note_nlp_source_concept_id", "nlp_system", "nlp_date", "nlp_datetime",
+                              "term_temporal", "term_modifiers"}
+SORT_KEYS = {"notes": ["row"], "mentions": ["row", "start", "end", "lab"]}
+
+
+def _part_frames(work: Path, kind: str, columns: list[str] | None = None):
+    """The non-empty parts of one kind, in input order, each sorted."""
+    for part in sorted(work.glob(f"{kind}-*.parquet")):
+        frame = pd.read_parquet(part, columns=columns)
+        if len(frame):
+            keys = [key for key in SORT_KEYS[kind] if key in frame]
+            yield frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _parts_in_order(work: Path, kind: str) -> bool:
+    """Whether the parts, read in name order, follow the input order (no part overlaps the next)."""
+    last = -1
+    for frame in _part_frames(work, kind, columns=["row"]):
+        if frame["row"].iloc[0] < last:
+            return False
+        last = frame["row"].iloc[-1]
+    return True
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
+
+
 def _read_parts(work: Path, kind: str, columns: list[str]) -> pd.DataFrame:
-    parts = sorted(work.glob(f"{kind}-*.parquet"))
-    frames = [pd.read_parquet(part) for part in parts]
-    frames = [frame for frame in frames if len(frame)]
+    frames = list(_part_frames(work, kind, columns))
     if not frames:
-        return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
+        return _empty(columns)
     frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values(["row"] + (["start", "end", "lab"] if kind == "mentions" else []),
-                             kind="stable").reset_index(drop=True)
+    return frame.sort_values(SORT_KEYS[kind], kind="stable").reset_index(drop=True)
+
+
+def _stream_parts(work: Path, kind: str, columns: list[str]):
+    """Parts for writing, without ``row``: streamed when in order, else sorted whole."""
+    if _parts_in_order(work, kind):
+        for frame in _part_frames(work, kind, columns):
+            yield frame.drop(columns=["row"])
+    else:
+        frame = _read_parts(work, kind, columns)
+        if len(frame):
+            yield frame.drop(columns=["row"])
+
+
+def write_parts(outdir: Path, work: Path) -> None:
+    """notes.csv and mentions.parquet/.csv straight from the batch parts, a part at a time."""
+    note_columns = [c for c in NOTE_COLUMNS if c != "row"]
+    mention_columns = [c for c in MENTION_COLUMNS if c != "row"]
+    write_csv_frames(_stream_parts(work, "notes", NOTE_COLUMNS), outdir / "notes.csv", columns=note_columns)
+    write_parquet_frames(_stream_parts(work, "mentions", MENTION_COLUMNS), outdir / "mentions.parquet",
+                         empty=_empty(mention_columns))
+    write_csv_frames(_stream_parts(work, "mentions", MENTION_COLUMNS), outdir / "mentions.csv",
+                     columns=mention_columns)
 
 
 def _dtype(column: str) -> str:
@@ -170,13 +222,22 @@ def _dtype(column: str) -> str:
     return "object"
 
 
-def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True) -> None:
-    """Write the files of SPEC §5 into ``outdir`` (each atomically)."""
+def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True,
+                  work: Path | None = None) -> None:
+    """Write the files of SPEC §5 into ``outdir`` (each atomically).
+
+    With ``work``, notes.csv and the mention files are streamed from the batch
+    parts there (bounded memory whatever the input size), and ``result``
+    needs only the columns screening and the report read.
+    """
     notes = result.notes.drop(columns=["row"], errors="ignore")
     mentions = result.mentions.drop(columns=["row"], errors="ignore")
-    write_csv(notes, outdir / "notes.csv")
-    write_parquet(mentions, outdir / "mentions.parquet")
-    write_csv(mentions, outdir / "mentions.csv")
+    if work is not None:
+        write_parts(outdir, work)
+    else:
+        write_csv(notes, outdir / "notes.csv")
+        write_parquet(mentions, outdir / "mentions.parquet")
+        write_csv(mentions, outdir / "mentions.csv")
     if result.patients is not None:
         write_csv(result.patients, outdir / "patients.csv")
         write_parquet(result.patients, outdir / "patients.parquet")
@@ -263,8 +324,9 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
                              partition_column=partition_column)
     timings["extract_seconds"] = facts["extract_seconds"]
     work = outdir / WORK
-    notes = _read_parts(work, "notes", NOTE_COLUMNS)
-    mentions = _read_parts(work, "mentions", MENTION_COLUMNS)
+    # screening and the report need only some columns: the files are streamed from the parts
+    notes = _read_parts(work, "notes", SCREEN_NOTE_COLUMNS)
+    mentions = _read_parts(work, "mentions", [c for c in MENTION_COLUMNS if c not in WRITE_ONLY_MENTION_COLUMNS])
     patients = None
     if command == "screen":
         clock = time.perf_counter()
@@ -283,7 +345,7 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
                               extra=extra)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
     clock = time.perf_counter()
-    write_outputs(outdir, result, excel=excel)
+    write_outputs(outdir, result, excel=excel, work=work)
     timings["write_seconds"] = round(time.perf_counter() - clock, 3)
     write_json(manifest, outdir / "manifest.json")
     shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
@@ -89,6 +89,51 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike, *, mode: int = FILE_MOD
     formatted.columns = df.columns
     with atomic_path(path, mode=mode) as temporary:
         formatted.to_csv(temporary, index=False, encoding="utf-8", lineterminator="\n", na_rep="")
+    return path
+
+
+def write_csv_frames(frames: Iterable[pd.DataFrame], path: str | os.PathLike, *,
+                     columns: Sequence[str], mode: int = FILE_MODE) -> Path:
+    """Write several frames one after the other as one CSV (as :func:`write_csv` would
+    write their concatenation), holding one frame in memory at a time."""
+    path = Path(path)
+    with atomic_path(path, mode=mode) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
+            header = True
+            for df in frames:
+                formatted = pd.DataFrame({i: _csv_column(df.iloc[:, i]) for i in range(df.shape[1])},
+                                         index=df.index)
+                formatted.columns = df.columns
+                formatted.to_csv(stream, index=False, header=header, lineterminator="\n", na_rep="")
+                header = False
+            if header:  # no frame: the header alone
+                pd.DataFrame(columns=list(columns)).to_csv(stream, index=False, lineterminator="\n")
+    return path
+
+
+def write_parquet_frames(frames: Iterable[pd.DataFrame], path: str | os.PathLike, *,
+                         empty: pd.DataFrame, mode: int = FILE_MODE) -> Path:
+    """Write several frames as the row groups of one Parquet file (the first
+    frame's schema; ``empty`` gives it when there is no frame)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    with atomic_path(path, mode=mode) as temporary:
+        writer = None
+        try:
+            for df in frames:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(temporary, table.schema)
+                elif table.schema != writer.schema:
+                    table = table.cast(writer.schema)
+                writer.write_table(table)
+            if writer is None:
+                empty.to_parquet(temporary, index=False, engine="pyarrow")
+        finally:
+            if writer is not None:
+                writer.close()
     return path
 
 
