@@ -45,6 +45,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..io.writers import atomic_path
 from . import plots
+from ..nlp.levels import RANK as _LEVEL_RANK, UNSPECIFIED as _UNSPECIFIED
 from .plots import TIER_COLOURS, TIER_LABELS, TIER_ORDER
 
 __all__ = [
@@ -104,10 +105,6 @@ _VERSION_ORDER = ("vertebro", "spacy", "medspacy", "pandas", "python")
 _VERSION_LABELS = {"spacy": "spaCy", "medspacy": "medspaCy", "pandas": "pandas",
                    "python": "Python", "vertebro": "vertebro"}
 
-_SPINE = (("C", 7), ("T", 12), ("L", 5), ("S", 5))
-_LEVEL_RANK = {f"{region}{n}": rank for rank, (region, n) in enumerate(
-    (region, n) for region, count in _SPINE for n in range(1, count + 1))}
-_UNSPECIFIED = "unspecified"
 
 _TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-UNSPECIFIED = "unspecified"
+from ..nlp.levels import RANK as LEVEL_ORDER, UNSPECIFIED  # one craniocaudal order for all stages
 
 SCREENED_CONCEPTS = frozenset({
     "FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -31,12 +31,6 @@ SCREENED_CONCEPTS = frozenset({
 
 _CONCEPT_CATEGORIES = sorted(SCREENED_CONCEPTS)
 
-_SPINE = [("C", 7), ("T", 12), ("L", 5), ("S", 5)]
-LEVEL_ORDER: dict[str, int] = {
-    f"{region}{number}": rank
-    for rank, (region, number) in enumerate(
-        (region, number) for region, count in _SPINE for number in range(1, count + 1))
-}
 _OTHER_LEVEL_RANK = len(LEVEL_ORDER)          # unknown labels sort after S5 ...
 _UNSPECIFIED_RANK = len(LEVEL_ORDER) + 1      # ... and `unspecified` always last
 
