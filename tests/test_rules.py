@@ -126,6 +126,13 @@ def test_modifiers_stay_in_their_scope(extractor, text, concept, name, value):
     assert one(extractor, text, concept)[name] == value
 
 
+def test_negation_phrase_across_a_hard_line_wrap(extractor):
+    mention = one(extractor, "Low\nsuspicion for cauda equina syndrome.", "EPIDURAL_DISEASE")
+    assert mention["negated"]
+    mention = one(extractor, "There is no evidence\nof retropulsion.", "RETROPULSION")
+    assert mention["negated"]
+
+
 def test_levels_mri_sequences_are_not_levels(extractor):
     mention = one(extractor, "T2 hyperintensity within the L1 vertebral body.", "OEDEMA")
     assert mention["levels"] == ["L1"]

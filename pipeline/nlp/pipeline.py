@@ -140,11 +140,37 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
         for key in ("allowed_types", "excluded_types", "terminated_by"):
             if arguments.get(key) is not None:
                 arguments[key] = set(arguments[key])
+        if arguments.get("pattern") is None and arguments["category"] in WRAP_TOLERANT:
+            arguments["pattern"] = wrap_tolerant_pattern(nlp, arguments["literal"])
         context_rules.append(ConTextRule(**arguments))
     context.add(context_rules)
 
     nlp.add_pipe("vertebro_attributes", config={"section_implies": rules.section_implies})
     return nlp
+
+
+#: Modifier categories whose multi-word phrases also match across a line wrap
+#: (token patterns cost more than phrases: only where a miss flips a finding).
+WRAP_TOLERANT = {"NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE"}
+
+
+def wrap_tolerant_pattern(nlp: Language, phrase: str) -> list[dict] | None:
+    """A token pattern for a multi-word phrase that also matches across a hard line wrap.
+
+    Clinical text is wrapped at ~70-80 characters, and spaCy makes a line
+    break its own token, so the phrase "low suspicion for" would not match
+    "low\nsuspicion for". None for a one-token phrase (the phrase matcher
+    handles it).
+    """
+    words = [token.lower_ for token in nlp.make_doc(phrase) if not token.is_space]
+    if len(words) < 2:
+        return None
+    pattern: list[dict] = []
+    for index, word in enumerate(words):
+        if index:
+            pattern.append({"IS_SPACE": True, "OP": "*"})
+        pattern.append({"LOWER": word})
+    return pattern
 
 
 class Extractor:
