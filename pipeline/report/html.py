@@ -46,6 +46,7 @@ from .. import __version__
 from ..io.writers import atomic_path
 from . import plots
 from ..nlp.levels import RANK as _LEVEL_RANK, UNSPECIFIED as _UNSPECIFIED
+from ..screening.frame import TRUE_STRINGS as _TRUE_STRINGS, flag_column as _flag_series
 from .plots import TIER_COLOURS, TIER_LABELS, TIER_ORDER
 
 __all__ = [
@@ -106,7 +107,6 @@ _VERSION_LABELS = {"spacy": "spaCy", "medspacy": "medspaCy", "pandas": "pandas",
                    "python": "Python", "vertebro": "vertebro"}
 
 
-_TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
 
 CHROMIUM_PATH = "/usr/bin/chromium"
 #: Flags for headless Debian Chromium in CI and for screenshots: no
@@ -859,18 +859,9 @@ def _text_series(frame: pd.DataFrame, column: str) -> pd.Series:
     return values.map(_text)
 
 
-def _flag_series(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame:
-        return pd.Series(False, index=frame.index)
-    values = frame[column]
-    if pd.api.types.is_bool_dtype(values):
-        return values.fillna(False).astype(bool)
-    return values.map(_truthy).astype(bool)
-
-
 if __name__ == "__main__":  # python -m pipeline.report.html REPORT.html OUT.png
     import sys
 
     if len(sys.argv) != 3:
         sys.exit("usage: python -m pipeline.report.html REPORT.html SCREENSHOT.png")
-    print(save_screenshot(sys.argv[1], sys.argv[2]))
+    sys.stdout.write(f"{save_screenshot(sys.argv[1], sys.argv[2])}\n")

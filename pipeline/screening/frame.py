@@ -37,7 +37,7 @@ _UNSPECIFIED_RANK = len(LEVEL_ORDER) + 1      # ... and `unspecified` always las
 _TEXT_COLUMNS = ("note_id", "person_id", "concept", "levels", "acuity", "aetiology",
                  "scope", "lab", "corrected", "med_status", "modality", "snippet",
                  "lexical_variant")
-_TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
+TRUE_STRINGS = frozenset({"true", "t", "1", "yes", "y"})
 
 
 def level_rank(levels: pd.Series) -> pd.Series:
@@ -115,7 +115,8 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return as_text(frame[column])
 
 
-def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
+def flag_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean flag column from any saved form (bool, 0/1, "true"/"false"); False when absent."""
     if column not in frame:
         return pd.Series(False, index=frame.index)
     values = frame[column]
@@ -124,7 +125,7 @@ def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return values.fillna(0).astype(bool)
     # Saved CSV mentions: "true"/"false" text.
-    return values.astype(str).str.strip().str.lower().isin(_TRUE_STRINGS)
+    return values.astype(str).str.strip().str.lower().isin(TRUE_STRINGS)
 
 
 def _levels_text(frame: pd.DataFrame) -> pd.Series:
@@ -147,8 +148,8 @@ def prepare_mentions(mentions: pd.DataFrame | None,
     """
     if mentions is None or len(mentions) == 0:
         return _empty()
-    negative = (_flag(mentions, "negated") | _flag(mentions, "uncertain")
-                | _flag(mentions, "hypothetical") | _flag(mentions, "family"))
+    negative = (flag_column(mentions, "negated") | flag_column(mentions, "uncertain")
+                | flag_column(mentions, "hypothetical") | flag_column(mentions, "family"))
     keep = (~negative & _text(mentions, "concept").isin(SCREENED_CONCEPTS)).to_numpy()
     source = mentions.loc[keep]
     if source.empty:
@@ -158,8 +159,8 @@ def prepare_mentions(mentions: pd.DataFrame | None,
     for column in _TEXT_COLUMNS:
         prepared[column] = _text(source, column).to_numpy()
     prepared["levels"] = _levels_text(source).str.replace(" ", "", regex=False).to_numpy()
-    prepared["historical"] = _flag(source, "historical").to_numpy()
-    prepared["new"] = _flag(source, "new").to_numpy()
+    prepared["historical"] = flag_column(source, "historical").to_numpy()
+    prepared["new"] = flag_column(source, "new").to_numpy()
     prepared["value"] = (pd.to_numeric(source["value"], errors="coerce").to_numpy(dtype=float)
                          if "value" in source else np.nan)
     prepared["start"] = (pd.to_numeric(source["start"], errors="coerce").fillna(0)
