@@ -110,6 +110,7 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
     if workers is None and engine == "local":
         workers = 1
     resume = options.pop("resume")
+    all_mentions = options.pop("all_mentions", False)
     try:
         sources = _open_inputs(inputs, **options)
         show = sys.stderr.isatty() and not quiet
@@ -118,7 +119,8 @@ def _run(command, inputs, outdir, quiet, verbose, config=None, excel=False, **op
             result = run_job(sources, outdir, command=command, patterns=patterns, config_path=config,
                              workers=workers, resume=resume, excel=excel, engine=engine,
                              scheduler=scheduler, partitions=partitions, progress=bar.update,
-                             read_on=read_on, partition_column=partition_column)
+                             read_on=read_on, partition_column=partition_column,
+                             all_mentions=all_mentions)
     except (InputError, RuleError, RunError, ValueError, FileNotFoundError, OSError) as error:
         _fail(error, verbose)
     except ImportError as error:
@@ -151,8 +153,13 @@ def main():
 @input_options
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), help="TOML config (thresholds, weights).")
 @click.option("--excel", is_flag=True, help="Also write report.xlsx.")
+@click.option("--all-mentions", is_flag=True,
+              help="Extract every mention of every note (slower). By default a note whose only "
+                   "terms are infection, coagulation, anticoagulant, pain, osteoporosis or "
+                   "prior-augmentation terms is processed only when its patient has a fracture; "
+                   "patients.csv is the same either way.")
 @common_options
-def screen(inputs, outdir, quiet, verbose, config, excel, **options):
+def screen(inputs, outdir, quiet, verbose, config, excel, all_mentions, **options):
     """Extract, screen and report: the main job.
 
     Writes patients.csv/.parquet, notes.csv, mentions.parquet/.csv,
@@ -170,7 +177,8 @@ def screen(inputs, outdir, quiet, verbose, config, excel, **options):
       vertebro screen notes/ --mapping people.csv -o out
       vertebro screen export.parquet -o out --engine dask --scheduler tcp://sched:8786
     """
-    _run("screen", inputs, outdir, quiet, verbose, config=config, excel=excel, **options)
+    _run("screen", inputs, outdir, quiet, verbose, config=config, excel=excel,
+         all_mentions=all_mentions, **options)
 
 
 @main.command()

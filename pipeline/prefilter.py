@@ -753,12 +753,20 @@ class Prefilter:
 LAB_PATTERNS = {"lab:PT/INR": PT_INR, "lab:INR": INR, "lab:PT": PT, "lab:platelets": PLATELETS}
 
 
-def compile_prefilter(rules: RuleSet) -> Prefilter:
-    """The pre-filter for a rule set: target rules (not IGNORE) and the lab value patterns."""
+def compile_prefilter(rules: RuleSet, concepts: Iterable[str] | None = None) -> Prefilter:
+    """The pre-filter for a rule set: target rules (not IGNORE) and the lab value patterns.
+
+    With ``concepts``, only the target rules of those categories (and no lab
+    pattern, unless ``COAGULOPATHY`` is one of them): the filter then passes
+    exactly the notes that could hold a mention of one of those concepts.
+    """
+    wanted = None if concepts is None else frozenset(concepts)
     compiled: dict[Hashable, tuple[Plan, re.Pattern | None]] = {}
     for index, rule in enumerate(rules.target):
         if rule.get("category") == "IGNORE":
             continue  # an IGNORE match never becomes a mention
+        if wanted is not None and rule.get("category") not in wanted:
+            continue
         pattern = rule.get("pattern")
         if isinstance(pattern, str):
             compiled[f"target:{index}"] = (regex_plan(pattern), re.compile(pattern, re.IGNORECASE))
@@ -767,8 +775,9 @@ def compile_prefilter(rules: RuleSet) -> Prefilter:
         if not anchors:
             return Prefilter({}, keep_all=True)
         compiled[f"target:{index}"] = (Plan(anchors), None)
-    for key, pattern in LAB_PATTERNS.items():
-        compiled[key] = (regex_plan(pattern.pattern, pattern.flags), pattern)
+    if wanted is None or "COAGULOPATHY" in wanted:  # lab values are COAGULOPATHY mentions
+        for key, pattern in LAB_PATTERNS.items():
+            compiled[key] = (regex_plan(pattern.pattern, pattern.flags), pattern)
     return Prefilter(compiled)
 
 

@@ -10,6 +10,7 @@ batch size: resuming with anything else is refused.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from .engines.local import run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
-from .nlp.extract import MENTION_COLUMNS, NOTE_COLUMNS, BatchProcessor
+from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .screening import screen_patients
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ def versions() -> dict[str, str]:
             "pandas": pd.__version__, "python": platform.python_version()}
 
 
-def _run_key(fingerprints: list[str], rule_files: dict, config: Config | None, batch_size: int) -> str:
+def _run_key(fingerprints: list[str], rule_files: dict, config: Config | None, batch_size: int,
+             defer: bool = False) -> str:
     content = json.dumps({"inputs": fingerprints, "rules": rule_files, "batch_size": batch_size,
-                          "config": config_hash(config) if config else None}, sort_keys=True)
+                          "config": config_hash(config) if config else None, "defer": defer},
+                         sort_keys=True)
     return hashlib.sha256(content.encode()).hexdigest()
 
 
@@ -81,13 +84,40 @@ def _load_checkpoint(work: Path, key: str, resume: bool) -> set[int]:
         return set()
     state = json.loads(path.read_text())
     if state.get("key") != key:
-        raise RunError("cannot resume: the input, rules, config or batch size differ from the "
-                       "interrupted run (start again without --resume)")
+        raise RunError("cannot resume: the input, rules, config, batch size or --all-mentions "
+                       "differ from the interrupted run (start again without --resume)")
     return set(state.get("done", []))
 
 
-def _save_checkpoint(work: Path, key: str, done: set[int]) -> None:
-    write_json({"key": key, "done": sorted(done)}, work / "checkpoint.json")
+def _save_checkpoint(work: Path, key: str, done: set[int], **extra) -> None:
+    """Record the finished batches (and, in ``extra``, the second pass's) atomically."""
+    path = work / "checkpoint.json"
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state.update({"key": key, "done": sorted(done)})
+    state.update({name: sorted(value) for name, value in extra.items()})
+    write_json(state, path)
+
+
+def store_part(work: Path, index: int, notes: pd.DataFrame, mentions: pd.DataFrame) -> None:
+    """Save one finished batch: its note rows, its mentions and, if any, its deferred notes.
+
+    Deferred notes keep their row (status ``deferred``) in ``notes-NNNNNN``;
+    their text goes to ``deferred-NNNNNN.parquet`` (owner-only, in the work
+    folder, deleted with it) until the second pass.
+    """
+    if DEFERRED_TEXT in notes:
+        deferred = notes[notes["status"] == DEFERRED]
+        if len(deferred):
+            write_parquet(deferred[[*DEFERRED_NOTE_COLUMNS[:-1], DEFERRED_TEXT]]
+                          .rename(columns={DEFERRED_TEXT: "note_text"}).reset_index(drop=True),
+                          work / f"deferred-{index:06d}.parquet")
+        notes = notes.drop(columns=[DEFERRED_TEXT])
+    write_parquet(notes, work / f"notes-{index:06d}.parquet")
+    write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+
+
+#: The canonical note columns a deferred note is kept with.
+DEFERRED_NOTE_COLUMNS = ["row", "note_id", "person_id", "note_date", "note_title", "note_text"]
 
 
 def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: BatchProcessor, *,
@@ -108,7 +138,8 @@ def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: Bat
         logger.info("Dask: %s", reason if plan is None else f"the workers read the input ({reason})")
         session.read = "partitions" if plan is not None else "client"
     key = _run_key(fingerprints + ([repr([(p.kind, p.where) for p in plan])] if plan is not None else []),
-                   processor.rules.files, config, sources[0].batch_size if sources else 0)
+                   processor.rules.files, config, sources[0].batch_size if sources else 0,
+                   defer=processor.defer)
     done = _load_checkpoint(work, key, resume)
     make_private_dir(work)
     if plan is not None:
@@ -135,14 +166,117 @@ def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: Bat
     else:
         results = run_batches(pending(), processor, workers=workers)
     for index, notes, mentions in results:
-        write_parquet(notes, work / f"notes-{index:06d}.parquet")
-        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+        store_part(work, index, notes, mentions)
         done.add(index)
         _save_checkpoint(work, key, done)
         if progress:
             progress(len(notes))
     return {"extract_seconds": round(time.perf_counter() - started, 3), "resumed_notes": skipped,
             "fingerprints": fingerprints, "run_key": key}
+
+
+# --------------------------------------------------------------------------------------------
+# The second pass of ``screen``: deferred notes, for the patients with a fracture
+# --------------------------------------------------------------------------------------------
+
+def fracture_people(mentions: pd.DataFrame) -> set[str]:
+    """Patients with an affirmed FRACTURE mention: those whose deferred notes screening reads.
+
+    Screening assesses infection, coagulopathy, anticoagulants, pain and
+    the rest only for a patient with a fracture (a window around the index
+    date; see :func:`pipeline.screening.contraindications.in_window`), and
+    every FRACTURE mention comes from the first pass, so this set is final
+    after it.
+    """
+    fractures = mentions[(mentions["concept"] == "FRACTURE") & ~mentions["negated"]
+                         & ~mentions["uncertain"] & ~mentions["hypothetical"] & ~mentions["family"]]
+    return set(fractures["person_id"].astype(str))
+
+
+def merge_deferred(notes: pd.DataFrame, mentions: pd.DataFrame, deferred: pd.DataFrame,
+                   new_notes: pd.DataFrame, new_mentions: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace the ``deferred`` notes' rows by the second pass's results.
+
+    A deferred note the second pass did not process (its patient has no
+    fracture) becomes ``no_trigger``: nothing in it can change a row of
+    patients.csv. Idempotent: rows already merged are replaced again, never
+    doubled (a resumed run may merge a part twice).
+    """
+    rows = deferred["row"]
+    skipped = deferred[~rows.isin(new_notes["row"])].reset_index(drop=True)
+    skipped = skipped.assign(status="no_trigger", error="", n_mentions=0,
+                             **dict.fromkeys(NOTE_FLAGS, False))[NOTE_COLUMNS]
+    kept = notes[~notes["row"].isin(rows)]
+    notes = pd.concat([f for f in (kept, new_notes, skipped) if len(f)] or [kept], ignore_index=True)
+    kept = mentions[~mentions["row"].isin(rows)]
+    mentions = pd.concat([f for f in (kept, new_mentions) if len(f)] or [kept], ignore_index=True)
+    notes = notes.sort_values("row", kind="stable").reset_index(drop=True)
+    mentions = mentions.sort_values(SORT_KEYS["mentions"], kind="stable").reset_index(drop=True)
+    return notes, mentions
+
+
+def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int, engine: str,
+                session=None, scheduler: str | None = None) -> dict:
+    """Process the deferred notes of the patients with a fracture, part by part.
+
+    Each ``deferred-NNNNNN.parquet`` is merged into its ``notes-NNNNNN`` and
+    ``mentions-NNNNNN`` parts (written atomically), recorded in the
+    checkpoint as ``second``, then deleted: a killed second pass resumes
+    where it stopped.
+    """
+    parts = sorted(work.glob("deferred-*.parquet"))
+    started = time.perf_counter()
+    facts = {"deferred_notes": 0, "second_pass_notes": 0}
+    if not parts:
+        return {**facts, "second_pass_seconds": 0.0}
+    people = set()
+    for frame in _part_frames(work, "mentions", ["row", "person_id", "concept", "negated", "uncertain",
+                                                 "hypothetical", "family"]):
+        people |= fracture_people(frame)
+    state = json.loads((work / "checkpoint.json").read_text())
+    finished = set(state.get("second", []))
+    done = set(state.get("done", []))
+    full = copy.copy(processor)  # the same pipeline, without deferring
+    full.defer = False
+
+    def finish(index: int, new_notes: pd.DataFrame, new_mentions: pd.DataFrame) -> None:
+        path = work / f"deferred-{index:06d}.parquet"
+        deferred = pd.read_parquet(path, columns=DEFERRED_NOTE_COLUMNS[:-1])
+        notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
+                                         pd.read_parquet(work / f"mentions-{index:06d}.parquet"),
+                                         deferred, new_notes, new_mentions)
+        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+        write_parquet(notes, work / f"notes-{index:06d}.parquet")
+        finished.add(index)
+        _save_checkpoint(work, key, done, second=finished)
+        path.unlink()
+        facts["deferred_notes"] += len(deferred)
+
+    def pending():
+        for path in parts:
+            index = int(path.stem.split("-")[1])
+            if index in finished:
+                path.unlink()  # merged and recorded before the run was killed
+                continue
+            deferred = pd.read_parquet(path)
+            wanted = deferred[deferred["person_id"].astype(str).isin(people)].reset_index(drop=True)
+            if wanted.empty:
+                finish(index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS))
+                continue
+            facts["second_pass_notes"] += len(wanted)
+            yield index, wanted
+
+    if engine == "dask":
+        from .engines.dask import run_batches_dask
+        results = run_batches_dask(pending(), full, workers=workers, scheduler=scheduler, session=session)
+    else:
+        results = run_batches(pending(), full, workers=workers)
+    for index, notes, mentions in results:
+        finish(index, notes, mentions)
+    logger.info("second pass: %d of %d deferred notes belong to patients with a fracture",
+                facts["second_pass_notes"], facts["deferred_notes"])
+    return {**facts, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
 #: What screening and the report read of the notes (the rest is only written out).
@@ -288,8 +422,15 @@ def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = 
             resume: bool = False, excel: bool = False, engine: str = "local",
             scheduler: str | None = None, partitions: int | None = None,
             progress: Callable[[int], None] | None = None, read_on: str = "workers",
-            partition_column: str | None = None) -> RunResult:
+            partition_column: str | None = None, all_mentions: bool = False) -> RunResult:
     """Extract (and, for ``screen``, score and report) into ``outdir``.
+
+    ``screen`` runs in two passes unless ``all_mentions``: notes that can
+    only hold facts screening reads for patients with a fracture
+    (infection, coagulopathy, anticoagulants, pain, ...) wait until the
+    first pass has found those patients, and are processed only for them
+    (:func:`second_pass`). patients.csv is the same either way; mentions of
+    the skipped notes are not extracted (``extract`` finds every mention).
 
     ``engine="dask"`` runs the batches and the screening on a Dask cluster
     (``scheduler`` address, else a LocalCluster of ``workers`` processes;
@@ -304,26 +445,33 @@ def run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str = 
             return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
                             workers=workers, resume=resume, excel=excel, engine=engine,
                             progress=progress, session=session, read_on=read_on,
-                            partition_column=partition_column)
+                            partition_column=partition_column, all_mentions=all_mentions)
     return _run_job(inputs, outdir, command=command, patterns=patterns, config_path=config_path,
-                    workers=workers, resume=resume, excel=excel, engine=engine, progress=progress)
+                    workers=workers, resume=resume, excel=excel, engine=engine, progress=progress,
+                    all_mentions=all_mentions)
 
 
 def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, patterns: Sequence[str],
              config_path: str | None, workers: int, resume: bool, excel: bool, engine: str,
              progress: Callable[[int], None] | None, session=None, read_on: str = "workers",
-             partition_column: str | None = None) -> RunResult:
+             partition_column: str | None = None, all_mentions: bool = False) -> RunResult:
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
     outdir = Path(outdir)
     config = load_config(config_path) if command == "screen" else None
     clock = time.perf_counter()
-    processor = BatchProcessor(patterns=[str(p) for p in patterns])
+    processor = BatchProcessor(patterns=[str(p) for p in patterns],
+                               defer=command == "screen" and not all_mentions)
     timings = {"load_seconds": round(time.perf_counter() - clock, 3)}
     facts = extract_to_parts(inputs, outdir, processor, config=config, workers=workers, resume=resume,
                              progress=progress, engine=engine, session=session, read_on=read_on,
                              partition_column=partition_column)
     timings["extract_seconds"] = facts["extract_seconds"]
     work = outdir / WORK
+    passes = {}
+    if processor.defer:
+        passes = second_pass(work, processor, key=facts["run_key"], workers=workers, engine=engine,
+                             session=session)
+        timings["second_pass_seconds"] = passes.pop("second_pass_seconds")
     # screening and the report need only some columns: the files are streamed from the parts
     notes = _read_parts(work, "notes", SCREEN_NOTE_COLUMNS)
     mentions = _read_parts(work, "mentions", [c for c in MENTION_COLUMNS if c not in WRITE_ONLY_MENTION_COLUMNS])
@@ -336,7 +484,7 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
             patients = screen_patients(mentions, notes, config)
         timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
     extra = {"started_at": started_at, "engine": engine, "workers": workers,
-             "resumed_notes": facts["resumed_notes"]}
+             "resumed_notes": facts["resumed_notes"], "two_pass": processor.defer, **passes}
     if session is not None:
         extra["dask"] = session.describe()
         extra["workers"] = extra["dask"]["workers"]
@@ -436,11 +584,19 @@ def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns:
         result.patients[["person_id", "tier", "candidate_levels"]]
     """
     from .nlp.extract import process_batch
-    processor = BatchProcessor(patterns=[str(p) for p in patterns])
+    processor = BatchProcessor(patterns=[str(p) for p in patterns], defer=True)
     if not isinstance(config, Config):
         config = load_config(config)
     canonical = frame_to_notes(notes, columns)
     note_rows, mention_rows = process_batch(canonical, processor)
+    deferred = note_rows[note_rows["status"] == DEFERRED][DEFERRED_NOTE_COLUMNS[:-1]]
+    note_rows = note_rows.drop(columns=[DEFERRED_TEXT], errors="ignore")
+    if len(deferred):
+        full = copy.copy(processor)
+        full.defer = False
+        wanted = deferred["row"][deferred["person_id"].isin(fracture_people(mention_rows))]
+        new_notes, new_mentions = process_batch(canonical[canonical["row"].isin(wanted)], full)
+        note_rows, mention_rows = merge_deferred(note_rows, mention_rows, deferred, new_notes, new_mentions)
     patients = screen_patients(mention_rows, note_rows, config)
     return RunResult(notes=note_rows.drop(columns=["row"]), mentions=mention_rows.drop(columns=["row"]),
                      patients=patients)

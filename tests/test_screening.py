@@ -371,11 +371,33 @@ def test_chronic_only_patient_window_is_centred_on_the_latest_fracture_note():
     assert near["coagulopathy"] and near["tier"] == Tier.NOT_INDICATED
 
 
-def test_without_fracture_every_note_counts_for_the_flags():
+def test_without_fracture_the_procedure_facts_are_not_assessed():
+    """No fracture, no procedure: infection, coagulation and anticoagulants are not reported.
+
+    (It is what lets ``screen`` skip such notes of patients without a
+    fracture.) The flags every patient gets (oedema, malignancy...) still are.
+    """
     patient = one(mention("INFECTION", scope="systemic", lexical_variant="pneumonia",
                           note_date="2019-01-01"),
-                  inr(3.6, note_id="b", note_date="2025-01-13"))
+                  inr(3.6, note_id="b", note_date="2025-01-13"),
+                  mention("ANTICOAGULANT", lexical_variant="warfarin", note_id="c"),
+                  mention("MALIGNANCY", note_id="d"),
+                  fracture("L1", negated=True, note_id="e"))
     assert patient["tier"] == Tier.NO_FRACTURE
+    assert patient["index_date"] == ""
+    assert not (patient["infection"] or patient["coagulopathy"] or patient["anticoagulant"])
+    assert patient["malignancy"]
+    assert patient["reasons"] == "no affirmed fracture"
+    assert patient["evidence"] == ""
+
+
+def test_fracture_without_index_date_every_note_counts_for_the_flags():
+    """The fracture note is undated: no index date, so no note can be shown to be outside the window."""
+    patient = one(fracture("T9", acuity="chronic", note_date=None),
+                  mention("INFECTION", scope="systemic", lexical_variant="pneumonia",
+                          note_date="2019-01-01", note_id="b"),
+                  inr(3.6, note_id="c", note_date="2025-01-13"))
+    assert patient["tier"] == Tier.NOT_INDICATED
     assert patient["index_date"] == ""
     assert patient["infection"] and patient["coagulopathy"]
 

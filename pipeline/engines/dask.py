@@ -86,6 +86,7 @@ class ProcessorSpec:
     nlp_date: str
     nlp_datetime: str
     use_prefilter: bool
+    defer: bool
     key: str
 
 
@@ -118,7 +119,8 @@ def processor_spec(processor: BatchProcessor) -> ProcessorSpec:
             digest.update(name.encode() + b"\x00" + hashlib.sha256(content).digest())
     return ProcessorSpec(version=__version__, folders=tuple(folders), rule_hashes=rule_hashes,
                          nlp_date=processor.nlp_date, nlp_datetime=processor.nlp_datetime,
-                         use_prefilter=processor.use_prefilter, key=digest.hexdigest())
+                         use_prefilter=processor.use_prefilter, defer=processor.defer,
+                         key=digest.hexdigest())
 
 
 _LOCAL = threading.local()
@@ -165,19 +167,20 @@ def worker_processor(spec: ProcessorSpec) -> BatchProcessor:
         for name in ("medspacy", "PyRuSH"):
             logging.getLogger(name).setLevel(logging.WARNING)
         built = BatchProcessor(patterns=_materialise(spec), nlp_date=spec.nlp_date,
-                               nlp_datetime=spec.nlp_datetime, use_prefilter=spec.use_prefilter)
+                               nlp_datetime=spec.nlp_datetime, use_prefilter=spec.use_prefilter,
+                               defer=spec.defer)
         if tuple(built.rules.files.values()) != spec.rule_hashes:
             raise WorkerMismatch("the rule files on a worker differ from the client's "
                                  "(another vertebro installation on the cluster?)")
         cache.clear()  # one rule set at a time per thread
         cache[spec.key] = built
-    if (built.nlp_date, built.nlp_datetime, built.use_prefilter) == \
-            (spec.nlp_date, spec.nlp_datetime, spec.use_prefilter):
+    if (built.nlp_date, built.nlp_datetime, built.use_prefilter, built.defer) == \
+            (spec.nlp_date, spec.nlp_datetime, spec.use_prefilter, spec.defer):
         return built
-    # another run with the same rules: share the pipeline, stamp with this run
+    # another run (or pass) with the same rules: share the pipeline, stamp with this one
     stamped = copy.copy(built)
     stamped.nlp_date, stamped.nlp_datetime = spec.nlp_date, spec.nlp_datetime
-    stamped.use_prefilter = spec.use_prefilter
+    stamped.use_prefilter, stamped.defer = spec.use_prefilter, spec.defer
     return stamped
 
 
@@ -481,8 +484,8 @@ def extract_partitions(plan, sources, work: Path, processor: BatchProcessor, ses
     import time
 
     from ..io.partitions import PlanStats
-    from ..io.writers import write_json, write_parquet
-    from ..run import _save_checkpoint
+    from ..io.writers import write_json
+    from ..run import _save_checkpoint, store_part
 
     started = time.perf_counter()
     totals = PlanStats(sources)
@@ -510,8 +513,7 @@ def extract_partitions(plan, sources, work: Path, processor: BatchProcessor, ses
         shift = state["row"]
         notes = notes.assign(row=notes["row"] + shift)
         mentions = mentions.assign(row=mentions["row"] + shift)
-        write_parquet(notes, work / f"notes-{index:06d}.parquet")
-        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+        store_part(work, index, notes, mentions)
         write_json(facts, work / f"part-{index:06d}.json")
         account(index, notes["note_id"].tolist(), facts)
         done.add(index)

@@ -35,12 +35,13 @@ MAX_CHARS_IN_FLIGHT = 16_000_000
 _WORKER: BatchProcessor | None = None
 
 
-def _init_worker(patterns: list[str], nlp_date: str, nlp_datetime: str, use_prefilter: bool) -> None:
+def _init_worker(patterns: list[str], nlp_date: str, nlp_datetime: str, use_prefilter: bool,
+                 defer: bool) -> None:
     global _WORKER
     logging.getLogger("medspacy").setLevel(logging.WARNING)
     if _WORKER is None:  # spawned: build the pipeline once, here
         _WORKER = BatchProcessor(patterns=patterns, nlp_date=nlp_date, nlp_datetime=nlp_datetime,
-                                 use_prefilter=use_prefilter)
+                                 use_prefilter=use_prefilter, defer=defer)
 
 
 def _run_task(task: tuple[int, int, pd.DataFrame]) -> tuple[int, int, pd.DataFrame, pd.DataFrame]:
@@ -120,7 +121,7 @@ def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: in
             processes=workers,
             initializer=_init_worker,
             initargs=(list(processor.patterns), processor.nlp_date, processor.nlp_datetime,
-                      processor.use_prefilter),
+                      processor.use_prefilter, processor.defer),
         ) as pool:
             for index, batch in batches:
                 size = sum(_text_lengths(batch))

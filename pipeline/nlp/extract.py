@@ -42,6 +42,19 @@ MENTION_COLUMNS = [
 ]
 BOOLEAN_ATTRIBUTES = ["negated", "uncertain", "historical", "hypothetical", "family", "new"]
 
+#: Concepts that decide a patient's row on their own: whether there is a
+#: fracture at all, and the flags reported for every patient. A note with a
+#: trigger of these is processed at once; with ``defer``, a note whose only
+#: triggers are of the other concepts (infection, coagulopathy and labs,
+#: anticoagulants, pain, osteoporosis, prior augmentation: facts screening
+#: reads only for a patient with a fracture) is *deferred* until the first
+#: pass has found which patients have one (see :mod:`pipeline.run`).
+FIRST_PASS_CONCEPTS = ("FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "MALIGNANCY")
+#: The status of a deferred note until the second pass decides it, and the
+#: notes-frame column that carries its text until then.
+DEFERRED = "deferred"
+DEFERRED_TEXT = "deferred_text"
+
 MODALITIES = [
     ("MRI", re.compile(r"\b(?:MRI|MR|magnetic resonance|STIR)\b", re.IGNORECASE)),
     ("NM", re.compile(r"\b(?:bone scan|scintigra\w*|nuclear medicine|SPECT|NM)\b", re.IGNORECASE)),
@@ -122,11 +135,14 @@ class BatchProcessor:
     nlp_date: str = field(default_factory=lambda: _dt.date.today().isoformat())
     nlp_datetime: str = field(default_factory=lambda: _dt.datetime.now().replace(microsecond=0).isoformat())
     use_prefilter: bool = True
+    #: defer notes whose only triggers are of concepts outside FIRST_PASS_CONCEPTS
+    defer: bool = False
 
     def __post_init__(self):
         self.rules: RuleSet = load_rules([Path(p) for p in self.patterns])
         self.extractor = Extractor(rules=self.rules)
         self.prefilter: Prefilter = compile_prefilter(self.rules)
+        self.first_pass: Prefilter = compile_prefilter(self.rules, concepts=FIRST_PASS_CONCEPTS)
         self.nlp_system = f"vertebro {__version__}"
 
     def __call__(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -142,7 +158,14 @@ def _note_row(note, status: str, error: str, mentions: list[dict]) -> dict:
 
 
 def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Extract the mentions of one batch of notes (the function every engine runs)."""
+    """Extract the mentions of one batch of notes (the function every engine runs).
+
+    With ``processor.defer`` (and the pre-filter on), a note that can only
+    hold mentions of concepts outside :data:`FIRST_PASS_CONCEPTS` is not
+    processed: its row has status ``deferred`` and its text is in the
+    ``deferred_text`` column, for the second pass.
+    """
+    defer = processor.defer and processor.use_prefilter
     note_rows: list[dict] = []
     mention_rows: list[dict] = []
     for note in batch.itertuples(index=False):
@@ -153,6 +176,11 @@ def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.Da
         text = str(text)
         if processor.use_prefilter and not processor.prefilter(text):
             note_rows.append(_note_row(note, "no_trigger", "", []))
+            continue
+        if defer and not processor.first_pass(text):
+            row = _note_row(note, DEFERRED, "", [])
+            row[DEFERRED_TEXT] = text
+            note_rows.append(row)
             continue
         try:
             title = note.note_title if isinstance(note.note_title, str) else ""
@@ -165,7 +193,7 @@ def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.Da
             continue
         mention_rows.extend(rows)
         note_rows.append(_note_row(note, "processed", "", mentions))
-    notes = pd.DataFrame(note_rows, columns=NOTE_COLUMNS)
+    notes = pd.DataFrame(note_rows, columns=[*NOTE_COLUMNS, DEFERRED_TEXT] if defer else NOTE_COLUMNS)
     mentions = pd.DataFrame(mention_rows, columns=MENTION_COLUMNS)
     return notes, mentions
 

@@ -26,6 +26,8 @@ when one of their notes' flags is:
 * ``infection`` — a current, uncorrected infection, local or systemic, in the window.
 * ``coagulopathy`` — the systemic coagulopathy contraindication (in the window).
 * ``anticoagulant`` — any current anticoagulant mention (held or continued).
+  These three are facts about the procedure: a patient without a fracture
+  has no window and they are false (see ``in_window``).
 * ``malignancy`` — a current malignancy mention ("breast cancer 2009, no
   recurrence" is historical and does not count) or a fracture of malignant
   aetiology ("pathological fracture").
@@ -77,7 +79,8 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     evidence = level_evidence(prepared, fractures)
     levels = decide_level_status(evidence)
     index = index_dates(evidence, levels)
-    window = in_window(prepared, index, config.window_days)
+    fracture_people = pd.Index(levels["person_id"].unique())
+    window = in_window(prepared, index, config.window_days, fracture_people)
 
     # 2. Contraindications.
     infections = current_infections(prepared, window)
@@ -86,7 +89,7 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     latest = latest_labs(prepared, window)
     coagulopathic = coagulopathy(prepared, window, latest, max_inr=config.max_inr,
                                  min_platelets=config.min_platelets)
-    anticoagulants = current_anticoagulants(prepared)
+    anticoagulants = current_anticoagulants(prepared, fracture_people)
 
     levels = _with_local(levels, local)
     status = levels["status"]

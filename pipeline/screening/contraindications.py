@@ -41,7 +41,8 @@ _LOCAL_CONCEPTS = {"RETROPULSION": LocalContraindication.RETROPULSION.value,
 LABS = ("INR", "platelets")
 
 
-def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int) -> np.ndarray:
+def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int,
+              fracture_people: pd.Index | None = None) -> np.ndarray:
     """Boolean mask over ``prepared``: does the mention's note count?
 
     * |note day - index day| <= ``window_days`` -> counts. With 30 days and
@@ -52,13 +53,21 @@ def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int) 
       towards showing a possible contraindication to the reviewer (the
       reasons name it). Undated values are still the *oldest* for
       latest-value-wins, so any dated value overrides them.
-    * the patient has no index date (no fracture at all, or every fracture
-      note undated) -> every note counts: "sepsis" in a patient without a
-      fracture still sets the ``infection`` flag.
+    * the patient has a fracture but no index date (only chronic levels, or
+      every fracture note undated) -> every note counts.
+    * the patient has no fracture (not in ``fracture_people``, when given)
+      -> nothing counts. There is no procedure to contraindicate: "sepsis"
+      in a patient without a fracture does not set the ``infection`` flag.
+      This is also what lets ``screen`` skip such patients' notes that can
+      only hold infection, coagulation or medication facts (two passes,
+      :func:`pipeline.run.second_pass`) without changing any patient's row.
     """
     index = prepared["person_id"].map(index_dates).astype("datetime64[ns]")
     distance = (prepared["note_date"] - index).dt.days.abs()
-    return (index.isna() | prepared["note_date"].isna() | (distance <= window_days)).to_numpy()
+    counts = index.isna() | prepared["note_date"].isna() | (distance <= window_days)
+    if fracture_people is not None:
+        counts &= prepared["person_id"].isin(fracture_people)
+    return counts.to_numpy()
 
 
 def infection_scope(prepared: pd.DataFrame) -> pd.Series:
@@ -230,7 +239,8 @@ def coagulopathy(prepared: pd.DataFrame, window: np.ndarray, latest: pd.DataFram
                       diagnosis_findings.reindex(columns=columns)], ignore_index=True)
 
 
-def current_anticoagulants(prepared: pd.DataFrame) -> pd.DataFrame:
+def current_anticoagulants(prepared: pd.DataFrame, fracture_people: pd.Index | None = None
+                           ) -> pd.DataFrame:
     """Affirmed, non-historical anticoagulant mentions: reported, never disqualifying.
 
     "apixaban held since 2025-05-10" -> reported as "apixaban (held)".
@@ -238,10 +248,14 @@ def current_anticoagulants(prepared: pd.DataFrame) -> pd.DataFrame:
     long-term anticoagulation is a standing fact the proceduralist must plan
     around whenever it was written down. SIR 2019 manages anticoagulants by
     holding them before the procedure, so their use alone does not change
-    the tier.
+    the tier. Reported only for patients with a fracture (``fracture_people``,
+    when given), like every fact about the procedure (see :func:`in_window`).
     """
     anticoagulants = of_concept(prepared, "ANTICOAGULANT")
-    return anticoagulants[~anticoagulants["historical"]]
+    current = anticoagulants[~anticoagulants["historical"]]
+    if fracture_people is not None:
+        current = current[current["person_id"].isin(fracture_people)]
+    return current
 
 
 def _number(value: float) -> str:

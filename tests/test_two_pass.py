@@ -1,0 +1,162 @@
+"""The two passes of ``screen``: deferred notes are processed only for patients with a fracture.
+
+The claim under test: patients.csv is the same as when every note is
+processed (``--all-mentions``), every note is still accounted for, and the
+mentions ``screen`` does extract are exactly those of a one-pass run for the
+notes it processed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipeline import run as run_module
+from pipeline.cli import main
+from pipeline.nlp.extract import FIRST_PASS_CONCEPTS, BatchProcessor, process_batch
+from pipeline.run import frame_to_notes, merge_deferred
+
+from .conftest import REPO
+
+DEV = REPO / "corpora" / "dev" / "notes.jsonl"
+STAMPS = ["nlp_date", "nlp_datetime"]
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def read(folder, name):
+    frame = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+    return frame.drop(columns=[c for c in STAMPS if c in frame.columns])
+
+
+@pytest.fixture(scope="module")
+def dev_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two-pass")
+    cli("screen", DEV, "-o", folder / "two", "-q", "--batch-size", "25")
+    cli("screen", DEV, "-o", folder / "one", "-q", "--all-mentions")
+    return folder / "two", folder / "one"
+
+
+def test_patients_are_those_of_a_run_over_every_note(dev_runs):
+    two, one = dev_runs
+    pd.testing.assert_frame_equal(read(two, "patients.csv"), read(one, "patients.csv"))
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["two_pass"] and manifest["deferred_notes"] > 0
+    assert 0 < manifest["second_pass_notes"] < manifest["deferred_notes"]
+    assert not json.loads((one / "manifest.json").read_text())["two_pass"]
+
+
+def test_every_note_is_accounted_for_and_mentions_match(dev_runs):
+    two, one = dev_runs
+    notes_two, notes_one = read(two, "notes.csv"), read(one, "notes.csv")
+    assert notes_two["note_id"].tolist() == notes_one["note_id"].tolist()
+    assert set(notes_two["status"]) <= {"processed", "no_trigger", "empty", "error"}
+    changed = notes_two["status"] != notes_one["status"]
+    # only processed notes are skipped, and only as no_trigger
+    assert changed.any()
+    assert set(notes_one.loc[changed, "status"]) == {"processed"}
+    assert set(notes_two.loc[changed, "status"]) == {"no_trigger"}
+    # skipped notes belong to patients without a fracture
+    patients = read(one, "patients.csv").set_index("person_id")
+    assert (patients.loc[notes_two.loc[changed, "person_id"], "fracture"] == "false").all()
+    # the processed notes have the very same mentions
+    mentions_two, mentions_one = read(two, "mentions.csv"), read(one, "mentions.csv")
+    kept = mentions_one[~mentions_one["note_id"].isin(notes_two.loc[changed, "note_id"])]
+    pd.testing.assert_frame_equal(mentions_two.reset_index(drop=True), kept.reset_index(drop=True))
+    # and what was skipped holds no concept of the first pass
+    skipped = mentions_one[mentions_one["note_id"].isin(notes_two.loc[changed, "note_id"])]
+    assert len(skipped) and not skipped["concept"].isin(FIRST_PASS_CONCEPTS).any()
+
+
+def test_extract_processes_every_note(tmp_path):
+    rows = [
+        {"note_id": "1", "person_id": "A", "note_date": "2025-03-01",
+         "note_text": "MRI: acute L1 compression fracture with marrow oedema."},
+        {"note_id": "2", "person_id": "A", "note_date": "2025-03-02",
+         "note_text": "Febrile overnight, blood cultures positive. Sepsis."},
+        {"note_id": "3", "person_id": "B", "note_date": "2025-03-02",
+         "note_text": "Febrile overnight, blood cultures positive. Sepsis. On warfarin, INR 2.9."},
+        {"note_id": "4", "person_id": "C", "note_date": "2025-03-02",
+         "note_text": "Known multiple myeloma. On apixaban."},
+    ]
+    path = tmp_path / "notes.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    cli("screen", path, "-o", tmp_path / "screen", "-q")
+    cli("extract", path, "-o", tmp_path / "extract", "-q")
+    screened = read(tmp_path / "screen", "notes.csv").set_index("note_id")
+    extracted = read(tmp_path / "extract", "notes.csv").set_index("note_id")
+    assert screened["status"].to_dict() == {"1": "processed", "2": "processed", "3": "no_trigger",
+                                            "4": "processed"}
+    assert set(extracted["status"]) == {"processed"}
+    patients = read(tmp_path / "screen", "patients.csv").set_index("person_id")
+    assert patients.loc["A", "tier"] == "contraindicated" and patients.loc["A", "infection"] == "true"
+    assert patients.loc["B", ["infection", "coagulopathy", "anticoagulant"]].tolist() == ["false"] * 3
+    assert patients.loc["C", "malignancy"] == "true"            # a first-pass concept
+    assert patients.loc["C", "anticoagulant"] == "false"        # no fracture: not assessed
+    mentions = read(tmp_path / "extract", "mentions.csv")
+    assert {"INFECTION", "COAGULOPATHY", "ANTICOAGULANT"} <= set(mentions.loc[mentions["note_id"] == "3", "concept"])
+
+
+def test_in_memory_screen_matches_the_cli(dev_runs):
+    two, _ = dev_runs
+    import pipeline
+    result = pipeline.screen(pd.read_json(DEV, lines=True, dtype={"note_id": str, "person_id": str}))
+    cli_notes = read(two, "notes.csv")
+    assert result.notes["status"].tolist() == cli_notes["status"].tolist()
+    assert len(result.mentions) == len(read(two, "mentions.csv"))
+    assert result.patients["tier"].tolist() == read(two, "patients.csv")["tier"].tolist()
+
+
+def test_merging_a_part_twice_changes_nothing():
+    notes = frame_to_notes(pd.DataFrame([
+        {"note_id": "1", "person_id": "A", "note_text": "Acute L1 compression fracture."},
+        {"note_id": "2", "person_id": "A", "note_text": "Sepsis, on IV antibiotics."},
+        {"note_id": "3", "person_id": "B", "note_text": "Sepsis."},
+    ]))
+    first = BatchProcessor(defer=True)
+    pass_notes, pass_mentions = process_batch(notes, first)
+    assert pass_notes["status"].tolist() == ["processed", "deferred", "deferred"]
+    deferred = pass_notes[pass_notes["status"] == "deferred"].drop(columns=["deferred_text"])
+    pass_notes = pass_notes.drop(columns=["deferred_text"])
+    full = BatchProcessor()
+    new_notes, new_mentions = process_batch(notes[notes["note_id"] == "2"], full)
+    once = merge_deferred(pass_notes, pass_mentions, deferred, new_notes, new_mentions)
+    twice = merge_deferred(*once, deferred, new_notes, new_mentions)
+    for a, b in zip(once, twice):
+        pd.testing.assert_frame_equal(a, b)
+    assert once[0]["status"].tolist() == ["processed", "processed", "no_trigger"]
+    assert once[1]["concept"].iloc[0] == "FRACTURE" and set(once[1]["note_id"]) == {"1", "2"}
+
+
+@pytest.mark.parametrize("when", ["before recording", "after recording"])
+def test_a_second_pass_killed_midway_resumes_to_the_same_run(dev_runs, tmp_path, monkeypatch, when):
+    two, _ = dev_runs
+    original = run_module._save_checkpoint
+    calls = {"n": 0}
+
+    def crash(work, key, done, **extra):
+        if "second" in extra:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                if when == "after recording":
+                    original(work, key, done, **extra)
+                raise RuntimeError("simulated crash")
+        original(work, key, done, **extra)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(run_module, "_save_checkpoint", crash)
+    with pytest.raises(RuntimeError):
+        CliRunner().invoke(main, ["screen", str(DEV), "-o", str(out), "-q", "--batch-size", "25"],
+                           catch_exceptions=False)
+    monkeypatch.undo()
+    assert list((out / ".work").glob("deferred-*.parquet"))
+    cli("screen", DEV, "-o", out, "-q", "--batch-size", "25", "--resume")
+    for name in ("notes.csv", "mentions.csv", "patients.csv"):
+        pd.testing.assert_frame_equal(read(out, name), read(two, name), obj=name)
