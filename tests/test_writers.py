@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
 import pytest
 
 from pipeline.io.writers import (
@@ -186,3 +188,13 @@ def test_json_converts_what_a_manifest_holds(tmp_path):
 def test_text_keeps_line_endings_as_given(tmp_path):
     path = write_text("a\nb\r\nc", tmp_path / "report.html")
     assert path.read_bytes() == b"a\nb\r\nc"
+
+
+@given(st.lists(st.one_of(st.text(max_size=5), st.none(), st.just(float("nan")), st.booleans(),
+                          st.integers(-5, 5)), max_size=12))
+def test_whole_column_formatting_equals_value_by_value(values):
+    from pipeline.io.writers import _csv_column, _csv_value
+    column = pd.Series(values, dtype=object)
+    assert _csv_column(column).tolist() == [_csv_value(value) for value in values]
+    flags = pd.Series([bool(v) for v in values], dtype=bool)
+    assert _csv_column(flags).tolist() == ["true" if bool(v) else "false" for v in values]

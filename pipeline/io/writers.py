@@ -190,12 +190,18 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _csv_column(column: pd.Series) -> pd.Series:
+    """``column`` as :func:`_csv_value` formats each value; whole columns at a time where possible."""
     dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):  # bool and nullable boolean
+    if dtype == bool:
+        return pd.Series(np.where(column.to_numpy(), "true", "false"), index=column.index, dtype=object)
+    if pd.api.types.is_bool_dtype(dtype):  # nullable boolean
         return column.astype(object).map(_csv_value)
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return _iso_datetimes(column)
     if dtype == object:
+        kind = pd.api.types.infer_dtype(column, skipna=True)
+        if kind in ("string", "empty"):  # text, missing values: "" (as _csv_value)
+            return column.where(column.notna(), "")
         return column.map(_csv_value)
     return column
 

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from importlib import resources
@@ -742,6 +743,8 @@ def _resource_text(name: str) -> str:
 
 
 def _missing(value: Any) -> bool:
+    if isinstance(value, str):
+        return False
     if value is None or value is pd.NaT:
         return True
     if isinstance(value, float):
@@ -830,8 +833,13 @@ def _date_text(value: Any) -> str:
     if isinstance(value, (pd.Timestamp, datetime, date, np.datetime64)):
         return pd.Timestamp(value).strftime("%Y-%m-%d")
     text = str(value).strip()
+    if _ISO_DAY.fullmatch(text):  # what the screening writes: nothing to parse
+        return text
     parsed = pd.to_datetime(text, errors="coerce")
     return text if pd.isna(parsed) else parsed.strftime("%Y-%m-%d")
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _dates(values: pd.Series) -> pd.Series:
