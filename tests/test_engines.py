@@ -203,3 +203,27 @@ def test_removing_whitespace_special_cases_keeps_every_token():
         a = [(t.text, t.whitespace_, t.idx) for t in ours.make_doc(text)]
         b = [(t.text, t.whitespace_, t.idx) for t in with_rules.make_doc(text)]
         assert a == b, text[:80]
+
+
+def test_wrap_tolerant_matcher_gives_spacys_matches_in_spacys_order(extractor):
+    """The ConText phrase matcher that replaces spaCy's: same matches, same order, on wrapped text."""
+    from pipeline.nlp.pipeline import WrapTolerantMatcher
+    spacy_matcher = extractor._context._ConText__matcher.inner._MedspacyMatcher__matcher
+    assert WrapTolerantMatcher.covers(spacy_matcher)
+    fast = WrapTolerantMatcher(spacy_matcher)
+    phrases = [" ".join(token["LOWER"] for token in patterns[0][::2])
+               for patterns in spacy_matcher._patterns.values()]
+    assert len(phrases) > 50
+    rng = random.Random(3)
+    total = 0
+    for _ in range(800):
+        parts = []
+        for _ in range(rng.randint(1, 10)):
+            phrase = rng.choice(phrases + ["cannot exclude", "No\n\nevidence  of", "fracture.", "x"])
+            phrase = phrase.replace(" ", rng.choice([" ", "\n", "  ", " \n ", "\n\n", "\t"]))
+            parts.append(phrase.upper() if rng.random() < 0.3 else phrase)
+        doc = extractor.nlp.make_doc(rng.choice([" ", "\n", ", ", ""]).join(parts))
+        expected = spacy_matcher(doc)
+        assert fast(doc) == expected
+        total += len(expected)
+    assert total > 1000
