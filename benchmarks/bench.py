@@ -116,6 +116,8 @@ def medspacy_default(texts) -> dict:
 
 def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
     """``vertebro screen PATH --workers N`` through the library, end to end."""
+    import pyarrow.parquet as pq
+
     from pipeline.io.readers import open_source
     from pipeline.run import run_job
 
@@ -129,7 +131,8 @@ def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
     wall, cpu = timed(run, repeat)
     manifest = result["job"].manifest
     return {"workers": workers, "seconds": wall, "cpu_seconds_main": cpu, "notes": manifest["counts"]["notes"],
-            "status": manifest["counts"]["status"], "mentions": len(result["job"].mentions),
+            "status": manifest["counts"]["status"],
+            "mentions": pq.ParquetFile(outdir / "mentions.parquet").metadata.num_rows,
             "timings": manifest["timings"]}
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -31,6 +32,7 @@ from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_js
                          write_parquet_frames)
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .screening import screen_patients
+from .screening.frame import as_text
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ class RunError(RuntimeError):
 
 @dataclass
 class RunResult:
+    """What a run returns. For :func:`run_job`, ``notes`` and ``mentions`` are what the
+    report read (the processed notes and the mentions of the patients it lists); the
+    files in the run folder hold every note and mention. :func:`screen` returns all."""
+
     notes: pd.DataFrame
     mentions: pd.DataFrame
     patients: pd.DataFrame | None
@@ -330,6 +336,127 @@ def _stream_parts(work: Path, kind: str, columns: list[str]):
             yield frame.drop(columns=["row"])
 
 
+# --------------------------------------------------------------------------------------------
+# Screening from the parts, in bounded memory
+# --------------------------------------------------------------------------------------------
+
+#: Mentions screened at once: past this many, patients are screened in groups (by a hash of
+#: person_id), each group reading only its own mentions from the parts.
+SCREEN_GROUP_MENTIONS = 400_000
+#: The mention columns screening and the report read.
+LEAN_MENTION_COLUMNS = [c for c in MENTION_COLUMNS if c not in WRITE_ONLY_MENTION_COLUMNS]
+
+
+@dataclass
+class Census:
+    """What a pass over the note parts gathers for screening, holding no per-note string.
+
+    ``status``: notes per status; ``note_counts``: person_id -> number of
+    distinct note ids; ``notes``: the processed notes (the only ones
+    mentions can belong to), columns ``SCREEN_NOTE_COLUMNS``.
+    """
+
+    status: dict[str, int]
+    note_counts: pd.Series
+    notes: pd.DataFrame
+
+
+def note_census(work: Path) -> Census:
+    """Count the notes of every patient and keep the processed notes, a part at a time.
+
+    Distinct note ids are counted by a 64-bit hash of the id (a duplicated id,
+    as in ``screen_patients``, counts once per patient); persons are numbered
+    as they come. Memory: 12 bytes per note plus the processed notes.
+    """
+    persons: dict[str, int] = {}
+    codes: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
+    processed: list[pd.DataFrame] = []
+    status: dict[str, int] = {}
+    for frame in _part_frames(work, "notes", SCREEN_NOTE_COLUMNS):
+        for name, count in frame["status"].value_counts().items():
+            status[str(name)] = status.get(str(name), 0) + int(count)
+        person = as_text(frame["person_id"])
+        codes.append(np.fromiter((persons.setdefault(value, len(persons)) for value in person),
+                                 dtype=np.int64, count=len(person)))
+        hashes.append(pd.util.hash_pandas_object(as_text(frame["note_id"]), index=False).to_numpy())
+        processed.append(frame[frame["status"] == "processed"])
+    names = np.array(list(persons), dtype=object)
+    if codes:
+        pairs = pd.DataFrame({"person": np.concatenate(codes), "note": np.concatenate(hashes)})
+        counts = pairs.drop_duplicates().groupby("person").size()
+        note_counts = pd.Series(counts.to_numpy(), index=pd.Index(names[counts.index.to_numpy()], dtype=object))
+    else:
+        note_counts = pd.Series(dtype="int64", index=pd.Index([], dtype=object))
+    frames = [frame for frame in processed if len(frame)]
+    notes = pd.concat(frames, ignore_index=True) if frames else _empty(SCREEN_NOTE_COLUMNS)
+    return Census(status=dict(sorted(status.items())), note_counts=note_counts.astype("int64"), notes=notes)
+
+
+def _mentions_of(work: Path, keep: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
+    """The lean mention columns of every part (the rows ``keep`` selects), in input order."""
+    frames = []
+    for frame in _part_frames(work, "mentions", LEAN_MENTION_COLUMNS):
+        if keep is not None:
+            frame = frame[keep(frame)]
+        if len(frame):
+            frames.append(frame)
+    if not frames:
+        return _empty(LEAN_MENTION_COLUMNS)
+    mentions = pd.concat(frames, ignore_index=True)
+    return mentions.sort_values(SORT_KEYS["mentions"], kind="stable").reset_index(drop=True)
+
+
+def _count_rows(work: Path, kind: str) -> int:
+    import pyarrow.parquet as pq
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in work.glob(f"{kind}-*.parquet"))
+
+
+def screen_parts(work: Path, census: Census, config: Config, *,
+                 group_mentions: int | None = None) -> pd.DataFrame:
+    """``screen_patients`` over the parts, in groups of patients when the mentions are many.
+
+    A patient's row depends on that patient's notes and mentions only, so
+    screening groups of patients (a stable hash of ``person_id``) and
+    concatenating gives the same frame as screening everyone at once, unless a
+    note id belongs to several patients (then everyone is screened together;
+    the Dask engine makes the same choice).
+    """
+    from .engines.dask import _ids_shared_by_patients, _patient_partition
+    limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
+    groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
+    if groups > 1 and _ids_shared_by_patients(census.notes):
+        logger.info("some note ids belong to several patients: screening them together")
+        groups = 1
+    if groups == 1:
+        return screen_patients(_mentions_of(work), census.notes, config, note_counts=census.note_counts)
+    logger.info("screening %d groups of patients", groups)
+    note_group = _patient_partition(census.notes["person_id"], groups)
+    count_group = _patient_partition(pd.Series(census.note_counts.index, dtype=object), groups)
+    frames = []
+    for group in range(groups):
+        mentions = _mentions_of(work, lambda frame, group=group: _patient_partition(frame["person_id"], groups) == group)
+        frames.append(screen_patients(mentions, census.notes[note_group == group], config,
+                                      note_counts=census.note_counts[count_group == group]))
+    patients = pd.concat(frames, ignore_index=True)
+    return patients.sort_values("person_id", kind="stable").reset_index(drop=True)
+
+
+def report_frames(work: Path, census: Census, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The notes and mentions the report reads: those of the patients its table lists.
+
+    The page lists at most ``MAX_TABLE_PATIENTS`` patients, so what is read
+    here is bounded whatever the size of the cohort.
+    """
+    from .report.html import MAX_TABLE_PATIENTS, table_order
+    if len(patients) <= MAX_TABLE_PATIENTS:
+        return census.notes, _mentions_of(work)
+    listed = set(patients["person_id"].iloc[table_order(patients, limit=MAX_TABLE_PATIENTS)].astype(str))
+    mentions = _mentions_of(work, lambda frame: as_text(frame["person_id"]).isin(listed).to_numpy())
+    notes = census.notes[as_text(census.notes["person_id"]).isin(listed)]
+    return notes, mentions
+
+
 def write_parts(outdir: Path, work: Path) -> None:
     """notes.csv and mentions.parquet/.csv straight from the batch parts, a part at a time."""
     note_columns = [c for c in NOTE_COLUMNS if c != "row"]
@@ -387,7 +514,11 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
 
 def build_manifest(*, command: str, sources: Sequence[NoteSource] | None, processor: BatchProcessor | None,
                    config: Config | None, config_path: str | None, notes: pd.DataFrame,
-                   patients: pd.DataFrame | None, timings: dict, extra: dict | None = None) -> dict:
+                   patients: pd.DataFrame | None, timings: dict, extra: dict | None = None,
+                   status: dict[str, int] | None = None) -> dict:
+    """The manifest of SPEC §5; ``status`` (notes per status) when ``notes`` is not every note."""
+    if status is None:
+        status = {str(k): int(v) for k, v in notes["status"].value_counts().sort_index().items()}
     manifest = {
         "tool": "vertebro",
         "command": command,
@@ -401,11 +532,11 @@ def build_manifest(*, command: str, sources: Sequence[NoteSource] | None, proces
             "sources": [{"description": source.describe(), "format": source.format,
                          "fingerprint": source.fingerprint(), "stats": source.stats.as_dict()}
                       for source in sources or []],
-            "rows": int(len(notes)),
+            "rows": int(sum(status.values())),
         },
         "counts": {
-            "notes": int(len(notes)),
-            "status": {str(k): int(v) for k, v in notes["status"].value_counts().sort_index().items()},
+            "notes": int(sum(status.values())),
+            "status": status,
             "patients": int(len(patients)) if patients is not None else None,
             "tier": ({str(k): int(v) for k, v in patients["tier"].value_counts().sort_index().items()}
                      if patients is not None else {}),
@@ -472,17 +603,20 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
         passes = second_pass(work, processor, key=facts["run_key"], workers=workers, engine=engine,
                              session=session)
         timings["second_pass_seconds"] = passes.pop("second_pass_seconds")
-    # screening and the report need only some columns: the files are streamed from the parts
-    notes = _read_parts(work, "notes", SCREEN_NOTE_COLUMNS)
-    mentions = _read_parts(work, "mentions", [c for c in MENTION_COLUMNS if c not in WRITE_ONLY_MENTION_COLUMNS])
+    # screening and the report read the parts a patient group at a time; the note and
+    # mention files are streamed from them (bounded memory whatever the input size)
+    census = note_census(work)
     patients = None
+    notes, mentions = census.notes, _empty(LEAN_MENTION_COLUMNS)
     if command == "screen":
         clock = time.perf_counter()
         if session is not None:
-            patients = session.screen_patients(mentions, notes, config)
+            patients = session.screen_patients(_mentions_of(work), census.notes, config,
+                                               note_counts=census.note_counts)
         else:
-            patients = screen_patients(mentions, notes, config)
+            patients = screen_parts(work, census, config)
         timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
+        notes, mentions = report_frames(work, census, patients)
     extra = {"started_at": started_at, "engine": engine, "workers": workers,
              "resumed_notes": facts["resumed_notes"], "two_pass": processor.defer, **passes}
     if session is not None:
@@ -490,7 +624,7 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
         extra["workers"] = extra["dask"]["workers"]
     manifest = build_manifest(command=command, sources=inputs, processor=processor, config=config,
                               config_path=config_path, notes=notes, patients=patients, timings=timings,
-                              extra=extra)
+                              extra=extra, status=census.status)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
     clock = time.perf_counter()
     write_outputs(outdir, result, excel=excel, work=work)

@@ -218,9 +218,10 @@ def process_partition(spec: ProcessorSpec, partition) -> tuple[pd.DataFrame, pd.
             partition_facts(read))
 
 
-def _screen_task(mentions: pd.DataFrame, notes: pd.DataFrame, config) -> pd.DataFrame:
+def _screen_task(mentions: pd.DataFrame, notes: pd.DataFrame, config,
+                 note_counts: pd.Series | None = None) -> pd.DataFrame:
     from ..screening import screen_patients
-    return screen_patients(mentions, notes, config)
+    return screen_patients(mentions, notes, config, note_counts=note_counts)
 
 
 # -- the client side -------------------------------------------------------
@@ -397,8 +398,12 @@ class DaskSession:
     def _partitions(self) -> int:
         return self.partitions or max(1, 2 * self.threads())
 
-    def screen_patients(self, mentions: pd.DataFrame, notes: pd.DataFrame, config) -> pd.DataFrame:
-        """:func:`screen_patients` on the cluster, one task per group of patients; same frame."""
+    def screen_patients(self, mentions: pd.DataFrame, notes: pd.DataFrame, config, *,
+                        note_counts: pd.Series | None = None) -> pd.DataFrame:
+        """:func:`screen_patients` on the cluster, one task per group of patients; same frame.
+
+        ``note_counts`` (person_id -> notes) as for :func:`screen_patients`.
+        """
         from ..screening import screen_patients
         count = self._partitions()
         if count > 1 and _ids_shared_by_patients(notes):
@@ -407,22 +412,27 @@ class DaskSession:
             logger.info("some note ids belong to several patients: screening in one task")
             count = 1
         if count <= 1:
-            future = self.client.submit(_screen_task, mentions, notes, config, pure=False, retries=TASK_RETRIES)
+            future = self.client.submit(_screen_task, mentions, notes, config, note_counts, pure=False,
+                                        retries=TASK_RETRIES)
             return self._result(future, "screening")
         run = uuid.uuid4().hex[:12]
         note_part = _patient_partition(notes["person_id"], count)
         mention_part = _patient_partition(mentions["person_id"], count)
+        count_part = (None if note_counts is None else
+                      _patient_partition(pd.Series(note_counts.index, dtype=object), count))
         futures = []
         for part in range(count):
             part_notes = notes[note_part == part]
             part_mentions = mentions[mention_part == part]
-            if part_notes.empty and part_mentions.empty:
+            part_counts = None if note_counts is None else note_counts[count_part == part]
+            if part_notes.empty and part_mentions.empty and (part_counts is None or part_counts.empty):
                 continue
-            futures.append(self.client.submit(_screen_task, part_mentions, part_notes, config, pure=False,
-                                              retries=TASK_RETRIES, key=f"vertebro-screen-{run}-{part}"))
+            futures.append(self.client.submit(_screen_task, part_mentions, part_notes, config, part_counts,
+                                              pure=False, retries=TASK_RETRIES,
+                                              key=f"vertebro-screen-{run}-{part}"))
         frames = [self._result(future, "screening") for future in futures]
         if not frames:
-            return screen_patients(mentions, notes, config)
+            return screen_patients(mentions, notes, config, note_counts=note_counts)
         patients = pd.concat(frames, ignore_index=True)
         return patients.sort_values("person_id", kind="stable").reset_index(drop=True)
 

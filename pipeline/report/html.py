@@ -294,13 +294,12 @@ def save_screenshot(report: str | os.PathLike, png: str | os.PathLike, *,
 # patient rows
 
 
-def _patient_rows(patients: pd.DataFrame, *, limit: int) -> list[dict[str, Any]]:
-    """JSON-ready dicts for the first ``limit`` patients in table order.
+def table_order(patients: pd.DataFrame, *, limit: int = MAX_TABLE_PATIENTS) -> np.ndarray:
+    """Positions of the first ``limit`` patients in table order (the patients the page lists).
 
     Table order: tier (``TIER_ORDER``), then best score, then person id.
+    A run over a large cohort reads the mentions of these patients only.
     """
-    if patients.empty:
-        return []
     order = pd.DataFrame({
         "tier": _text_series(patients, "tier").map(
             {tier: rank for rank, tier in enumerate(TIER_ORDER)}).fillna(len(TIER_ORDER)).to_numpy(),
@@ -308,8 +307,17 @@ def _patient_rows(patients: pd.DataFrame, *, limit: int) -> list[dict[str, Any]]
         if "score" in patients else 0.0,
         "person": _text_series(patients, "person_id").to_numpy(),
     })
-    positions = order.sort_values(["tier", "score", "person"], kind="stable").index[:limit]
-    patients = patients.iloc[positions]
+    return order.sort_values(["tier", "score", "person"], kind="stable").index[:limit].to_numpy()
+
+
+def _patient_rows(patients: pd.DataFrame, *, limit: int) -> list[dict[str, Any]]:
+    """JSON-ready dicts for the first ``limit`` patients in table order.
+
+    Table order: tier (``TIER_ORDER``), then best score, then person id.
+    """
+    if patients.empty:
+        return []
+    patients = patients.iloc[table_order(patients, limit=limit)]
     names = ("person_id", "tier", "score", "fracture_levels", "acute_levels", "candidate_levels",
              "indeterminate_levels", "chronic_levels", "index_date", "n_notes", "reasons",
              "latest_inr", "latest_platelets", *(key for key, _, _ in _FLAGS))
@@ -687,12 +695,13 @@ def _input_summary(item: Any) -> dict[str, str]:
 
 def _kpis(patients: pd.DataFrame, notes: pd.DataFrame, manifest: Mapping[str, Any],
           tier_counts: Mapping[str, int]) -> list[dict[str, Any]]:
-    n_notes = len(notes) if not notes.empty else None
-    if n_notes is None:
-        counts = manifest.get("counts")
-        status = counts.get("status") if isinstance(counts, Mapping) else None
-        if isinstance(status, Mapping):
-            n_notes = sum(_integer(value) or 0 for value in status.values())
+    # the manifest counts every note; the frame may hold only the notes with evidence
+    counts = manifest.get("counts")
+    status = counts.get("status") if isinstance(counts, Mapping) else None
+    if isinstance(status, Mapping):
+        n_notes = sum(_integer(value) or 0 for value in status.values())
+    else:
+        n_notes = len(notes) if not notes.empty else None
     cards = [{"key": "patients", "label": "Patients", "value": len(patients)}]
     if n_notes is not None:
         cards.append({"key": "notes", "label": "Notes", "value": n_notes})

@@ -63,15 +63,20 @@ PATIENT_COLUMNS = [
 
 
 def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
-                    config: Config) -> pd.DataFrame:
+                    config: Config, *, note_counts: pd.Series | None = None) -> pd.DataFrame:
     """One row per patient: tier, score, flags, levels, reasons and evidence.
 
     Every ``person_id`` of ``notes`` gets a row (patients without any mention
     are ``no_fracture`` with score 0), and so does any person found only in
     ``mentions``. Rows are sorted by ``person_id``; columns are
     ``PATIENT_COLUMNS``.
+
+    ``note_counts`` (person_id -> number of notes), when given, names the
+    patients and their ``n_notes`` instead of ``notes``; ``notes`` then
+    needs only the notes that have mentions (a run over millions of notes
+    counts them while streaming, see :func:`pipeline.run.note_census`).
     """
-    people, n_notes = _people(notes, mentions)
+    people, n_notes = _people(notes, mentions, note_counts)
     prepared = prepare_mentions(mentions, notes)
 
     # 1. Levels and index date.
@@ -172,12 +177,15 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     return patients[PATIENT_COLUMNS]
 
 
-def _people(notes: pd.DataFrame | None, mentions: pd.DataFrame | None
-            ) -> tuple[pd.Index, pd.Series]:
-    """Sorted person ids of notes and mentions, and the note count per person."""
+def _people(notes: pd.DataFrame | None, mentions: pd.DataFrame | None,
+            note_counts: pd.Series | None = None) -> tuple[pd.Index, pd.Series]:
+    """Sorted person ids of notes (or ``note_counts``) and mentions, and the note count per person."""
     ids: list[pd.Series] = []
     n_notes = pd.Series(dtype="int64")
-    if notes is not None and "person_id" in notes:
+    if note_counts is not None:
+        n_notes = note_counts
+        ids.append(pd.Series(note_counts.index.astype(str), dtype=object))
+    elif notes is not None and "person_id" in notes:
         person = as_text(notes["person_id"])
         ids.append(person)
         if "note_id" in notes:
