@@ -708,8 +708,11 @@ def frame_to_notes(frame: pd.DataFrame, columns: ColumnMap = ColumnMap()) -> pd.
 
 
 def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns: Sequence[str] = (),
-           columns: ColumnMap = ColumnMap()) -> RunResult:
+           columns: ColumnMap = ColumnMap(), all_mentions: bool = False) -> RunResult:
     """Screen a pandas frame of notes in memory; the same frames the CLI writes.
+
+    Two passes as in ``vertebro screen`` unless ``all_mentions`` (every note
+    processed, every mention returned; the patients are the same).
 
     Example::
 
@@ -718,7 +721,7 @@ def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns:
         result.patients[["person_id", "tier", "candidate_levels"]]
     """
     from .nlp.extract import process_batch
-    processor = BatchProcessor(patterns=[str(p) for p in patterns], defer=True)
+    processor = BatchProcessor(patterns=[str(p) for p in patterns], defer=not all_mentions)
     if not isinstance(config, Config):
         config = load_config(config)
     canonical = frame_to_notes(notes, columns)

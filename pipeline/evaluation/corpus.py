@@ -409,8 +409,9 @@ def evaluate_corpus(gold_folder: str | Path, outdir: str | Path, patterns: Itera
     from ..run import screen  # the run module imports the engines; keep it out of import time
 
     notes, gold, gold_patients = read_corpus(gold_folder)
+    # every mention of every note: the extraction is evaluated, not only what screening reads
     result = screen(notes, config=str(config_path) if config_path else None,
-                    patterns=[str(p) for p in patterns])
+                    patterns=[str(p) for p in patterns], all_mentions=True)
     raw_predicted = result.mentions
     predicted = normalise_mentions(raw_predicted[raw_predicted["concept"].isin(CONCEPTS)])
     gold = gold[gold["concept"].isin(CONCEPTS)].reset_index(drop=True)
