@@ -46,8 +46,9 @@ class RunError(RuntimeError):
 @dataclass
 class RunResult:
     """What a run returns. For :func:`run_job`, ``notes`` and ``mentions`` are what the
-    report read (the processed notes and the mentions of the patients it lists); the
-    files in the run folder hold every note and mention. :func:`screen` returns all."""
+    report read (the processed notes and the mentions of the patients it lists; empty
+    for ``extract``); the files in the run folder hold every note and mention.
+    :func:`screen` returns all."""
 
     notes: pd.DataFrame
     mentions: pd.DataFrame
@@ -352,45 +353,56 @@ class Census:
     """What a pass over the note parts gathers for screening, holding no per-note string.
 
     ``status``: notes per status; ``note_counts``: person_id -> number of
-    distinct note ids; ``notes``: the processed notes (the only ones
-    mentions can belong to), columns ``SCREEN_NOTE_COLUMNS``.
+    distinct note ids; ``shared_ids``: whether a note id belongs to several
+    patients.
     """
 
     status: dict[str, int]
     note_counts: pd.Series
-    notes: pd.DataFrame
+    shared_ids: bool
 
 
 def note_census(work: Path) -> Census:
-    """Count the notes of every patient and keep the processed notes, a part at a time.
+    """Count the notes of every patient, a part at a time.
 
     Distinct note ids are counted by a 64-bit hash of the id (a duplicated id,
     as in ``screen_patients``, counts once per patient); persons are numbered
-    as they come. Memory: 12 bytes per note plus the processed notes.
+    as they come. Memory: 16 bytes per note. Screening needs nothing else
+    of the notes: the mentions carry their note's date.
     """
     persons: dict[str, int] = {}
     codes: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
-    processed: list[pd.DataFrame] = []
     status: dict[str, int] = {}
-    for frame in _part_frames(work, "notes", SCREEN_NOTE_COLUMNS):
+    for frame in _part_frames(work, "notes", ["row", "note_id", "person_id", "status"]):
         for name, count in frame["status"].value_counts().items():
             status[str(name)] = status.get(str(name), 0) + int(count)
         person = as_text(frame["person_id"])
         codes.append(np.fromiter((persons.setdefault(value, len(persons)) for value in person),
                                  dtype=np.int64, count=len(person)))
         hashes.append(pd.util.hash_pandas_object(as_text(frame["note_id"]), index=False).to_numpy())
-        processed.append(frame[frame["status"] == "processed"])
+    if not codes:
+        return Census(status={}, note_counts=pd.Series(dtype="int64", index=pd.Index([], dtype=object)),
+                      shared_ids=False)
+    pairs = pd.DataFrame({"person": np.concatenate(codes), "note": np.concatenate(hashes)}).drop_duplicates()
+    del codes, hashes
+    counts = pairs.groupby("person").size()
     names = np.array(list(persons), dtype=object)
-    if codes:
-        pairs = pd.DataFrame({"person": np.concatenate(codes), "note": np.concatenate(hashes)})
-        counts = pairs.drop_duplicates().groupby("person").size()
-        note_counts = pd.Series(counts.to_numpy(), index=pd.Index(names[counts.index.to_numpy()], dtype=object))
-    else:
-        note_counts = pd.Series(dtype="int64", index=pd.Index([], dtype=object))
-    frames = [frame for frame in processed if len(frame)]
-    notes = pd.concat(frames, ignore_index=True) if frames else _empty(SCREEN_NOTE_COLUMNS)
-    return Census(status=dict(sorted(status.items())), note_counts=note_counts.astype("int64"), notes=notes)
+    note_counts = pd.Series(counts.to_numpy(), index=pd.Index(names[counts.index.to_numpy()], dtype=object))
+    return Census(status=dict(sorted(status.items())), note_counts=note_counts.astype("int64"),
+                  shared_ids=bool(pairs["note"].duplicated().any()))
+
+
+def processed_notes(work: Path, people: set[str] | None = None) -> pd.DataFrame:
+    """The processed notes (of ``people``, when given): the only notes mentions belong to."""
+    frames = []
+    for frame in _part_frames(work, "notes", SCREEN_NOTE_COLUMNS):
+        keep = frame["status"] == "processed"
+        if people is not None:
+            keep &= as_text(frame["person_id"]).isin(people)
+        if keep.any():
+            frames.append(frame[keep])
+    return pd.concat(frames, ignore_index=True) if frames else _empty(SCREEN_NOTE_COLUMNS)
 
 
 def _mentions_of(work: Path, keep: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
@@ -422,27 +434,27 @@ def screen_parts(work: Path, census: Census, config: Config, *,
     note id belongs to several patients (then everyone is screened together;
     the Dask engine makes the same choice).
     """
-    from .engines.dask import _ids_shared_by_patients, _patient_partition
+    from .engines.dask import _patient_partition
     limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
     groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
-    if groups > 1 and _ids_shared_by_patients(census.notes):
+    if groups > 1 and census.shared_ids:
         logger.info("some note ids belong to several patients: screening them together")
         groups = 1
     if groups == 1:
-        return screen_patients(_mentions_of(work), census.notes, config, note_counts=census.note_counts)
+        return screen_patients(_mentions_of(work), None, config, note_counts=census.note_counts)
     logger.info("screening %d groups of patients", groups)
-    note_group = _patient_partition(census.notes["person_id"], groups)
     count_group = _patient_partition(pd.Series(census.note_counts.index, dtype=object), groups)
     frames = []
     for group in range(groups):
-        mentions = _mentions_of(work, lambda frame, group=group: _patient_partition(frame["person_id"], groups) == group)
-        frames.append(screen_patients(mentions, census.notes[note_group == group], config,
+        mentions = _mentions_of(
+            work, lambda frame, group=group: _patient_partition(frame["person_id"], groups) == group)
+        frames.append(screen_patients(mentions, None, config,
                                       note_counts=census.note_counts[count_group == group]))
     patients = pd.concat(frames, ignore_index=True)
     return patients.sort_values("person_id", kind="stable").reset_index(drop=True)
 
 
-def report_frames(work: Path, census: Census, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def report_frames(work: Path, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The notes and mentions the report reads: those of the patients its table lists.
 
     The page lists at most ``MAX_TABLE_PATIENTS`` patients, so what is read
@@ -450,11 +462,10 @@ def report_frames(work: Path, census: Census, patients: pd.DataFrame) -> tuple[p
     """
     from .report.html import MAX_TABLE_PATIENTS, table_order
     if len(patients) <= MAX_TABLE_PATIENTS:
-        return census.notes, _mentions_of(work)
+        return processed_notes(work), _mentions_of(work)
     listed = set(patients["person_id"].iloc[table_order(patients, limit=MAX_TABLE_PATIENTS)].astype(str))
     mentions = _mentions_of(work, lambda frame: as_text(frame["person_id"]).isin(listed).to_numpy())
-    notes = census.notes[as_text(census.notes["person_id"]).isin(listed)]
-    return notes, mentions
+    return processed_notes(work, listed), mentions
 
 
 def write_parts(outdir: Path, work: Path) -> None:
@@ -607,16 +618,16 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
     # mention files are streamed from them (bounded memory whatever the input size)
     census = note_census(work)
     patients = None
-    notes, mentions = census.notes, _empty(LEAN_MENTION_COLUMNS)
+    notes, mentions = _empty(SCREEN_NOTE_COLUMNS), _empty(LEAN_MENTION_COLUMNS)
     if command == "screen":
         clock = time.perf_counter()
         if session is not None:
-            patients = session.screen_patients(_mentions_of(work), census.notes, config,
+            patients = session.screen_patients(_mentions_of(work), processed_notes(work), config,
                                                note_counts=census.note_counts)
         else:
             patients = screen_parts(work, census, config)
         timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
-        notes, mentions = report_frames(work, census, patients)
+        notes, mentions = report_frames(work, patients)
     extra = {"started_at": started_at, "engine": engine, "workers": workers,
              "resumed_notes": facts["resumed_notes"], "two_pass": processor.defer, **passes}
     if session is not None:

@@ -26,6 +26,8 @@ from pipeline.report.html import (
     write_html_report,
 )
 
+from .conftest import REPO
+
 HOSTILE = ('Pt typed <script>alert("x")</script> and <img src=x onerror="alert(2)"> '
            'and <a href="javascript:alert(3)">javascript:alert(3)</a> then </script><!-- '
            'before the L2 fracture.')
@@ -507,3 +509,25 @@ def test_excel_with_no_mentions_still_has_both_sheets(frames, tmp_path):
     workbook = _workbook(path)
     assert workbook.sheetnames == ["Patients", "Evidence"]
     assert workbook["Evidence"].max_row == 1
+
+
+def test_rows_json_is_the_json_of_the_rows_and_frees_them():
+    from pipeline.report.html import _rows_json, script_json
+    rows = [{"id": "p1", "reasons": ["</script><b>x</b>", "ünïcode"], "score": 1.5}, {"id": "p2", "flags": []}]
+    expected = script_json([dict(row) for row in rows])
+    assert _rows_json(rows) == expected and rows == [None, None]
+    assert _rows_json([]) == script_json([])
+
+
+def test_evidence_ranked_in_chunks_of_patients_gives_the_same_page(monkeypatch):
+    import pipeline
+    from pipeline.report import html as html_module
+    notes = pd.read_json(REPO / "corpora" / "dev" / "notes.jsonl", lines=True,
+                         dtype={"note_id": str, "person_id": str})
+    result = pipeline.screen(notes, all_mentions=True)
+    frames = {"patients": result.patients, "mentions": result.mentions, "notes": result.notes,
+              "manifest": {}}
+    whole = html_module.render_html_report(**frames)
+    monkeypatch.setattr(html_module, "EVIDENCE_CHUNK", 3)
+    assert html_module.render_html_report(**frames) == whole
+    assert whole.count('"items":') > 40  # most of the 80 patients have evidence

@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
@@ -132,15 +132,21 @@ def write_html_report(path: str | os.PathLike, *, patients: pd.DataFrame,
     (any key may be missing). The file is readable by its owner only, like
     every output that quotes note text.
     """
-    page = render_html_report(patients=patients, mentions=mentions, notes=notes,
-                              manifest=manifest)
+    chunks = _page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest)
     with atomic_path(path) as temporary:
-        temporary.write_text(page, encoding="utf-8", errors="replace")
+        with open(temporary, "w", encoding="utf-8", errors="replace") as stream:
+            stream.writelines(chunks)  # the page is written as rendered, never whole in memory
 
 
 def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
                        notes: pd.DataFrame, manifest: Mapping[str, Any] | None) -> str:
     """Return the report page as a string (what ``write_html_report`` writes)."""
+    return "".join(_page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest))
+
+
+def _page_chunks(*, patients: pd.DataFrame, mentions: pd.DataFrame,
+                 notes: pd.DataFrame, manifest: Mapping[str, Any] | None) -> Iterator[str]:
+    """The report page, as the template renders it, piece by piece."""
     manifest = manifest if isinstance(manifest, Mapping) else {}
     patients = patients if patients is not None else pd.DataFrame()
     mentions = mentions if mentions is not None else pd.DataFrame()
@@ -191,12 +197,21 @@ def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
         "csp": ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
                 f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"),
         "meta_json": script_json(meta),
-        "patients_json": script_json(listed),
+        "patients_json": _rows_json(listed),
         "evidence_json": Markup("{") + Markup(",").join(
             script_json(person_id) + Markup(":") + payload for person_id, payload in evidence.items()
         ) + Markup("}"),
     }
-    return _environment().get_template("report.html").render(**context)
+    return _environment().get_template("report.html").generate(**context)
+
+
+def _rows_json(rows: list[dict[str, Any]]) -> Markup:
+    """``script_json(rows)``, emptying ``rows`` as it goes: 50,000 row dicts weigh more than their JSON."""
+    parts = []
+    for index, row in enumerate(rows):
+        parts.append(script_json(row))
+        rows[index] = None
+    return Markup("[") + Markup(",").join(parts) + Markup("]")
 
 
 def cohort_funnel(patients: pd.DataFrame) -> list[tuple[str, int]]:
@@ -367,26 +382,51 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
     """Evidence JSON (escaped) per listed patient, and per-patient counts.
 
     Patients are served in table order until ``MAX_EVIDENCE_BYTES`` is
-    spent; the rest are marked ``omitted``.
+    spent; the rest are marked ``omitted``. The mentions are typed and
+    ranked ``EVIDENCE_CHUNK`` patients at a time, so that a cohort of
+    50,000 listed patients never has all their mentions copied at once.
     """
     stats: dict[str, dict[str, Any]] = {}
     if mentions.empty or not rows or "person_id" not in mentions or "concept" not in mentions:
         return {}, stats
-    frame = _mention_frame(mentions, {row["id"] for row in rows})
-    if frame.empty:
-        return {}, stats
-    evidence_rows = frame[frame["concept"] != "LEVEL"]
-    totals = evidence_rows.groupby("person_id").size().to_dict()
-    selected = _select_evidence(evidence_rows)
+    person = _text_series(mentions, "person_id")
+    evidence = (_text_series(mentions, "concept") != "LEVEL").to_numpy()
+    totals = person[evidence].value_counts().to_dict()
+    payloads: dict[str, Markup] = {}
+    spent = 0
+    for first in range(0, len(rows), EVIDENCE_CHUNK):
+        chunk = [row for row in rows[first:first + EVIDENCE_CHUNK] if totals.get(row["id"], 0)]
+        if not chunk:
+            continue
+        if spent >= MAX_EVIDENCE_BYTES:
+            for row in chunk:
+                stats[row["id"]] = {"total": int(totals[row["id"]]), "shown": 0, "state": "omitted"}
+            continue
+        frame = _mention_frame(mentions, {row["id"] for row in chunk}, person)
+        spent = _chunk_evidence(chunk, frame, notes, totals, spent, payloads, stats)
+    return payloads, stats
 
-    # From here on plain dicts, built only for the patients that get
-    # evidence: pandas' per-group overhead would dominate otherwise.
-    columns = {name: frame[name].tolist() for name in frame.columns}
+
+#: Listed patients whose mentions the report types and ranks at once.
+EVIDENCE_CHUNK = 2000
+
+
+def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, notes: pd.DataFrame,
+                    totals: Mapping[str, int], spent: int, payloads: dict[str, Markup],
+                    stats: dict[str, dict[str, Any]]) -> int:
+    """Evidence of some listed patients (``frame``: their mentions); returns the bytes spent so far."""
+    selected = _select_evidence(frame[frame["concept"] != "LEVEL"])
+
+    # From here on plain dicts, built only for the patients that get evidence (pandas'
+    # per-group overhead would dominate otherwise), a record at a time from the column
+    # arrays (a whole column's .tolist() would hold every mention as Python objects)
+    columns = {name: frame[name].array if pd.api.types.is_datetime64_any_dtype(frame[name])
+               else frame[name].to_numpy() for name in frame.columns}
     records: dict[int, dict[str, Any]] = {}
 
     def record(position: int) -> dict[str, Any]:
         if position not in records:
-            records[position] = {name: values[position] for name, values in columns.items()}
+            records[position] = {name: _python(values[position]) for name, values in columns.items()}
         return records[position]
 
     note_positions = frame.groupby("note_id", sort=False).indices
@@ -397,8 +437,6 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
                                 != selected["person_id"].to_numpy()[:-1]) + 1)))
     titles = _note_titles(notes, set(selected["note_id"]))
 
-    payloads: dict[str, Markup] = {}
-    spent = 0
     for row in rows:
         person_id = row["id"]
         total = int(totals.get(person_id, 0))
@@ -416,12 +454,19 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
         payloads[person_id] = payload
         stats[person_id] = {"total": total, "shown": shown,
                             "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
-    return payloads, stats
+    return spent
 
 
-def _mention_frame(mentions: pd.DataFrame, person_ids: set[str]) -> pd.DataFrame:
+def _python(value: Any) -> Any:
+    """A numpy scalar as the Python value ``Series.tolist()`` would give."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _mention_frame(mentions: pd.DataFrame, person_ids: set[str],
+                   person: pd.Series | None = None) -> pd.DataFrame:
     """The mentions of listed patients, with typed columns and an input-order key."""
-    person = _text_series(mentions, "person_id")
+    if person is None:
+        person = _text_series(mentions, "person_id")
     keep = person.isin(person_ids).to_numpy()
     source = mentions.loc[keep]
     frame = pd.DataFrame(index=pd.RangeIndex(len(source)))
