@@ -14,7 +14,7 @@ Every figure is measured in this one run, on the same notes:
   matcher, run on every note (on a sample, it is slow);
 * **vertebro screen --workers 1 / 2**: :func:`pipeline.run.run_job` end to end,
   from reading the CSV to writing the run folder (notes, mentions, patients,
-  report), as the CLI runs it (batches of 500);
+  report), as the CLI runs it (its default batch size);
 * **spine MRI reports only**: the same, on notes that are all relevant;
 * **peak RSS** of ``vertebro screen`` (a subprocess) on 5,000 and 20,000 notes,
   from ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a wrapper process.
@@ -125,7 +125,7 @@ def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
 
     def run():
         shutil.rmtree(outdir, ignore_errors=True)
-        source = open_source(path, batch_size=500)
+        source = open_source(path)  # the CLI's default batch size
         result["job"] = run_job([source], outdir, command="screen", workers=workers)
 
     wall, cpu = timed(run, repeat)

@@ -10,6 +10,11 @@ the frames the command line writes.
 
 __version__ = "0.1.0"
 
+#: Notes per batch (``--batch-size``): a part and a checkpoint per batch. Each part costs a few
+#: Parquet reads and writes through a run (tens of ms), so fewer, larger batches are faster;
+#: 2,000 notes are ~1-8 MB of text, and the workers split a batch by characters anyway.
+DEFAULT_BATCH_SIZE = 2000
+
 
 def screen(notes, **options):
     """Screen a pandas frame of notes; returns ``RunResult(notes, mentions, patients)``.

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import DEFAULT_BATCH_SIZE, __version__
 
 logger = logging.getLogger("pipeline")
 
@@ -60,7 +60,7 @@ def input_options(function):
                      help="Folder of .txt files: CSV with note_id,person_id[,note_date,note_title]."),
         click.option("--since", help="Only notes dated on or after this date (YYYY-MM-DD)."),
         click.option("--until", help="Only notes dated on or before this date (YYYY-MM-DD)."),
-        click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1),
+        click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1),
                      help="Notes per batch (a checkpoint is written after each batch)."),
         click.option("--patterns", multiple=True, type=click.Path(exists=True, file_okay=False),
                      help="Extra or overriding rule folder (repeatable)."),

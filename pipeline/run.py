@@ -10,10 +10,13 @@ batch size: resuming with anything else is refused.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import copy
 import hashlib
 import json
 import logging
+import multiprocessing
 import platform
 import shutil
 import time
@@ -305,7 +308,29 @@ def _part_frames(work: Path, kind: str, columns: list[str] | None = None):
 
 
 def _parts_in_order(work: Path, kind: str) -> bool:
-    """Whether the parts, read in name order, follow the input order (no part overlaps the next)."""
+    """Whether the parts, read in name order, follow the input order (no part overlaps the next).
+
+    Read from the Parquet statistics of ``row`` (no data is read).
+    """
+    import pyarrow.parquet as pq
+    last = -1
+    for part in sorted(work.glob(f"{kind}-*.parquet")):
+        metadata = pq.ParquetFile(part).metadata
+        if metadata.num_rows == 0:
+            continue
+        column = metadata.schema.to_arrow_schema().get_field_index("row")
+        if column < 0:
+            return _parts_in_order_by_reading(work, kind)
+        bounds = [metadata.row_group(group).column(column).statistics for group in range(metadata.num_row_groups)]
+        if any(stats is None or not stats.has_min_max for stats in bounds):
+            return _parts_in_order_by_reading(work, kind)
+        if min(stats.min for stats in bounds) < last:
+            return False
+        last = max(stats.max for stats in bounds)
+    return True
+
+
+def _parts_in_order_by_reading(work: Path, kind: str) -> bool:
     last = -1
     for frame in _part_frames(work, kind, columns=["row"]):
         if frame["row"].iloc[0] < last:
@@ -495,16 +520,19 @@ def _dtype(column: str) -> str:
 
 
 def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True,
-                  work: Path | None = None) -> None:
+                  work: Path | None = None, parts_written=None) -> None:
     """Write the files of SPEC §5 into ``outdir`` (each atomically).
 
     With ``work``, notes.csv and the mention files are streamed from the batch
     parts there (bounded memory whatever the input size), and ``result``
-    needs only the columns screening and the report read.
+    needs only the columns screening and the report read; ``parts_written``
+    (a future of :func:`write_parts` already running) is waited for instead.
     """
     notes = result.notes.drop(columns=["row"], errors="ignore")
     mentions = result.mentions.drop(columns=["row"], errors="ignore")
-    if work is not None:
+    if parts_written is not None:
+        parts_written.result()
+    elif work is not None:
         write_parts(outdir, work)
     else:
         write_csv(notes, outdir / "notes.csv")
@@ -615,7 +643,33 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
                              session=session)
         timings["second_pass_seconds"] = passes.pop("second_pass_seconds")
     # screening and the report read the parts a patient group at a time; the note and
-    # mention files are streamed from them (bounded memory whatever the input size)
+    # mention files are streamed from them (bounded memory whatever the input size), by a
+    # process of their own when there are CPUs to spare
+    with _parts_writer(outdir, work, workers if session is None else 1) as parts_written:
+        return _screen_and_write(outdir, work, processor, inputs, command=command, config=config,
+                                 config_path=config_path, timings=timings, facts=facts, passes=passes,
+                                 started_at=started_at, engine=engine, workers=workers, session=session,
+                                 excel=excel, parts_written=parts_written)
+
+
+@contextlib.contextmanager
+def _parts_writer(outdir: Path, work: Path, workers: int):
+    """A future of :func:`write_parts` in a forked process (None with one worker or no fork)."""
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        future = pool.submit(write_parts, outdir, work)
+        try:
+            yield future
+        finally:
+            concurrent.futures.wait([future])  # never delete the parts under it
+
+
+def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, inputs: Sequence[NoteSource], *,
+                      command: str, config: Config | None, config_path: str | None, timings: dict,
+                      facts: dict, passes: dict, started_at: str, engine: str, workers: int, session,
+                      excel: bool, parts_written) -> RunResult:
     census = note_census(work)
     patients = None
     notes, mentions = _empty(SCREEN_NOTE_COLUMNS), _empty(LEAN_MENTION_COLUMNS)
@@ -638,7 +692,7 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
                               extra=extra, status=census.status)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
     clock = time.perf_counter()
-    write_outputs(outdir, result, excel=excel, work=work)
+    write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written)
     timings["write_seconds"] = round(time.perf_counter() - clock, 3)
     write_json(manifest, outdir / "manifest.json")
     shutil.rmtree(work, ignore_errors=True)

@@ -105,3 +105,15 @@ def test_the_report_reads_only_the_listed_patients(reference, tmp_path, monkeypa
     page = (out / "report.html").read_text()
     assert f"{len(read(out, 'notes.csv'))}" in page
     pd.testing.assert_frame_equal(read(out, "mentions.csv"), read(reference, "mentions.csv"))
+
+
+@pytest.mark.parametrize("rows, in_order", [([[0, 1], [2, 5], [], [6]], True),
+                                            ([[3, 4], [0, 1]], False),
+                                            ([[0, 9], [5, 10]], False)])
+def test_parts_order_is_read_from_the_parquet_statistics(tmp_path, rows, in_order):
+    from pipeline.io.writers import write_parquet
+    for index, part in enumerate(rows):
+        write_parquet(pd.DataFrame({"row": pd.Series(part, dtype="int64"), "x": "a"}),
+                      tmp_path / f"notes-{index:06d}.parquet")
+    assert run_module._parts_in_order(tmp_path, "notes") is in_order
+    assert run_module._parts_in_order_by_reading(tmp_path, "notes") is in_order

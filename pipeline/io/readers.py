@@ -81,6 +81,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from .. import DEFAULT_BATCH_SIZE
+
 logger = logging.getLogger(__name__)
 
 NOTE_COLUMNS = ("row", "note_id", "person_id", "note_date", "note_title", "note_text")
@@ -194,7 +196,7 @@ def open_source(
     *,
     format: str | None = None,
     columns: ColumnMap = ColumnMap(),
-    batch_size: int = 1000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     table: str | None = None,
     query: str | None = None,
     mapping: str | Path | None = None,

@@ -201,7 +201,8 @@ def _csv_column(column: pd.Series) -> pd.Series:
     if dtype == object:
         kind = pd.api.types.infer_dtype(column, skipna=True)
         if kind in ("string", "empty"):  # text, missing values: "" (as _csv_value)
-            return column.where(column.notna(), "")
+            missing = column.isna()
+            return column.where(~missing, "") if missing.any() else column
         return column.map(_csv_value)
     return column
 

@@ -887,7 +887,7 @@ def _date_text(value: Any) -> str:
     if isinstance(value, (pd.Timestamp, datetime, date, np.datetime64)):
         return pd.Timestamp(value).strftime("%Y-%m-%d")
     text = str(value).strip()
-    if _ISO_DAY.fullmatch(text):  # what the screening writes: nothing to parse
+    if not text or _ISO_DAY.fullmatch(text):  # what the screening writes: nothing to parse
         return text
     parsed = pd.to_datetime(text, errors="coerce")
     return text if pd.isna(parsed) else parsed.strftime("%Y-%m-%d")
