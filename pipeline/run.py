@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import __version__
 from .config import Config, config_hash, load_config
-from .engines.local import run_batches
+from .engines.local import map_in_workers, run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
@@ -233,7 +233,9 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     Each ``deferred-NNNNNN.parquet`` is merged into its ``notes-NNNNNN`` and
     ``mentions-NNNNNN`` parts (written atomically), recorded in the
     checkpoint as ``second``, then deleted: a killed second pass resumes
-    where it stopped.
+    where it stopped. On the local engine a worker does a whole part
+    (read, process, merge, write); on Dask the workers process the notes
+    and the client merges.
     """
     parts = sorted(work.glob("deferred-*.parquet"))
     started = time.perf_counter()
@@ -249,44 +251,69 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     done = set(state.get("done", []))
     full = copy.copy(processor)  # the same pipeline, without deferring
     full.defer = False
+    indexes = []
+    for path in parts:
+        index = int(path.stem.split("-")[1])
+        if index in finished:
+            path.unlink()  # merged and recorded before the run was killed
+        else:
+            indexes.append(index)
 
-    def finish(index: int, new_notes: pd.DataFrame, new_mentions: pd.DataFrame) -> None:
-        path = work / f"deferred-{index:06d}.parquet"
-        deferred = pd.read_parquet(path, columns=DEFERRED_NOTE_COLUMNS[:-1])
-        notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
-                                         pd.read_parquet(work / f"mentions-{index:06d}.parquet"),
-                                         deferred, new_notes, new_mentions)
-        write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
-        write_parquet(notes, work / f"notes-{index:06d}.parquet")
+    def record(index: int, counts: tuple[int, int]) -> None:
         finished.add(index)
         _save_checkpoint(work, key, done, second=finished)
-        path.unlink()
-        facts["deferred_notes"] += len(deferred)
-
-    def pending():
-        for path in parts:
-            index = int(path.stem.split("-")[1])
-            if index in finished:
-                path.unlink()  # merged and recorded before the run was killed
-                continue
-            deferred = pd.read_parquet(path)
-            wanted = deferred[deferred["person_id"].astype(str).isin(people)].reset_index(drop=True)
-            if wanted.empty:
-                finish(index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS))
-                continue
-            facts["second_pass_notes"] += len(wanted)
-            yield index, wanted
+        (work / f"deferred-{index:06d}.parquet").unlink()
+        facts["deferred_notes"] += counts[0]
+        facts["second_pass_notes"] += counts[1]
 
     if engine == "dask":
+        def pending():
+            for index in indexes:
+                wanted = _wanted(work, index, people)
+                if wanted.empty:
+                    record(index, _merge_part(work, index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS)))
+                else:
+                    yield index, wanted
+
         from .engines.dask import run_batches_dask
-        results = run_batches_dask(pending(), full, workers=workers, scheduler=scheduler, session=session)
+        for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
+                                                       session=session):
+            record(index, _merge_part(work, index, notes, mentions))
     else:
-        results = run_batches(pending(), full, workers=workers)
-    for index, notes, mentions in results:
-        finish(index, notes, mentions)
+        for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
+                                            shared=(work, people)):
+            record(index, counts)
     logger.info("second pass: %d of %d deferred notes belong to patients with a fracture",
                 facts["second_pass_notes"], facts["deferred_notes"])
     return {**facts, "second_pass_seconds": round(time.perf_counter() - started, 3)}
+
+
+def _wanted(work: Path, index: int, people: set[str]) -> pd.DataFrame:
+    """The deferred notes of one part whose patient has a fracture."""
+    deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
+    return deferred[deferred["person_id"].astype(str).isin(people)].reset_index(drop=True)
+
+
+def _merge_part(work: Path, index: int, new_notes: pd.DataFrame, new_mentions: pd.DataFrame
+                ) -> tuple[int, int]:
+    """Merge one part's second-pass results into its parts; (deferred notes, processed notes)."""
+    deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet", columns=DEFERRED_NOTE_COLUMNS[:-1])
+    notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
+                                     pd.read_parquet(work / f"mentions-{index:06d}.parquet"),
+                                     deferred, new_notes, new_mentions)
+    write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+    write_parquet(notes, work / f"notes-{index:06d}.parquet")
+    return len(deferred), len(new_notes)
+
+
+def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, set[str]], index: int) -> tuple[int, int]:
+    """One part of the second pass, whole (runs in a worker process)."""
+    from .nlp.extract import process_batch
+    work, people = shared
+    wanted = _wanted(work, index, people)
+    if wanted.empty:
+        return _merge_part(work, index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS))
+    return _merge_part(work, index, *process_batch(wanted, processor))
 
 
 #: What screening and the report read of the notes (the rest is only written out).

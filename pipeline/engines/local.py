@@ -136,3 +136,35 @@ def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: in
                 yield finish_oldest()
     finally:
         _WORKER = previous
+
+
+_SHARED = None
+
+
+def _run_mapped(task):
+    function, item = task
+    return item, function(_WORKER, _SHARED, item)
+
+
+def map_in_workers(function, items: Iterable, processor: BatchProcessor, *, workers: int = 1,
+                   shared=None) -> Iterator[tuple[object, object]]:
+    """``(item, function(processor, shared, item))`` for each item, in order.
+
+    With ``workers > 1`` (and ``fork``) the calls run in forked worker
+    processes that inherit ``processor`` and ``shared`` (nothing is pickled
+    but the item, ``function`` and the result); else here, one by one.
+    ``function`` must be a module-level function.
+    """
+    global _WORKER, _SHARED
+    items = list(items)
+    if workers <= 1 or len(items) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for item in items:
+            yield item, function(processor, shared, item)
+        return
+    previous = _WORKER, _SHARED
+    _WORKER, _SHARED = processor, shared
+    try:
+        with multiprocessing.get_context("fork").Pool(processes=min(workers, len(items))) as pool:
+            yield from pool.imap(_run_mapped, [(function, item) for item in items])
+    finally:
+        _WORKER, _SHARED = previous
