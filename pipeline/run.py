@@ -258,6 +258,8 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
             path.unlink()  # merged and recorded before the run was killed
         else:
             indexes.append(index)
+    logger.info("second pass: deferred notes of %d batches, for %d patients with a fracture",
+                len(indexes), len(people))
 
     def record(index: int, counts: tuple[int, int]) -> None:
         finished.add(index)

@@ -695,3 +695,10 @@ def test_postgres_rows_stream_through_a_server_side_cursor(postgres_url):
     assert len(first) == 100 and [len(batch) for batch in rest] == [100] * 9
     assert rest[-1]["note_id"].iloc[-1] == "1000"
     assert rest[-1]["note_text"].iloc[-1] == "line one\nline 1000"
+
+
+def test_a_folder_without_txt_files_says_what_it_holds(tmp_path, caplog):
+    (tmp_path / "notes.csv").write_text("note_id,person_id,note_text\n1,p,x\n")
+    caplog.set_level("WARNING")
+    assert list(open_source(tmp_path).batches()) == []
+    assert "no .txt file (it holds notes.csv: give a file's path" in caplog.text

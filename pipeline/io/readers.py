@@ -719,7 +719,10 @@ class _TextFolderSource(NoteSource):
         by_note = self._load_mapping() if self.mapping is not None else None
         files = self._files()
         if not files:
-            logger.warning("%s: no .txt file", self.describe())
+            others = sorted(entry.name for entry in self.path.iterdir()
+                            if entry.is_file() and not entry.name.startswith("."))[:3] if self.path.is_dir() else []
+            hint = f" (it holds {', '.join(others)}: give a file's path to read it)" if others else ""
+            logger.warning("%s: no .txt file%s", self.describe(), hint)
         raw = _new_raw()
         for path in files:
             note_id = _id_text(path.stem)
