@@ -560,6 +560,13 @@ def _as_strings(anchors: frozenset[Anchor]) -> frozenset[str]:
 _GATE, _START = 1, 2
 
 
+def _starts_are_lazy(plan: Plan) -> bool:
+    """Whether a plan's start anchors are so much commoner than its anchors that they are
+    looked for only once the anchors are found ("\\bdisc" for "... disc infection")."""
+    return bool(plan.starts and plan.anchors and plan.starts != plan.anchors
+                and _cost(_as_strings(plan.starts)) > _LAZY_STARTS * _cost(_as_strings(plan.anchors)))
+
+
 class AnchorIndex:
     """An Aho-Corasick automaton of the anchors of many keys (rules).
 
@@ -571,11 +578,9 @@ class AnchorIndex:
     def __init__(self, plans: Mapping[Hashable, Plan]):
         self.always = [key for key, plan in plans.items() if not plan.anchors]
         self.prefix = {key for key, plan in plans.items() if plan.starts}
-        # start anchors much commoner than the key's anchors ("\\bdisc" for "... disc infection")
-        # are looked for only once the key's anchors are found, with an automaton of their own
+        # lazy start anchors (_starts_are_lazy) get an automaton of their own
         self._lazy = {key: AnchorIndex({key: Plan(plan.starts, plan.starts)}) for key, plan in plans.items()
-                      if plan.starts and plan.anchors and plan.starts != plan.anchors
-                      and _cost(_as_strings(plan.starts)) > _LAZY_STARTS * _cost(_as_strings(plan.anchors))}
+                      if _starts_are_lazy(plan)}
         roles: dict[str, dict[tuple[Hashable, bool, bool], int]] = {}
         for key, plan in plans.items():
             for role, anchors in ((_GATE, plan.anchors), (_START, None if key in self._lazy else plan.starts)):
@@ -798,7 +803,7 @@ class RuleGate:
 
     def __init__(self, patterns: Mapping[Hashable, str]):
         plans = {key: regex_plan(pattern) for key, pattern in patterns.items()}
-        lazy = [key for key in plans if AnchorIndex({key: plans[key]}).is_lazy(key)]
+        lazy = [key for key, plan in plans.items() if _starts_are_lazy(plan)]
         # the gate without the lazy start anchors; those in an index of their own
         self._index = AnchorIndex({key: Plan(plan.anchors) if key in lazy else plan for key, plan in plans.items()})
         self._lazy = frozenset(lazy)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -35,7 +34,7 @@ from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_js
                          write_parquet_frames)
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .screening import screen_patients
-from .screening.frame import as_text
+from .screening.frame import affirmed_mask, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ def store_part(work: Path, index: int, notes: pd.DataFrame, mentions: pd.DataFra
     if DEFERRED_TEXT in notes:
         deferred = notes[notes["status"] == DEFERRED]
         if len(deferred):
-            write_parquet(deferred[[*DEFERRED_NOTE_COLUMNS[:-1], DEFERRED_TEXT]]
+            write_parquet(deferred[[*DEFERRED_ROW_COLUMNS, DEFERRED_TEXT]]
                           .rename(columns={DEFERRED_TEXT: "note_text"}).reset_index(drop=True),
                           work / f"deferred-{index:06d}.parquet")
         notes = notes.drop(columns=[DEFERRED_TEXT])
@@ -126,8 +125,8 @@ def store_part(work: Path, index: int, notes: pd.DataFrame, mentions: pd.DataFra
     write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
 
 
-#: The canonical note columns a deferred note is kept with.
-DEFERRED_NOTE_COLUMNS = ["row", "note_id", "person_id", "note_date", "note_title", "note_text"]
+#: What a deferred note is kept with besides its text (the canonical note columns).
+DEFERRED_ROW_COLUMNS = ["row", "note_id", "person_id", "note_date", "note_title"]
 
 
 def extract_to_parts(sources: Sequence[NoteSource], outdir: Path, processor: BatchProcessor, *,
@@ -198,8 +197,7 @@ def fracture_people(mentions: pd.DataFrame) -> set[str]:
     every FRACTURE mention comes from the first pass, so this set is final
     after it.
     """
-    fractures = mentions[(mentions["concept"] == "FRACTURE") & ~mentions["negated"]
-                         & ~mentions["uncertain"] & ~mentions["hypothetical"] & ~mentions["family"]]
+    fractures = mentions[(mentions["concept"] == "FRACTURE") & affirmed_mask(mentions)]
     return set(fractures["person_id"].astype(str))
 
 
@@ -249,8 +247,7 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     state = json.loads((work / "checkpoint.json").read_text())
     finished = set(state.get("second", []))
     done = set(state.get("done", []))
-    full = copy.copy(processor)  # the same pipeline, without deferring
-    full.defer = False
+    full = processor.without_deferring()
     indexes = []
     for path in parts:
         index = int(path.stem.split("-")[1])
@@ -258,7 +255,7 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
             path.unlink()  # merged and recorded before the run was killed
         else:
             indexes.append(index)
-    logger.info("second pass: deferred notes of %d batches, for %d patients with a fracture",
+    logger.info("second pass: deferred notes of %d batch(es), for %d patient(s) with a fracture",
                 len(indexes), len(people))
 
     def record(index: int, counts: tuple[int, int]) -> None:
@@ -271,16 +268,16 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     if engine == "dask":
         def pending():
             for index in indexes:
-                wanted = _wanted(work, index, people)
+                deferred, wanted = _deferred(work, index, people)
                 if wanted.empty:
-                    record(index, _merge_part(work, index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS)))
+                    record(index, _merge_part(work, index, deferred))
                 else:
                     yield index, wanted
 
         from .engines.dask import run_batches_dask
         for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
                                                        session=session):
-            record(index, _merge_part(work, index, notes, mentions))
+            record(index, _merge_part(work, index, _deferred(work, index)[0], notes, mentions))
     else:
         for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
                                             shared=(work, people)):
@@ -290,19 +287,22 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     return {**facts, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
-def _wanted(work: Path, index: int, people: set[str]) -> pd.DataFrame:
-    """The deferred notes of one part whose patient has a fracture."""
+def _deferred(work: Path, index: int, people: set[str] | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One part's deferred notes, and those of them whose patient has a fracture (in ``people``)."""
     deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
-    return deferred[deferred["person_id"].astype(str).isin(people)].reset_index(drop=True)
+    wanted = deferred[deferred["person_id"].astype(str).isin(people or ())].reset_index(drop=True)
+    return deferred, wanted
 
 
-def _merge_part(work: Path, index: int, new_notes: pd.DataFrame, new_mentions: pd.DataFrame
-                ) -> tuple[int, int]:
+def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.DataFrame | None = None,
+                new_mentions: pd.DataFrame | None = None) -> tuple[int, int]:
     """Merge one part's second-pass results into its parts; (deferred notes, processed notes)."""
-    deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet", columns=DEFERRED_NOTE_COLUMNS[:-1])
+    new_notes = _empty(NOTE_COLUMNS) if new_notes is None else new_notes
+    new_mentions = _empty(MENTION_COLUMNS) if new_mentions is None else new_mentions
     notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
                                      pd.read_parquet(work / f"mentions-{index:06d}.parquet"),
-                                     deferred, new_notes, new_mentions)
+                                     deferred[DEFERRED_ROW_COLUMNS], new_notes, new_mentions)
     write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
     write_parquet(notes, work / f"notes-{index:06d}.parquet")
     return len(deferred), len(new_notes)
@@ -312,10 +312,10 @@ def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, set[str]], 
     """One part of the second pass, whole (runs in a worker process)."""
     from .nlp.extract import process_batch
     work, people = shared
-    wanted = _wanted(work, index, people)
+    deferred, wanted = _deferred(work, index, people)
     if wanted.empty:
-        return _merge_part(work, index, _empty(NOTE_COLUMNS), _empty(MENTION_COLUMNS))
-    return _merge_part(work, index, *process_batch(wanted, processor))
+        return _merge_part(work, index, deferred)
+    return _merge_part(work, index, deferred, *process_batch(wanted, processor))
 
 
 #: What screening and the report read of the notes (the rest is only written out).
@@ -372,8 +372,15 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
 
 
-def _read_parts(work: Path, kind: str, columns: list[str]) -> pd.DataFrame:
-    frames = list(_part_frames(work, kind, columns))
+def _read_parts(work: Path, kind: str, columns: list[str],
+                keep: Callable[[pd.DataFrame], pd.Series | np.ndarray] | None = None) -> pd.DataFrame:
+    """The parts of one kind as one frame in input order (only the rows ``keep`` selects)."""
+    frames = []
+    for frame in _part_frames(work, kind, columns):
+        if keep is not None:
+            frame = frame[keep(frame)]
+        if len(frame):
+            frames.append(frame)
     if not frames:
         return _empty(columns)
     frame = pd.concat(frames, ignore_index=True)
@@ -449,28 +456,16 @@ def note_census(work: Path) -> Census:
 
 def processed_notes(work: Path, people: set[str] | None = None) -> pd.DataFrame:
     """The processed notes (of ``people``, when given): the only notes mentions belong to."""
-    frames = []
-    for frame in _part_frames(work, "notes", SCREEN_NOTE_COLUMNS):
-        keep = frame["status"] == "processed"
-        if people is not None:
-            keep &= as_text(frame["person_id"]).isin(people)
-        if keep.any():
-            frames.append(frame[keep])
-    return pd.concat(frames, ignore_index=True) if frames else _empty(SCREEN_NOTE_COLUMNS)
+    def keep(frame: pd.DataFrame) -> pd.Series:
+        processed = frame["status"] == "processed"
+        return processed if people is None else processed & as_text(frame["person_id"]).isin(people)
+    return _read_parts(work, "notes", SCREEN_NOTE_COLUMNS, keep)
 
 
-def _mentions_of(work: Path, keep: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
+def _mentions_of(work: Path, keep: Callable[[pd.DataFrame], pd.Series | np.ndarray] | None = None
+                 ) -> pd.DataFrame:
     """The lean mention columns of every part (the rows ``keep`` selects), in input order."""
-    frames = []
-    for frame in _part_frames(work, "mentions", LEAN_MENTION_COLUMNS):
-        if keep is not None:
-            frame = frame[keep(frame)]
-        if len(frame):
-            frames.append(frame)
-    if not frames:
-        return _empty(LEAN_MENTION_COLUMNS)
-    mentions = pd.concat(frames, ignore_index=True)
-    return mentions.sort_values(SORT_KEYS["mentions"], kind="stable").reset_index(drop=True)
+    return _read_parts(work, "mentions", LEAN_MENTION_COLUMNS, keep)
 
 
 def _count_rows(work: Path, kind: str) -> int:
@@ -706,7 +701,7 @@ def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, input
         clock = time.perf_counter()
         if session is not None:
             patients = session.screen_patients(_mentions_of(work), processed_notes(work), config,
-                                               note_counts=census.note_counts)
+                                               note_counts=census.note_counts, shared_ids=census.shared_ids)
         else:
             patients = screen_parts(work, census, config)
         timings["screen_seconds"] = round(time.perf_counter() - clock, 3)
@@ -820,13 +815,12 @@ def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns:
         config = load_config(config)
     canonical = frame_to_notes(notes, columns)
     note_rows, mention_rows = process_batch(canonical, processor)
-    deferred = note_rows[note_rows["status"] == DEFERRED][DEFERRED_NOTE_COLUMNS[:-1]]
+    deferred = note_rows[note_rows["status"] == DEFERRED][DEFERRED_ROW_COLUMNS]
     note_rows = note_rows.drop(columns=[DEFERRED_TEXT], errors="ignore")
     if len(deferred):
-        full = copy.copy(processor)
-        full.defer = False
         wanted = deferred["row"][deferred["person_id"].isin(fracture_people(mention_rows))]
-        new_notes, new_mentions = process_batch(canonical[canonical["row"].isin(wanted)], full)
+        new_notes, new_mentions = process_batch(canonical[canonical["row"].isin(wanted)],
+                                                processor.without_deferring())
         note_rows, mention_rows = merge_deferred(note_rows, mention_rows, deferred, new_notes, new_mentions)
     patients = screen_patients(mention_rows, note_rows, config)
     return RunResult(notes=note_rows.drop(columns=["row"]), mentions=mention_rows.drop(columns=["row"]),

@@ -399,14 +399,19 @@ class DaskSession:
         return self.partitions or max(1, 2 * self.threads())
 
     def screen_patients(self, mentions: pd.DataFrame, notes: pd.DataFrame, config, *,
-                        note_counts: pd.Series | None = None) -> pd.DataFrame:
+                        note_counts: pd.Series | None = None, shared_ids: bool | None = None
+                        ) -> pd.DataFrame:
         """:func:`screen_patients` on the cluster, one task per group of patients; same frame.
 
-        ``note_counts`` (person_id -> notes) as for :func:`screen_patients`.
+        ``note_counts`` (person_id -> notes) as for :func:`screen_patients`;
+        ``shared_ids``: whether a note id belongs to several patients, when
+        already known (see :func:`pipeline.run.note_census`).
         """
         from ..screening import screen_patients
         count = self._partitions()
-        if count > 1 and _ids_shared_by_patients(notes):
+        if shared_ids is None:
+            shared_ids = _ids_shared_by_patients(notes)
+        if count > 1 and shared_ids:
             # screen_patients orders and joins some evidence by note_id over the whole cohort: when
             # patients share a note id, groups of patients would not give the whole screening
             logger.info("some note ids belong to several patients: screening in one task")

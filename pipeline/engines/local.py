@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 from collections import deque
@@ -33,6 +34,7 @@ MAX_TASK_CHARS = 400_000
 MAX_CHARS_IN_FLIGHT = 16_000_000
 
 _WORKER: BatchProcessor | None = None
+_SHARED = None  # what map_in_workers' function gets beside the processor
 
 
 def _init_worker(patterns: list[str], nlp_date: str, nlp_datetime: str, use_prefilter: bool,
@@ -98,7 +100,6 @@ def run_batches(batches: Iterable[tuple[int, pd.DataFrame]], processor: BatchPro
 
 def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: int, max_tasks: int,
               max_chars_in_flight: int) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
-    global _WORKER
     fork = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if fork else "spawn")
     # (index, [async results], characters) per reader batch, oldest first
@@ -113,32 +114,38 @@ def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: in
         chars -= size
         return index, _concat([p[2] for p in parts]), _concat([p[3] for p in parts])
 
-    previous = _WORKER
-    if fork:
-        _WORKER = processor  # the forked workers inherit the pipeline: nothing to build
-    try:
-        with context.Pool(
+    with _inherited(processor if fork else None), context.Pool(
             processes=workers,
             initializer=_init_worker,
             initargs=(list(processor.patterns), processor.nlp_date, processor.nlp_datetime,
                       processor.use_prefilter, processor.defer),
-        ) as pool:
-            for index, batch in batches:
-                size = sum(_text_lengths(batch))
-                results = [pool.apply_async(_run_task, ((index, part, piece),))
-                           for part, piece in enumerate(split_batch(batch, max_chars))]
-                pending.append((index, results, size))
-                tasks += len(results)
-                chars += size
-                while pending and (tasks > max_tasks or chars > max_chars_in_flight):
-                    yield finish_oldest()
-            while pending:
+    ) as pool:
+        for index, batch in batches:
+            size = sum(_text_lengths(batch))
+            results = [pool.apply_async(_run_task, ((index, part, piece),))
+                       for part, piece in enumerate(split_batch(batch, max_chars))]
+            pending.append((index, results, size))
+            tasks += len(results)
+            chars += size
+            while pending and (tasks > max_tasks or chars > max_chars_in_flight):
                 yield finish_oldest()
+        while pending:
+            yield finish_oldest()
+
+
+@contextlib.contextmanager
+def _inherited(processor: BatchProcessor | None, shared=None):
+    """Make ``processor`` (and ``shared``) what forked workers find: nothing to build or pickle.
+
+    ``None``: spawned workers, which build their own in ``_init_worker``.
+    """
+    global _WORKER, _SHARED
+    previous = _WORKER, _SHARED
+    _WORKER, _SHARED = processor, shared
+    try:
+        yield
     finally:
-        _WORKER = previous
-
-
-_SHARED = None
+        _WORKER, _SHARED = previous
 
 
 def _run_mapped(task):
@@ -155,16 +162,11 @@ def map_in_workers(function, items: Iterable, processor: BatchProcessor, *, work
     but the item, ``function`` and the result); else here, one by one.
     ``function`` must be a module-level function.
     """
-    global _WORKER, _SHARED
     items = list(items)
     if workers <= 1 or len(items) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for item in items:
             yield item, function(processor, shared, item)
         return
-    previous = _WORKER, _SHARED
-    _WORKER, _SHARED = processor, shared
-    try:
-        with multiprocessing.get_context("fork").Pool(processes=min(workers, len(items))) as pool:
-            yield from pool.imap(_run_mapped, [(function, item) for item in items])
-    finally:
-        _WORKER, _SHARED = previous
+    with _inherited(processor, shared), \
+            multiprocessing.get_context("fork").Pool(processes=min(workers, len(items))) as pool:
+        yield from pool.imap(_run_mapped, [(function, item) for item in items])

@@ -8,6 +8,7 @@ exception class (never the note text), and the batch goes on.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import logging
@@ -147,6 +148,12 @@ class BatchProcessor:
 
     def __call__(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         return process_batch(batch, self)
+
+    def without_deferring(self) -> BatchProcessor:
+        """The same pipeline (not rebuilt), processing every note with a trigger."""
+        full = copy.copy(self)
+        full.defer = False
+        return full
 
 
 def _note_row(note, status: str, error: str, mentions: list[dict]) -> dict:

@@ -40,7 +40,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
 from ..io.writers import atomic_path
-from .plots import TIER_ORDER
+from .html import table_order
 
 __all__ = ["write_excel_report", "evidence_table", "patient_table",
            "MAX_SHEET_ROWS", "MAX_CELL_CHARS", "TRUNCATION_MARKER"]
@@ -82,14 +82,7 @@ def patient_table(patients: pd.DataFrame | None) -> pd.DataFrame:
     """The patients frame in report order: tier (candidates first), then score."""
     if patients is None or patients.empty:
         return pd.DataFrame(columns=list(patients.columns) if patients is not None else ["person_id"])
-    order = pd.DataFrame(index=patients.index)
-    tier = patients["tier"].astype(str) if "tier" in patients else pd.Series("", index=patients.index)
-    order["tier"] = tier.map({name: rank for rank, name in enumerate(TIER_ORDER)}).fillna(len(TIER_ORDER))
-    order["score"] = -pd.to_numeric(patients["score"], errors="coerce").fillna(-math.inf) \
-        if "score" in patients else 0
-    order["person"] = patients["person_id"].astype(str) if "person_id" in patients else ""
-    ranked = order.sort_values(["tier", "score", "person"], kind="stable").index
-    return patients.loc[ranked].reset_index(drop=True)
+    return patients.iloc[table_order(patients, limit=len(patients))].reset_index(drop=True)
 
 
 def evidence_table(mentions: pd.DataFrame | None,

@@ -115,6 +115,12 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return as_text(frame[column])
 
 
+def affirmed_mask(mentions: pd.DataFrame) -> pd.Series:
+    """Not negated, uncertain, hypothetical or about a family member (SPEC §4's "affirmed")."""
+    return ~(flag_column(mentions, "negated") | flag_column(mentions, "uncertain")
+             | flag_column(mentions, "hypothetical") | flag_column(mentions, "family"))
+
+
 def flag_column(frame: pd.DataFrame, column: str) -> pd.Series:
     """A boolean flag column from any saved form (bool, 0/1, "true"/"false"); False when absent."""
     if column not in frame:
@@ -148,9 +154,7 @@ def prepare_mentions(mentions: pd.DataFrame | None,
     """
     if mentions is None or len(mentions) == 0:
         return _empty()
-    negative = (flag_column(mentions, "negated") | flag_column(mentions, "uncertain")
-                | flag_column(mentions, "hypothetical") | flag_column(mentions, "family"))
-    keep = (~negative & _text(mentions, "concept").isin(SCREENED_CONCEPTS)).to_numpy()
+    keep = (affirmed_mask(mentions) & _text(mentions, "concept").isin(SCREENED_CONCEPTS)).to_numpy()
     source = mentions.loc[keep]
     if source.empty:
         return _empty()
