@@ -27,6 +27,7 @@ from pipeline.prefilter import (
     AnchorIndex,
     Plan,
     anchored_finditer,
+    case_free,
     compile_prefilter,
     fold,
     regex_anchors,
@@ -208,6 +209,64 @@ def test_fold_keeps_word_characters():
             continue
         f = fold(char)
         assert (char.isalnum() or char == "_") == (f.isalnum() or f == "_"), hex(code)
+
+
+# ------------------------------------------------------------------------------------------
+# Case-free patterns on the folded text
+# ------------------------------------------------------------------------------------------
+
+SHIPPED_REGEXES = [re.compile(pattern, re.IGNORECASE) for pattern in ALL_PATTERNS] + \
+    [re.compile(rule["pattern"], re.IGNORECASE) for rule in RULES.sections if isinstance(rule.get("pattern"), str)] + \
+    LABS
+#: case variants re.IGNORECASE treats as ASCII letters, and other letters whose case changes
+ODD_CASES = ["İNR 2.1", "ıNR", "ſepsis", "\u212aypho", "ÉPIDURAL abscess", "ΣΊΣΥΦΟΣ fracture", "Straße"]
+
+
+def spans(pattern: re.Pattern, text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in pattern.finditer(text)]
+
+
+def test_case_free_rewrites_letters_and_keeps_escapes():
+    assert case_free(re.compile(r"\bINR\s*[A-Z]\W(?i:X)\t", re.IGNORECASE)).pattern == r"\binr\s*[a-z]\W(?:x)\t"
+    section = case_free(re.compile(r"(?im)^[ \t]*IMPRESSION:", re.IGNORECASE))
+    assert section.pattern == r"(?m)^[ \t]*impression:" and not section.flags & re.IGNORECASE
+    assert case_free(re.compile(r"(?P<Value>\d+)\s*MG", re.IGNORECASE)).pattern == r"(?P<Value>\d+)\s*mg"
+
+
+@pytest.mark.parametrize("pattern", [
+    r"\x41", r"\u0041", r"\N{LATIN CAPITAL LETTER A}", r"(a)\1", r"(?P<x>a)(?P=x)", r"[0-Z]", r"(?-i:A)b",
+    r"(a)?(?(1)b|c)", "µL",
+])
+def test_case_free_refuses_what_it_cannot_rewrite(pattern):
+    assert case_free(re.compile(pattern, re.IGNORECASE)) is None
+
+
+def test_case_free_leaves_case_sensitive_patterns_alone():
+    assert case_free(re.compile(r"\bINR\b")) is None
+
+
+def test_case_free_covers_the_shipped_regexes():
+    refused = [pattern.pattern for pattern in SHIPPED_REGEXES if case_free(pattern) is None]
+    assert refused == [PLATELETS.pattern]  # its units hold non-ASCII characters ("×10⁹/L", "µL")
+
+
+def test_case_free_finds_the_same_spans_on_the_corpora():
+    notes = [text for text, _ in corpus_notes()] + ODD_CASES
+    for pattern in SHIPPED_REGEXES:
+        fast = case_free(pattern)
+        if fast is None:
+            continue
+        for text in notes:
+            assert spans(fast, fold(text)) == spans(pattern, text), (pattern.pattern, text[:0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_case_free_finds_the_same_spans_on_generated_text(data):
+    pattern = data.draw(st.sampled_from([p for p in SHIPPED_REGEXES if case_free(p) is not None]))
+    text = data.draw(st.lists(st.one_of(PIECES, st.sampled_from(ODD_CASES), st.text(max_size=8)), max_size=20)
+                     .map("".join))
+    assert spans(case_free(pattern), fold(text)) == spans(pattern, text)
 
 
 # ------------------------------------------------------------------------------------------
