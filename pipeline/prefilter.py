@@ -461,6 +461,7 @@ _LETTER_ESCAPES = frozenset("AbBdDsSwWZafnrtv")
 _INLINE_FLAGS = re.compile(r"\(\?([aiLmsux]+)([:)])")
 
 
+@functools.lru_cache(maxsize=4096)
 def case_free(pattern: re.Pattern) -> re.Pattern | None:
     """``pattern`` (compiled with ``re.IGNORECASE``) as a case-sensitive pattern for ``fold(text)``.
 
@@ -1033,6 +1034,7 @@ class FastRegexMatcher:
 _NEWLINE = re.compile("\n")
 
 
+@functools.lru_cache(maxsize=4096)
 def _required_strings(pattern: re.Pattern) -> tuple[str, ...] | None:
     """Folded literals one of which every match of ``pattern`` contains (None: not known).
 
@@ -1050,6 +1052,7 @@ def _required_strings(pattern: re.Pattern) -> tuple[str, ...] | None:
     return None if anchors is None else tuple(sorted(anchor.text for anchor in anchors))
 
 
+@functools.lru_cache(maxsize=4096)
 def _anchored(pattern: re.Pattern) -> str | None:
     """"line" if every match starts at a line start (``(?m)^`` first), "text" if at 0 (``\\A``)."""
     try:

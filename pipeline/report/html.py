@@ -418,16 +418,18 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
     selected = _select_evidence(frame[frame["concept"] != "LEVEL"])
 
     # From here on plain dicts, built only for the patients that get evidence (pandas'
-    # per-group overhead would dominate otherwise), a record at a time from the column
-    # arrays (a whole column's .tolist() would hold every mention as Python objects)
+    # per-group overhead would dominate otherwise) and a few patients at a time (a whole
+    # column's .tolist() would hold every mention of the chunk as Python objects)
     columns = {name: frame[name].array if pd.api.types.is_datetime64_any_dtype(frame[name])
                else frame[name].to_numpy() for name in frame.columns}
     records: dict[int, dict[str, Any]] = {}
 
-    def record(position: int) -> dict[str, Any]:
-        if position not in records:
-            records[position] = {name: _python(values[position]) for name, values in columns.items()}
-        return records[position]
+    def build(positions: set[int]) -> None:
+        wanted = np.fromiter(sorted(positions.difference(records)), dtype=np.intp)
+        if len(wanted):
+            values = [columns[name][wanted].tolist() for name in columns]
+            for position, row in zip(wanted.tolist(), zip(*values)):
+                records[position] = dict(zip(columns, row))
 
     note_positions = frame.groupby("note_id", sort=False).indices
     selected_positions = dict(zip(
@@ -436,30 +438,42 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
                  np.flatnonzero(selected["person_id"].to_numpy()[1:]
                                 != selected["person_id"].to_numpy()[:-1]) + 1)))
     titles = _note_titles(notes, set(selected["note_id"]))
+    note_ids = columns["note_id"]
 
-    for row in rows:
-        person_id = row["id"]
-        total = int(totals.get(person_id, 0))
-        if total == 0:
-            continue
-        if spent >= MAX_EVIDENCE_BYTES:
-            stats[person_id] = {"total": total, "shown": 0, "state": "omitted"}
-            continue
-        chosen = [record(int(position)) for position in selected_positions[person_id]]
-        in_notes = {member["note_id"]: [record(int(position)) for position in note_positions[member["note_id"]]]
-                    for member in chosen}
-        items, shown = _evidence_items(chosen, in_notes, titles)
-        payload = script_json({"items": items})
-        spent += len(payload.encode("utf-8", "replace"))
-        payloads[person_id] = payload
-        stats[person_id] = {"total": total, "shown": shown,
-                            "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
+    waiting = [row for row in rows if totals.get(row["id"], 0)]
+    for first in range(0, len(waiting), _RECORD_GROUP):
+        group = waiting[first:first + _RECORD_GROUP]
+        if spent < MAX_EVIDENCE_BYTES:
+            needed: set[int] = set()
+            for row in group:
+                chosen = selected_positions[row["id"]]
+                needed.update(chosen.tolist())
+                for note_id in {note_ids[position] for position in chosen}:
+                    needed.update(note_positions[note_id].tolist())
+            build(needed)
+        for row in group:
+            person_id = row["id"]
+            total = int(totals[person_id])
+            if spent >= MAX_EVIDENCE_BYTES:
+                stats[person_id] = {"total": total, "shown": 0, "state": "omitted"}
+                continue
+            chosen = [records[int(position)] for position in selected_positions[person_id]]
+            in_notes = {member["note_id"]: [records[int(position)] for position in note_positions[member["note_id"]]]
+                        for member in chosen}
+            items, shown = _evidence_items(chosen, in_notes, titles)
+            payload = script_json({"items": items})
+            spent += len(payload.encode("utf-8", "replace"))
+            payloads[person_id] = payload
+            stats[person_id] = {"total": total, "shown": shown,
+                                "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
+        if len(records) > _RECORD_LIMIT:
+            records.clear()  # bounded; what later patients need is built again
     return spent
 
 
-def _python(value: Any) -> Any:
-    """A numpy scalar as the Python value ``Series.tolist()`` would give."""
-    return value.item() if isinstance(value, np.generic) else value
+#: Listed patients whose mention records are built at once, and how many records are kept.
+_RECORD_GROUP = 100
+_RECORD_LIMIT = 200_000
 
 
 def _mention_frame(mentions: pd.DataFrame, person_ids: set[str],
