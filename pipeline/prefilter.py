@@ -613,12 +613,8 @@ def _phrase_anchor(text: str) -> frozenset[Anchor] | None:
     if not text.isascii():
         return None
     if _TOKENIZER is None:
-        import spacy
-
-        from .nlp.pipeline import clinical_tokenizer
-        nlp = spacy.blank("en")
-        clinical_tokenizer(nlp)
-        _TOKENIZER = nlp.tokenizer
+        from .nlp.pipeline import clinical_blank
+        _TOKENIZER = clinical_blank().tokenizer
     tokens = [token.lower_ for token in _TOKENIZER(text.lower()) if not token.is_space]
     if not tokens:
         return None

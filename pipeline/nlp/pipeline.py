@@ -25,7 +25,7 @@ from medspacy.target_matcher import TargetMatcher, TargetRule
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, Span
-from spacy.util import compile_infix_regex, compile_prefix_regex
+from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex, registry
 
 from . import attributes as _attributes  # noqa: F401  (registers vertebro_attributes)
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
@@ -62,25 +62,39 @@ def clinical_tokenizer(nlp: Language) -> None:
     tokenizer rules: with them spaCy stops caching after the first newline of
     a text (spaCy issue #13950); the tokens are the same without them.
     """
-    infixes = list(nlp.Defaults.infixes) + [
+    nlp.tokenizer = _clinical_tokenizer(nlp)
+
+
+@registry.tokenizers("vertebro.ClinicalTokenizer.v1")
+def _clinical_tokenizer_factory():
+    return _clinical_tokenizer
+
+
+def _clinical_tokenizer(nlp: Language) -> Tokenizer:
+    """English's tokenizer (spaCy's ``create_tokenizer``) with the clinical fixes of :func:`clinical_tokenizer`."""
+    defaults = nlp.Defaults
+    infixes = list(defaults.infixes) + [
         r"(?<=[A-Za-z]):(?=\d)",
         r"(?<=\d)/(?=\d)",
         r"(?<=[A-Za-z])/(?=[A-Za-z0-9])",
     ]
-    prefixes = list(nlp.Defaults.prefixes) + [r"(?i:plts?|inr)(?=\d)"]
-    old = nlp.tokenizer
-    # one new tokenizer rather than three setters: each setter reloads the ~5,000 special
-    # cases (0.1 s each time, paid by every run and every pipeline renewal)
-    nlp.tokenizer = Tokenizer(
+    prefixes = list(defaults.prefixes) + [r"(?i:plts?|inr)(?=\d)"]
+    # one tokenizer built once: each setter would reload the ~5,000 special cases
+    # (0.1 s each time, paid by every run and every pipeline renewal)
+    return Tokenizer(
         nlp.vocab,
-        rules={key: value for key, value in old.rules.items() if key.strip()},
+        rules={key: value for key, value in defaults.tokenizer_exceptions.items() if key.strip()},
         prefix_search=compile_prefix_regex(prefixes).search,
-        suffix_search=old.suffix_search,
+        suffix_search=compile_suffix_regex(defaults.suffixes).search,
         infix_finditer=compile_infix_regex(infixes).finditer,
-        token_match=old.token_match,
-        url_match=old.url_match,
-        faster_heuristics=old.faster_heuristics,
+        token_match=defaults.token_match,
+        url_match=defaults.url_match,
     )
+
+
+def clinical_blank() -> Language:
+    """A blank English pipeline with the clinical tokenizer (English's own is never built)."""
+    return spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "vertebro.ClinicalTokenizer.v1"}}})
 
 
 @Language.factory("vertebro_labs")
@@ -122,10 +136,9 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
     """Build the pipeline from the shipped rules plus extra rule folders."""
     register_extensions()
     rules = rules or load_rules(list(patterns))
-    nlp = spacy.blank("en")
+    nlp = clinical_blank()
     # only a tokenizer and rules: spaCy's 1,000,000-character guard is for the parser and NER
     nlp.max_length = 100_000_000
-    clinical_tokenizer(nlp)
     nlp.add_pipe("vertebro_sentences")
 
     target_matcher: TargetMatcher = nlp.add_pipe("medspacy_target_matcher")
