@@ -427,7 +427,7 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
     def build(positions: set[int]) -> None:
         wanted = np.fromiter(sorted(positions.difference(records)), dtype=np.intp)
         if len(wanted):
-            values = [columns[name][wanted].tolist() for name in columns]
+            values = [_column_list(columns[name], wanted) for name in columns]
             for position, row in zip(wanted.tolist(), zip(*values)):
                 records[position] = dict(zip(columns, row))
 
@@ -469,6 +469,15 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
         if len(records) > _RECORD_LIMIT:
             records.clear()  # bounded; what later patients need is built again
     return spent
+
+
+def _column_list(values, positions: np.ndarray) -> list:
+    """``values[positions].tolist()``; a date column makes one Timestamp per distinct date."""
+    if not isinstance(values, pd.arrays.DatetimeArray):
+        return values[positions].tolist()
+    codes, dates = pd.factorize(values[positions], use_na_sentinel=False)
+    stamps = list(dates)
+    return [stamps[code] for code in codes.tolist()]
 
 
 #: Listed patients whose mention records are built at once, and how many records are kept.
