@@ -954,7 +954,10 @@ class FastRegexMatcher:
     A pattern that the gate lets through everywhere (its anchors too common
     for the scan, e.g. ``(?<=\\w)\\?``) still needs one of its literals
     (:func:`_required_strings`): when none is in the text, the pattern is
-    skipped without running over the text.
+    skipped without running over the text. A pattern runs in its
+    :func:`case_free` form on the folded text when it has one; patterns that
+    only match at a line start (the section headings) are tried only at the
+    lines where their union matches.
     """
 
     def __init__(self, inner, gate: RuleGate | None = None):
@@ -973,12 +976,28 @@ class FastRegexMatcher:
         self._required = {id(p): _required_strings(p) for ps in inner._patterns.values() for p in ps}
         #: the case-free form of a pattern, run on the folded text (None: the pattern on the text)
         self._case_free = {id(p): case_free(p) for ps in inner._patterns.values() for p in ps}
+        # one pattern for all the line-start patterns: the lines where any of them can match
+        self._line_union = _union_pattern([self._case_free[id(p)] for ps in inner._patterns.values() for p in ps
+                                           if id(p) in self._at_line_start])
+        self._hits_of: str | None = None
+        self._line_hits: list[int] = []
 
     def _lines(self, text: str) -> list[int]:
         if text is not self._lines_of:
             self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
             self._lines_of = text
         return self._line_starts
+
+    def _line_starts_to_try(self, text: str, folded: str) -> list[int]:
+        """The line starts where a line-start pattern can match: where their union does
+        (an alternation fails at a position only when every branch does)."""
+        if self._line_union is None:
+            return self._lines(text)
+        if text is not self._hits_of:
+            union = self._line_union
+            self._line_hits = [start for start in self._lines(text) if union.match(folded, start) is not None]
+            self._hits_of = text
+        return self._line_hits
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -1008,7 +1027,7 @@ class FastRegexMatcher:
                 if required is not None and not any(string in folded for string in required):
                     continue  # none of its literals: no match
                 if positions is None and id(pattern) in self._at_line_start:
-                    where = self._lines(text)
+                    where = self._line_starts_to_try(text, folded) if fast is not None else self._lines(text)
                 elif positions is None and id(pattern) in self._at_text_start:
                     where = [0]
                 else:
@@ -1028,6 +1047,19 @@ class FastRegexMatcher:
 
 
 _NEWLINE = re.compile("\n")
+_GLOBAL_FLAGS = re.compile(r"\A\(\?[aLmsux]+\)")
+
+
+def _union_pattern(patterns: list[re.Pattern | None]) -> re.Pattern | None:
+    """``(?:p1)|(?:p2)|...`` of case-free patterns with the same flags (None: not possible)."""
+    if len(patterns) < 2 or any(pattern is None for pattern in patterns) \
+            or len({pattern.flags for pattern in patterns}) != 1:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{_GLOBAL_FLAGS.sub('', pattern.pattern)})" for pattern in patterns),
+                          patterns[0].flags)
+    except re.error:  # e.g. two patterns with a group of the same name
+        return None
 
 
 @functools.lru_cache(maxsize=4096)

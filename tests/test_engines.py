@@ -179,6 +179,37 @@ def test_target_sentence_ranges(extractor):
     assert doc.user_data[DOC_TEXT] == text
 
 
+HEADINGS = ["FINDINGS:", "Impression:", "IMPRESSION", "History: ", "  Technique: ", "PMH:", "Plan -",
+            "Comparison: none.", "Indication: back pain", "Medications:", "Labs:", "Family history:"]
+
+
+def test_fast_regex_matchers_give_medspacys_matches(extractor, reference):
+    """Case-free patterns on the folded text, the anchor gate and the union of the line-start
+    section patterns: the matches of medspaCy's own regex matcher, in its order."""
+    def regex_matcher(component):
+        for name in ("_TargetMatcher__matcher", "_Sectionizer__matcher", "_ConText__matcher"):
+            if hasattr(component, name):
+                matcher = getattr(component, name)
+                return getattr(matcher, "inner", matcher)._MedspacyMatcher__regex_matcher
+    names = ["medspacy_target_matcher", "medspacy_sectionizer", "medspacy_context"]
+    ours = {name: regex_matcher(component) for name, component in extractor.nlp.pipeline if name in names}
+    plain = {name: regex_matcher(component) for name, component in reference.pipeline if name in names}
+    assert ours["medspacy_sectionizer"]._line_union is not None
+    rng = random.Random(11)
+    texts = [text for text, _ in corpus_notes()]
+    for _ in range(100):
+        pieces = rng.choices(SENTENCES + HEADINGS, k=rng.randint(1, 12))
+        texts.append("".join(piece + rng.choice(["\n", "\n", " ", "\n\n"]) for piece in pieces))
+    found = 0
+    for text in texts:
+        doc = extractor(text)
+        for name in names:
+            expected = plain[name](doc)
+            assert ours[name](doc) == expected, (name, text[:0])
+            found += name == "medspacy_sectionizer" and len(expected)
+    assert found > 50
+
+
 # ------------------------------------------------------------------------------------------
 # Tokenizer
 # ------------------------------------------------------------------------------------------
