@@ -135,6 +135,44 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence_text))
 
 
+#: ``doc.user_data`` key of :func:`reported_targets`' answer (it reads only the targets,
+#: the sentences and the text, which the sectionizer and ConText do not change).
+REPORTED = "vertebro.reported_targets"
+
+
+def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
+    """The targets that become mentions, with their sentence and levels, in mention order.
+
+    Every target but IGNORE spans and FRACTURE or OEDEMA spans that are not
+    about a vertebra (:func:`_is_vertebral`). Needs only the targets and the
+    sentences: the :class:`~pipeline.nlp.pipeline.Extractor` asks before
+    running the sectionizer and ConText, which a note whose targets all
+    drop out ("history of hip fracture") does not need.
+    """
+    known = doc.user_data.get(REPORTED)
+    if known is not None and known[0] == len(doc.ents):
+        return known[1]
+    text = doc_text(doc)
+    by_sentence: dict[int, list[Span]] = {}
+    for span in doc.ents:
+        if span.label_ != "IGNORE":
+            by_sentence.setdefault(span.sent.start, []).append(span)
+    reported = []
+    for spans in by_sentence.values():
+        sentence = spans[0].sent
+        levelled = [span for span in spans if span.label_ in LEVELLED]
+        linked = link_levels(text, sentence.start_char, sentence.end_char,
+                             [(span.start_char, span.end_char) for span in levelled])
+        levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
+        for span in spans:
+            levels = levels_of.get(id(span), [])
+            if span.label_ in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels, text):
+                continue
+            reported.append((span, sentence, levels))
+    doc.user_data[REPORTED] = (len(doc.ents), reported)
+    return reported
+
+
 #: How far back (characters) a level-less mention looks for the fracture it refers to.
 REFERENCE_WINDOW = 300
 
@@ -178,24 +216,11 @@ class MentionAttributes:
         self.section_implies = section_implies
 
     def __call__(self, doc: Doc) -> Doc:
-        targets = [span for span in doc.ents if span.label_ != "IGNORE"]
         text = doc_text(doc)
         sections = doc._.sections or ()
-        by_sentence: dict[int, list[Span]] = {}
-        for span in targets:
-            by_sentence.setdefault(span.sent.start, []).append(span)
         mentions: list[dict] = []
-        for spans in by_sentence.values():
-            sentence = spans[0].sent
-            levelled = [span for span in spans if span.label_ in LEVELLED]
-            linked = link_levels(text, sentence.start_char, sentence.end_char,
-                                 [(span.start_char, span.end_char) for span in levelled])
-            levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
-            for span in spans:
-                levels = levels_of.get(id(span), [])
-                if span.label_ in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels, text):
-                    continue
-                mentions.extend(self._mentions(text, sections, span, sentence, levels))
+        for span, sentence, levels in reported_targets(doc):
+            mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         inherit_levels(mentions)
         doc._.vertebro_mentions = mentions

@@ -9,8 +9,8 @@
                                  family, acuity, correction, medication status
       → vertebro_attributes      levels, acuity, aetiology, section effects
 
-The last four run only on documents with at least one target: a note with
-no target has nothing for them to do.
+The last four run only on documents with at least one target that becomes a
+mention (not a fracture of the hip, say): otherwise they have nothing to do.
 """
 
 
@@ -29,6 +29,7 @@ from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix
 
 from . import attributes as _attributes  # noqa: F401  (registers vertebro_attributes)
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
+from .attributes import reported_targets
 from .labs import find_lab_values
 from .sentences import doc_text
 from .rules import RuleSet, load_rules, medspacy_arguments
@@ -294,7 +295,8 @@ class Extractor:
     The output is that of ``build_nlp(...)(text)``; the speed-ups are:
 
     * the sectionizer, ConText and the attributes run only on documents with
-      a target (a document without one has nothing for them to do);
+      a target that becomes a mention (:func:`~pipeline.nlp.attributes.reported_targets`;
+      "history of hip fracture" alone gives none, and nothing for them to do);
     * medspaCy's regex matchers take the text once instead of once per rule,
       and the target matcher only runs the rules whose anchors occur in the
       text (:func:`pipeline.prefilter.speed_up_matcher`);
@@ -448,7 +450,7 @@ class Extractor:
             if name == "vertebro_labs" and self._lab_keys.isdisjoint(self._gate.scan(text)):
                 continue  # no lab anchor: no lab value to find
             doc = proc(doc)
-        if doc.ents:
+        if doc.ents and reported_targets(doc):
             for _name, proc in self._when_targets:
                 doc = proc(doc)
         if doc._.vertebro_mentions is None:
