@@ -820,7 +820,7 @@ def _resource_text(name: str) -> str:
 
 
 def _missing(value: Any) -> bool:
-    if isinstance(value, str):
+    if isinstance(value, (str, int)):  # and bool
         return False
     if value is None or value is pd.NaT:
         return True
