@@ -907,8 +907,10 @@ def _duration(value: Any) -> str:
 def _date_text(value: Any) -> str:
     if _missing(value):
         return ""
-    if isinstance(value, (pd.Timestamp, datetime, date, np.datetime64)):
-        return pd.Timestamp(value).strftime("%Y-%m-%d")
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, date):  # datetime and pd.Timestamp too; strftime("%Y-%m-%d"), faster
+        return f"{value.year}-{value.month:02d}-{value.day:02d}"
     text = str(value).strip()
     if not text or _ISO_DAY.fullmatch(text):  # what the screening writes: nothing to parse
         return text
