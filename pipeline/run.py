@@ -550,18 +550,18 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
     With ``work``, notes.csv and the mention files are streamed from the batch
     parts there (bounded memory whatever the input size), and ``result``
     needs only the columns screening and the report read; ``parts_written``
-    (a future of :func:`write_parts` already running) is waited for instead.
+    (a future of :func:`write_parts` already running) is waited for instead,
+    once the report is written (the two overlap).
     """
     notes = result.notes.drop(columns=["row"], errors="ignore")
     mentions = result.mentions.drop(columns=["row"], errors="ignore")
-    if parts_written is not None:
-        parts_written.result()
-    elif work is not None:
-        write_parts(outdir, work)
-    else:
-        write_csv(notes, outdir / "notes.csv")
-        write_parquet(mentions, outdir / "mentions.parquet")
-        write_csv(mentions, outdir / "mentions.csv")
+    if parts_written is None:
+        if work is not None:
+            write_parts(outdir, work)
+        else:
+            write_csv(notes, outdir / "notes.csv")
+            write_parquet(mentions, outdir / "mentions.parquet")
+            write_csv(mentions, outdir / "mentions.csv")
     if result.patients is not None:
         write_csv(result.patients, outdir / "patients.csv")
         write_parquet(result.patients, outdir / "patients.parquet")
@@ -572,6 +572,8 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
         if excel:
             from .report.excel import write_excel_report
             write_excel_report(outdir / "report.xlsx", patients=result.patients, mentions=mentions)
+    if parts_written is not None:
+        parts_written.result()  # written meanwhile by its own process (an error is raised here)
     write_json(result.manifest, outdir / "manifest.json")
 
 
