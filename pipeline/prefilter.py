@@ -49,6 +49,7 @@ import re._parser as sre_parse  # type: ignore[import-not-found]  # Python 3.11+
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from re._constants import (  # type: ignore[import-not-found]
+    ANY,
     ASSERT,
     ASSERT_NOT,
     AT,
@@ -57,7 +58,6 @@ from re._constants import (  # type: ignore[import-not-found]
     AT_BOUNDARY,
     AT_LOC_BOUNDARY,
     AT_UNI_BOUNDARY,
-    ANY,
     ATOMIC_GROUP,
     BRANCH,
     CATEGORY,
@@ -456,7 +456,7 @@ def _to_anchors(strings: frozenset[str] | None) -> frozenset[Anchor] | None:
 # Case-free patterns: the same matches, on the folded text, without re.IGNORECASE
 # --------------------------------------------------------------------------------------------
 
-#: Escapes whose letter is not a literal character (kept as written by :func:`case_free`).
+#: Escapes :func:`case_free` keeps as written: classes, anchors and control characters.
 _LETTER_ESCAPES = frozenset("AbBdDsSwWZafnrtv")
 _INLINE_FLAGS = re.compile(r"\(\?([aiLmsux]+)([:)])")
 
@@ -493,11 +493,13 @@ def case_free(pattern: re.Pattern) -> re.Pattern | None:
                 return None  # \x41, \N{...}, \u..., \g<...>: not rewritten
             if escaped.isdigit():
                 return None  # a back-reference or an octal escape
-            out.append(source[index:index + 2].lower() if not escaped.isalpha() else source[index:index + 2])
+            out.append(source[index:index + 2])
             index += 2
             continue
         if source.startswith("(?P<", index):  # a group name is kept as written
             close = source.find(">", index)
+            if source[index + 4:close] not in pattern.groupindex:
+                return None  # "(?P<" inside a character class
             out.append(source[index:close + 1])
             index = close + 1
             continue
@@ -531,9 +533,9 @@ def _rewritable(items: list) -> bool:
     """
     for op, av in items:
         if op == IN:
-            if any(kind == RANGE and not (65 <= low and high <= 90) and not (high < 65 or low > 90)
-                   for kind, value in av if kind == RANGE for low, high in [value]):
-                return False
+            for kind, value in av:
+                if kind == RANGE and not (65 <= value[0] and value[1] <= 90) and not (value[1] < 65 or value[0] > 90):
+                    return False
         elif op == SUBPATTERN:
             if av[2] & re.IGNORECASE or not _rewritable(av[3].data):
                 return False
