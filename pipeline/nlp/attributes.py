@@ -149,12 +149,14 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
     running the sectionizer and ConText, which a note whose targets all
     drop out ("history of hip fracture") does not need.
     """
+    ents = doc.ents
+    key = tuple((span.start, span.end, span.label) for span in ents)
     known = doc.user_data.get(REPORTED)
-    if known is not None and known[0] == len(doc.ents):
+    if known is not None and known[0] == key:
         return known[1]
     text = doc_text(doc)
     by_sentence: dict[int, list[Span]] = {}
-    for span in doc.ents:
+    for span in ents:
         if span.label_ != "IGNORE":
             by_sentence.setdefault(span.sent.start, []).append(span)
     reported = []
@@ -169,7 +171,7 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
             if span.label_ in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels, text):
                 continue
             reported.append((span, sentence, levels))
-    doc.user_data[REPORTED] = (len(doc.ents), reported)
+    doc.user_data[REPORTED] = (key, reported)
     return reported
 
 
