@@ -266,18 +266,21 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
         facts["second_pass_notes"] += counts[1]
 
     if engine == "dask":
+        in_flight: dict[int, pd.DataFrame] = {}  # the deferred rows (not texts) of parts being processed
+
         def pending():
             for index in indexes:
                 deferred, wanted = _deferred(work, index, people)
                 if wanted.empty:
                     record(index, _merge_part(work, index, deferred))
                 else:
+                    in_flight[index] = deferred[DEFERRED_ROW_COLUMNS]
                     yield index, wanted
 
         from .engines.dask import run_batches_dask
         for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
                                                        session=session):
-            record(index, _merge_part(work, index, _deferred(work, index)[0], notes, mentions))
+            record(index, _merge_part(work, index, in_flight.pop(index), notes, mentions))
     else:
         for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
                                             shared=(work, people)):
