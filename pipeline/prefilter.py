@@ -518,6 +518,13 @@ def case_free(pattern: re.Pattern) -> re.Pattern | None:
     return None if compiled.flags & re.IGNORECASE else compiled
 
 
+def _runnable(pattern: re.Pattern) -> tuple[re.Pattern, bool]:
+    """The form of ``pattern`` to run, and whether it runs on the folded text (its
+    :func:`case_free` form, when it has one) or on the text."""
+    fast = case_free(pattern)
+    return (pattern, False) if fast is None else (fast, True)
+
+
 def _drop_ignorecase(match: re.Match) -> str:
     letters = match.group(1).replace("i", "")
     if letters:
@@ -790,11 +797,8 @@ class Prefilter:
 
     def __post_init__(self):
         self._index = AnchorIndex({key: plan for key, (plan, _) in self.rules.items()})
-        # each regex with the text it runs on: its case-free form on the folded text when it has one
-        self._verify: dict[Hashable, tuple[re.Pattern | None, bool]] = {}
-        for key, (_, pattern) in self.rules.items():
-            fast = None if pattern is None else case_free(pattern)
-            self._verify[key] = (pattern, False) if fast is None else (fast, True)
+        self._verify: dict[Hashable, tuple[re.Pattern | None, bool]] = {
+            key: (None, False) if pattern is None else _runnable(pattern) for key, (_, pattern) in self.rules.items()}
 
     @property
     def anchors(self) -> frozenset[Anchor]:
@@ -973,33 +977,24 @@ class FastRegexMatcher:
         # patterns that can only match at the start of a line (``(?m)^...``) or of the text
         self._at_line_start = {id(p) for ps in inner._patterns.values() for p in ps if _anchored(p) == "line"}
         self._at_text_start = {id(p) for ps in inner._patterns.values() for p in ps if _anchored(p) == "text"}
+        self._required = {id(p): _required_strings(p) for ps in inner._patterns.values() for p in ps}
+        self._runs = {id(p): _runnable(p) for ps in inner._patterns.values() for p in ps}
+        # one pattern for all the line-start patterns (all run on the folded text, or no union)
+        line_runs = [self._runs[id(p)] for ps in inner._patterns.values() for p in ps if id(p) in self._at_line_start]
+        self._line_union = _union_pattern([compiled if on_folded else None for compiled, on_folded in line_runs])
         self._lines_of: str | None = None
         self._line_starts: list[int] = []
-        self._required = {id(p): _required_strings(p) for ps in inner._patterns.values() for p in ps}
-        #: the case-free form of a pattern, run on the folded text (None: the pattern on the text)
-        self._case_free = {id(p): case_free(p) for ps in inner._patterns.values() for p in ps}
-        # one pattern for all the line-start patterns: the lines where any of them can match
-        self._line_union = _union_pattern([self._case_free[id(p)] for ps in inner._patterns.values() for p in ps
-                                           if id(p) in self._at_line_start])
-        self._hits_of: str | None = None
-        self._line_hits: list[int] = []
 
-    def _lines(self, text: str) -> list[int]:
+    def _line_starts_to_try(self, text: str, folded: str | None) -> list[int]:
+        """The line starts where a line-start pattern can match (remembered for the last text):
+        with the union, only where it matches (an alternation fails only where every branch does)."""
         if text is not self._lines_of:
-            self._line_starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
-            self._lines_of = text
+            starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
+            if self._line_union is not None:
+                union = self._line_union
+                starts = [start for start in starts if union.match(folded, start) is not None]
+            self._line_starts, self._lines_of = starts, text
         return self._line_starts
-
-    def _line_starts_to_try(self, text: str, folded: str) -> list[int]:
-        """The line starts where a line-start pattern can match: where their union does
-        (an alternation fails at a position only when every branch does)."""
-        if self._line_union is None:
-            return self._lines(text)
-        if text is not self._hits_of:
-            union = self._line_union
-            self._line_hits = [start for start in self._lines(text) if union.match(folded, start) is not None]
-            self._hits_of = text
-        return self._line_hits
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -1023,19 +1018,18 @@ class FastRegexMatcher:
             on_match = inner._callbacks[match_id]
             for pattern in patterns:
                 required = self._required[id(pattern)] if unanchored else None
-                fast = self._case_free[id(pattern)]
-                if folded is None and (required is not None or fast is not None):
+                compiled, on_folded = self._runs[id(pattern)]
+                if folded is None and (required is not None or on_folded):
                     folded = fold(text) if self.gate is None else self.gate.folded(text)
                 if required is not None and not any(string in folded for string in required):
                     continue  # none of its literals: no match
                 if positions is None and id(pattern) in self._at_line_start:
-                    where = self._line_starts_to_try(text, folded) if fast is not None else self._lines(text)
+                    where = self._line_starts_to_try(text, folded)
                 elif positions is None and id(pattern) in self._at_text_start:
                     where = [0]
                 else:
                     where = positions
-                compiled, subject = (pattern, text) if fast is None else (fast, folded)  # same offsets
-                for re_match in anchored_finditer(compiled, subject, where):
+                for re_match in anchored_finditer(compiled, folded if on_folded else text, where):  # same offsets
                     span = doc.char_span(re_match.start(), re_match.end())
                     if span is None:
                         start = get_token(doc, re_match.start(), resolve=inner.resolve_start)
