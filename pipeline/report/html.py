@@ -326,10 +326,7 @@ def table_order(patients: pd.DataFrame, *, limit: int = MAX_TABLE_PATIENTS) -> n
 
 
 def _patient_rows(patients: pd.DataFrame, *, limit: int) -> list[dict[str, Any]]:
-    """JSON-ready dicts for the first ``limit`` patients in table order.
-
-    Table order: tier (``TIER_ORDER``), then best score, then person id.
-    """
+    """JSON-ready dicts for the first ``limit`` patients in table order (:func:`table_order`)."""
     if patients.empty:
         return []
     patients = patients.iloc[table_order(patients, limit=limit)]
@@ -400,7 +397,7 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
             continue
         if spent >= MAX_EVIDENCE_BYTES:
             for row in chunk:
-                stats[row["id"]] = {"total": int(totals[row["id"]]), "shown": 0, "state": "omitted"}
+                stats[row["id"]] = _omitted(int(totals[row["id"]]))
             continue
         frame = _mention_frame(mentions, {row["id"] for row in chunk}, person)
         spent = _chunk_evidence(chunk, frame, notes, totals, spent, payloads, stats)
@@ -418,18 +415,15 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
     selected = _select_evidence(frame[frame["concept"] != "LEVEL"])
 
     # From here on plain dicts, built only for the patients that get evidence (pandas'
-    # per-group overhead would dominate otherwise) and a few patients at a time (a whole
-    # column's .tolist() would hold every mention of the chunk as Python objects)
+    # per-group overhead would dominate otherwise) and _RECORD_GROUP patients at a time (a
+    # whole column's .tolist() would hold every mention of the chunk as Python objects)
     columns = {name: frame[name].array if pd.api.types.is_datetime64_any_dtype(frame[name])
                else frame[name].to_numpy() for name in frame.columns}
-    records: dict[int, dict[str, Any]] = {}
 
-    def build(positions: set[int]) -> None:
-        wanted = np.fromiter(sorted(positions.difference(records)), dtype=np.intp)
-        if len(wanted):
-            values = [_column_list(columns[name], wanted) for name in columns]
-            for position, row in zip(wanted.tolist(), zip(*values)):
-                records[position] = dict(zip(columns, row))
+    def records_at(positions: set[int]) -> dict[int, dict[str, Any]]:
+        wanted = np.fromiter(sorted(positions), dtype=np.intp, count=len(positions))
+        values = [_column_list(columns[name], wanted) for name in columns]
+        return {position: dict(zip(columns, row)) for position, row in zip(wanted.tolist(), zip(*values))}
 
     note_positions = frame.groupby("note_id", sort=False).indices
     selected_positions = dict(zip(
@@ -443,6 +437,7 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
     waiting = [row for row in rows if totals.get(row["id"], 0)]
     for first in range(0, len(waiting), _RECORD_GROUP):
         group = waiting[first:first + _RECORD_GROUP]
+        records: dict[int, dict[str, Any]] = {}
         if spent < MAX_EVIDENCE_BYTES:
             needed: set[int] = set()
             for row in group:
@@ -450,12 +445,12 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
                 needed.update(chosen.tolist())
                 for note_id in {note_ids[position] for position in chosen}:
                     needed.update(note_positions[note_id].tolist())
-            build(needed)
+            records = records_at(needed)
         for row in group:
             person_id = row["id"]
             total = int(totals[person_id])
             if spent >= MAX_EVIDENCE_BYTES:
-                stats[person_id] = {"total": total, "shown": 0, "state": "omitted"}
+                stats[person_id] = _omitted(total)
                 continue
             chosen = [records[int(position)] for position in selected_positions[person_id]]
             in_notes = {member["note_id"]: [records[int(position)] for position in note_positions[member["note_id"]]]
@@ -466,9 +461,12 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
             payloads[person_id] = payload
             stats[person_id] = {"total": total, "shown": shown,
                                 "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
-        if len(records) > _RECORD_LIMIT:
-            records.clear()  # bounded; what later patients need is built again
     return spent
+
+
+def _omitted(total: int) -> dict[str, Any]:
+    """The evidence counts of a patient whose evidence did not fit in the page."""
+    return {"total": total, "shown": 0, "state": "omitted"}
 
 
 def _column_list(values, positions: np.ndarray) -> list:
@@ -480,9 +478,8 @@ def _column_list(values, positions: np.ndarray) -> list:
     return [stamps[code] for code in codes.tolist()]
 
 
-#: Listed patients whose mention records are built at once, and how many records are kept.
+#: Listed patients whose mention records are built at once (and dropped after).
 _RECORD_GROUP = 100
-_RECORD_LIMIT = 200_000
 
 
 def _mention_frame(mentions: pd.DataFrame, person_ids: set[str],
