@@ -208,11 +208,12 @@ def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.Da
 
 
 def _mention_row(note, text: str, mention: dict, modality: str, processor: BatchProcessor) -> tuple:
-    """One row of the mentions frame, its values in ``MENTION_COLUMNS`` order."""
+    """One row of the mentions frame, its values in ``MENTION_COLUMNS`` order (each commented)."""
     sentence, sentence_start = snippet(text, mention)
     levels = join_levels(mention["levels"])
     return (
-        note_nlp_id(note.note_id, mention["start"], mention["end"], mention["concept"], mention["lab"]),
+        note_nlp_id(note.note_id, mention["start"], mention["end"], mention["concept"],
+                    mention["lab"]),                                # note_nlp_id
         note.note_id,                                               # note_id
         note.person_id,                                             # person_id
         note.note_date,                                             # note_date
@@ -227,7 +228,7 @@ def _mention_row(note, text: str, mention: dict, modality: str, processor: Batch
         processor.nlp_date,                                         # nlp_date
         processor.nlp_datetime,                                     # nlp_datetime
         "Y" if affirmed(mention) else "N",                          # term_exists
-        "historical" if mention["historical"] else "present",      # term_temporal
+        "historical" if mention["historical"] else "present",       # term_temporal
         term_modifiers(mention, levels),                            # term_modifiers
         mention["concept"],                                         # concept
         mention["start"],                                           # start
