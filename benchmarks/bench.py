@@ -217,9 +217,8 @@ def main(argv=None) -> int:
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vertebro-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    # one small run before any timing, so that no measured run pays for Python imports (the
-    # report's matplotlib among them) or the one-off analysis of the rule patterns: a CLI run
-    # pays them once, about 2-3 s
+    # one small run before any timing, so that no measured run pays for Python imports or the
+    # one-off analysis of the rule patterns: a CLI run pays them once, about 2 s
     screen(write_csv(corpus.mixed_export(50, seed=1), work / "warm-up.csv"), work / "out-warm-up", 1, 1)
     results: dict = {"python": platform.python_version(), "cpus": os.cpu_count(),
                      "load_average": os.getloadavg(), "arguments": {k: str(v) for k, v in vars(args).items()}}

@@ -245,9 +245,39 @@ def test_plots_are_embedded_svg(page):
         prefix = "data:image/svg+xml;base64,"
         assert image["src"].startswith(prefix)
         svg = base64.b64decode(image["src"][len(prefix):]).decode("utf-8")
-        assert "<svg" in svg and "<path" in svg
+        assert svg.startswith("<svg") and svg.count("<rect") == 5
         assert image["alt"]
     assert "Cohort funnel: Patients 5, With a fracture 4" in page
+
+
+def _bars(svg: str) -> list[tuple[float, float]]:
+    """(x, width) of each bar, top to bottom."""
+    return [(float(x), float(width)) for x, width in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)]
+
+
+def test_funnel_bars_are_centred_and_proportional():
+    from pipeline.report.plots import funnel_svg
+
+    svg = funnel_svg([("Patients", 200), ("With a fracture", 50), ("Candidates", 0)])
+    (x0, w0), (x1, w1), (x2, w2) = _bars(svg)
+    assert w1 == pytest.approx(w0 / 4, abs=0.1) and w2 == 0
+    assert x0 + w0 / 2 == pytest.approx(x1 + w1 / 2, abs=0.1) == pytest.approx(x2, abs=0.1)
+    assert "200  (100%)" in svg and "50  (25%)" in svg and "0  (0%)" in svg
+    assert re.findall(r">([A-Za-z ]+)</text>", svg) == ["Patients", "With a fracture", "Candidates"]
+    assert funnel_svg([("Patients", 200), ("With a fracture", 50), ("Candidates", 0)]) == svg  # deterministic
+
+
+def test_tier_plot_orders_tiers_and_escapes_unknown_ones():
+    from pipeline.report.plots import TIER_COLOURS, tier_counts_svg
+
+    svg = tier_counts_svg({"no_fracture": 30, "candidate": 10, "<b>new&tier": 3})
+    bars = _bars(svg)
+    assert [width for _, width in bars][:2] == [pytest.approx(bars[4][1] / 3, abs=0.1), 0.0]  # needs_imaging drawn as 0
+    assert len(bars) == 6 and len({x for x, _ in bars}) == 1  # every bar starts at the axis
+    assert re.findall(r'fill="(#[0-9a-f]{6})"/>', svg)[:5] == [TIER_COLOURS[tier] for tier in (
+        "candidate", "needs_imaging", "contraindicated", "not_indicated", "no_fracture")]
+    assert "&lt;b&gt;new&amp;tier" in svg and "<b>" not in svg
+    assert tier_counts_svg({}).count("<rect") == 5  # an empty cohort still draws its axis rows
 
 
 def test_run_summary(page):
