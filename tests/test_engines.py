@@ -179,6 +179,29 @@ def test_target_sentence_ranges(extractor):
     assert doc.user_data[DOC_TEXT] == text
 
 
+def test_sentence_of_is_spans_sent(extractor):
+    """The sentence bounds read from the splitter's starts are spaCy's ``Span.sent``, for every
+    target of the corpora and for spans that cross a sentence boundary (the sentence of their
+    first token) or end on one."""
+    from pipeline.nlp.sentences import SENTENCE_STARTS, sentence_of, sentence_token_starts
+
+    checked = 0
+    for text, title in corpus_notes()[:120]:
+        doc = extractor(text, title)
+        starts = sentence_token_starts(doc)
+        if not len(doc):
+            continue
+        assert starts == doc.user_data[SENTENCE_STARTS] == [t.i for t in doc if t.is_sent_start]
+        spans = list(doc.ents) + [doc[i:min(i + 3, len(doc))] for i in range(0, len(doc), 7)]
+        for span in spans:
+            sentence = span.sent
+            assert sentence_of(doc, starts, span.start) == (sentence.start, sentence.end)
+            checked += 1
+    assert checked > 1000
+    del doc.user_data[SENTENCE_STARTS]  # read back from the tokens when the splitter left none
+    assert sentence_token_starts(doc) == starts
+
+
 HEADINGS = ["FINDINGS:", "Impression:", "IMPRESSION", "History: ", "  Technique: ", "PMH:", "Plan -",
             "Comparison: none.", "Indication: back pain", "Medications:", "Labs:", "Family history:"]
 

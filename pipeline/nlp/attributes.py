@@ -26,7 +26,7 @@ from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
 from .levels import link_levels
-from .sentences import doc_text
+from .sentences import doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
             "MALIGNANCY", "PRIOR_AUGMENTATION"}
@@ -155,20 +155,27 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
     if known is not None and known[0] == key:
         return known[1]
     text = doc_text(doc)
-    by_sentence: dict[int, list[Span]] = {}
+    starts = sentence_token_starts(doc)
+    # (label, span) by the start of the span's sentence; its sentence is the first span's ``Span.sent``
+    by_sentence: dict[int, list[tuple[str, Span]]] = {}
+    bounds: dict[int, tuple[int, int]] = {}
     for span in ents:
-        if span.label_ != "IGNORE":
-            by_sentence.setdefault(span.sent.start, []).append(span)
+        label = span.label_
+        if label != "IGNORE":
+            start, end = sentence_of(doc, starts, span.start)
+            if start not in bounds:
+                bounds[start] = (start, end)
+            by_sentence.setdefault(start, []).append((label, span))
     reported = []
-    for spans in by_sentence.values():
-        sentence = spans[0].sent
-        levelled = [span for span in spans if span.label_ in LEVELLED]
+    for start, spans in by_sentence.items():
+        sentence = doc[bounds[start][0]:bounds[start][1]]
+        levelled = [span for label, span in spans if label in LEVELLED]
         linked = link_levels(text, sentence.start_char, sentence.end_char,
                              [(span.start_char, span.end_char) for span in levelled])
         levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
-        for span in spans:
+        for label, span in spans:
             levels = levels_of.get(id(span), [])
-            if span.label_ in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels, text):
+            if label in ("FRACTURE", "OEDEMA") and not _is_vertebral(span, sentence, levels, text):
                 continue
             reported.append((span, sentence, levels))
     doc.user_data[REPORTED] = (key, reported)

@@ -108,7 +108,31 @@ class ClinicalSentenceSplitter:
         flags[numpy.unique(first_token[first_token < len(doc)])] = 1
         flags[0] = 1
         doc.from_array([SENT_START], flags.reshape(-1, 1).astype("uint64"))
+        doc.user_data[SENTENCE_STARTS] = numpy.flatnonzero(flags == 1).tolist()
         return doc
+
+
+#: ``doc.user_data`` key under which :class:`ClinicalSentenceSplitter` leaves the token
+#: indices where its sentences start (nothing later in the pipeline moves them).
+SENTENCE_STARTS = "vertebro.sentence_starts"
+
+
+def sentence_token_starts(doc: Doc) -> list[int]:
+    """Sorted token indices of the sentence starts, 0 first (from ``Token.is_sent_start``)."""
+    starts = doc.user_data.get(SENTENCE_STARTS)
+    if starts is None:
+        starts = numpy.flatnonzero(doc.to_array(SENT_START) == 1).tolist()
+        if not starts or starts[0] != 0:
+            starts.insert(0, 0)
+    return starts
+
+
+def sentence_of(doc: Doc, starts: list[int], span_start: int) -> tuple[int, int]:
+    """Token bounds of ``Span.sent`` for a span starting at ``span_start``, from
+    :func:`sentence_token_starts`: the sentence of its first token (spaCy's too,
+    also for a span that crosses a sentence boundary)."""
+    index = bisect.bisect_right(starts, span_start)
+    return starts[index - 1], starts[index] if index < len(starts) else len(doc)
 
 
 def register_context_groups() -> None:
@@ -211,10 +235,7 @@ def _touched(ranges: list[tuple[int, int]], starts: list[int], start: int, end: 
 
 def target_sentence_ranges(doc: Doc) -> list[tuple[int, int]]:
     """Merged token ranges of the sentences that a span of ``doc.ents`` overlaps."""
-    flags = doc.to_array(SENT_START)
-    sentence_starts = numpy.flatnonzero(flags == 1).tolist()
-    if not sentence_starts or sentence_starts[0] != 0:
-        sentence_starts.insert(0, 0)
+    sentence_starts = sentence_token_starts(doc)
     bounds = sentence_starts + [len(doc)]
     ranges: list[tuple[int, int]] = []
     for ent in sorted(doc.ents, key=lambda span: span.start):
