@@ -963,7 +963,11 @@ class FastRegexMatcher:
     skipped without running over the text. A pattern runs in its
     :func:`case_free` form on the folded text when it has one; patterns that
     only match at a line start (the section headings) are tried only at the
-    lines where their union matches.
+    lines where their union matches. A pattern left to search the whole text
+    whose matches all start with a literal too common for the anchor scan
+    (``(?<=\\w)\\?``: every "?") is tried only where the literal occurs
+    (:func:`_start_literals`), when it occurs rarely enough: Python's ``re``
+    cannot skip ahead to a literal behind a look-behind or a ``\\b``.
     """
 
     def __init__(self, inner, gate: RuleGate | None = None):
@@ -978,6 +982,7 @@ class FastRegexMatcher:
         self._at_line_start = {id(p) for ps in inner._patterns.values() for p in ps if _anchored(p) == "line"}
         self._at_text_start = {id(p) for ps in inner._patterns.values() for p in ps if _anchored(p) == "text"}
         self._required = {id(p): _required_strings(p) for ps in inner._patterns.values() for p in ps}
+        self._starts = {id(p): _start_literals(p) for ps in inner._patterns.values() for p in ps}
         self._runs = {id(p): _runnable(p) for ps in inner._patterns.values() for p in ps}
         # one pattern for all the line-start patterns (all run on the folded text, or no union)
         line_runs = [self._runs[id(p)] for ps in inner._patterns.values() for p in ps if id(p) in self._at_line_start]
@@ -1027,6 +1032,10 @@ class FastRegexMatcher:
                     where = self._line_starts_to_try(text, folded)
                 elif positions is None and id(pattern) in self._at_text_start:
                     where = [0]
+                elif positions is None and self._starts[id(pattern)] is not None:
+                    if folded is None:
+                        folded = fold(text) if self.gate is None else self.gate.folded(text)
+                    where = _occurrences(folded, self._starts[id(pattern)], limit=32 + len(text) // 64)
                 else:
                     where = positions
                 for re_match in anchored_finditer(compiled, folded if on_folded else text, where):  # same offsets
@@ -1074,6 +1083,39 @@ def _required_strings(pattern: re.Pattern) -> tuple[str, ...] | None:
     except (re.error, RecursionError):  # pragma: no cover - compiled already
         return None
     return None if anchors is None else tuple(sorted(anchor.text for anchor in anchors))
+
+
+@functools.lru_cache(maxsize=4096)
+def _start_literals(pattern: re.Pattern) -> tuple[str, ...] | None:
+    """Folded literals one of which every match of ``pattern`` starts with (None: not known).
+
+    From the analysis of :func:`regex_plan`, also the single characters it
+    finds too common to scan for. Only for case-insensitive patterns: the
+    literals are looked for in the folded text.
+    """
+    if not pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        prefix = _analyse(pattern.pattern, pattern.flags).prefix
+    except (re.error, RecursionError):  # pragma: no cover - compiled already
+        return None
+    if not _usable(prefix):
+        return None
+    return tuple(sorted({string.replace(_B, "") for string in prefix}))
+
+
+def _occurrences(folded: str, literals: tuple[str, ...], *, limit: int) -> list[int] | None:
+    """Sorted positions where one of ``literals`` occurs (None: more than ``limit``; searching
+    the whole text is then cheaper than trying each position)."""
+    positions: list[int] = []
+    for literal in literals:
+        index = folded.find(literal)
+        while index >= 0:
+            if len(positions) == limit:
+                return None
+            positions.append(index)
+            index = folded.find(literal, index + 1)
+    return sorted(set(positions)) if len(literals) > 1 else positions
 
 
 @functools.lru_cache(maxsize=4096)

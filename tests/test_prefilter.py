@@ -290,6 +290,36 @@ def test_anchored_finditer_is_finditer():
         [m.span() for m in pattern.finditer(text)]
 
 
+def test_start_literals_and_their_occurrences():
+    from pipeline.prefilter import _occurrences, _start_literals
+
+    assert _start_literals(re.compile(r"(?<=\w)\?", re.IGNORECASE)) == ("?",)
+    assert _start_literals(re.compile(r"\b(?:Acute|new)\s+fx", re.IGNORECASE)) == ("acute", "new")
+    assert _start_literals(re.compile(r"(?<=\w)\s*\(", re.IGNORECASE)) is None  # may start at a space
+    assert _start_literals(re.compile(r"(?<=\w)\?")) is None  # case-sensitive: not looked for in folded text
+    assert _occurrences("a? b? new acute new", ("acute", "new"), limit=10) == [6, 10, 16]
+    assert _occurrences("a? b? c?", ("?",), limit=2) is None  # too many: the whole text is searched
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 200])
+def test_matcher_tries_start_literals_only_where_they_occur(count):
+    """A look-behind before a common literal: the same matches from its occurrences as from a
+    search of the whole text, whether the literal is rare or too common to try one by one."""
+    from medspacy.common.regex_matcher import RegexMatcher
+
+    from pipeline.nlp.pipeline import clinical_blank
+    from pipeline.prefilter import FastRegexMatcher
+
+    nlp = clinical_blank()
+    inner = RegexMatcher(nlp.vocab)
+    inner.add("QUERY", [r"(?<=\w)\?"])
+    inner.add("BARE", [r"(?<!\w)\?\s*\w+"])
+    text = " ".join(["Fracture? no", "? wedge", "L1?"] * count + ["end."])
+    doc = nlp(text)
+    assert FastRegexMatcher(inner)(doc) == inner(doc)
+    assert len(inner(doc)) == 3 * count
+
+
 def any_rule_matches(text: str) -> bool:
     return any(re.search(p, text, re.IGNORECASE) for p in TARGET_PATTERNS) or \
         any(lab.search(text) for lab in LABS)
