@@ -547,14 +547,15 @@ def _dtype(column: str) -> str:
 
 
 def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True,
-                  work: Path | None = None, parts_written=None) -> None:
+                  work: Path | None = None, parts_written=None, workers: int = 1) -> None:
     """Write the files of SPEC §5 into ``outdir`` (each atomically).
 
     With ``work``, notes.csv and the mention files are streamed from the batch
     parts there (bounded memory whatever the input size), and ``result``
     needs only the columns screening and the report read; ``parts_written``
     (a future of :func:`write_parts` already running) is waited for instead,
-    once the report is written (the two overlap).
+    once the report is written (the two overlap). With ``workers`` > 1 two
+    processes build the report's evidence.
     """
     notes = result.notes.drop(columns=["row"], errors="ignore")
     mentions = result.mentions.drop(columns=["row"], errors="ignore")
@@ -571,7 +572,7 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
         if report:
             from .report.html import write_html_report
             write_html_report(outdir / "report.html", patients=result.patients, mentions=mentions,
-                              notes=notes, manifest=result.manifest)
+                              notes=notes, manifest=result.manifest, workers=workers)
         if excel:
             from .report.excel import write_excel_report
             write_excel_report(outdir / "report.xlsx", patients=result.patients, mentions=mentions)
@@ -721,7 +722,8 @@ def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, input
                               extra=extra, status=census.status)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
     clock = time.perf_counter()
-    write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written)
+    write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written,
+                  workers=workers if session is None else 1)
     timings["write_seconds"] = round(time.perf_counter() - clock, 3)
     write_json(manifest, outdir / "manifest.json")
     shutil.rmtree(work, ignore_errors=True)

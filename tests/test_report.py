@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -561,3 +563,59 @@ def test_evidence_ranked_in_chunks_of_patients_gives_the_same_page(monkeypatch):
     monkeypatch.setattr(html_module, "EVIDENCE_CHUNK", 3)
     assert html_module.render_html_report(**frames) == whole
     assert whole.count('"items":') > 40  # most of the 80 patients have evidence
+
+
+@pytest.fixture(scope="module")
+def dev_frames():
+    import pipeline
+    notes = pd.read_json(REPO / "corpora" / "dev" / "notes.jsonl", lines=True,
+                         dtype={"note_id": str, "person_id": str})
+    result = pipeline.screen(notes, all_mentions=True)
+    return {"patients": result.patients, "mentions": result.mentions, "notes": result.notes, "manifest": {}}
+
+
+def _evidence_block(page: str) -> tuple[int, int]:
+    """Bytes of the page's evidence JSON and the number of patients in it."""
+    block = re.search(r'<script type="application/json" id="vb-evidence">(.*?)</script>', page, re.S)
+    assert block, "no evidence block"
+    return len(block.group(1).encode()), len(json.loads(block.group(1)))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the second evidence process is forked")
+def test_evidence_built_by_two_processes_gives_the_same_page(monkeypatch, dev_frames):
+    """The forked half, whatever the budget: spent in the first half, cut inside the second
+    half, or never reached."""
+    from pipeline.report import html as html_module
+    monkeypatch.setattr(html_module, "PARALLEL_EVIDENCE_MIN", 2)
+    whole = html_module.render_html_report(**dev_frames)
+    size, patients = _evidence_block(whole)
+    assert patients > 40
+    forked, shown = [], []
+    original = html_module._ForkedCall
+    monkeypatch.setattr(html_module, "_ForkedCall", lambda *args: forked.append(1) or original(*args))
+    for budget in (1, size // 10, size // 2 + size // 10, size - size // 50, 10 ** 9):
+        monkeypatch.setattr(html_module, "MAX_EVIDENCE_BYTES", budget)
+        page = html_module.render_html_report(**dev_frames, workers=2)
+        assert page == html_module.render_html_report(**dev_frames, workers=1), budget
+        shown.append(_evidence_block(page)[1])
+    assert len(forked) == 5
+    assert shown[0] == 1 and shown[1] < patients // 2 < shown[2] < shown[3] < shown[4] == patients
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the second evidence process is forked")
+@pytest.mark.parametrize("failure", ["raises", "dies"])
+def test_failed_evidence_process_is_replaced_by_this_one(monkeypatch, caplog, dev_frames, failure):
+    from pipeline.report import html as html_module
+    monkeypatch.setattr(html_module, "PARALLEL_EVIDENCE_MIN", 2)
+    whole = html_module.render_html_report(**dev_frames)
+
+    def broken(*args):
+        if failure == "dies":
+            os._exit(3)
+        raise ValueError("a message quoting a note: Acute L1 fracture")
+
+    monkeypatch.setattr(html_module, "_payloads_within_budget", broken)
+    with caplog.at_level("WARNING"):
+        assert html_module.render_html_report(**dev_frames, workers=2) == whole
+    assert "second evidence process failed" in caplog.text
+    assert "fracture" not in caplog.text  # the class name only, never the message

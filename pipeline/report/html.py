@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -124,28 +125,31 @@ CHROMIUM_ARGS = (
 
 def write_html_report(path: str | os.PathLike, *, patients: pd.DataFrame,
                       mentions: pd.DataFrame, notes: pd.DataFrame,
-                      manifest: Mapping[str, Any] | None) -> None:
+                      manifest: Mapping[str, Any] | None, workers: int = 1) -> None:
     """Write ``report.html`` for one run, atomically (``io.writers.atomic_path``).
 
     ``patients``, ``mentions`` and ``notes`` are the frames of
     docs/design.md §4, §3 and §2; ``manifest`` is the run's manifest dict
     (any key may be missing). The file is readable by its owner only, like
-    every output that quotes note text.
+    every output that quotes note text. With ``workers`` > 1 the evidence is
+    built by two processes (the same page).
     """
-    chunks = _page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest)
+    chunks = _page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest,
+                          workers=workers)
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8", errors="replace") as stream:
             stream.writelines(chunks)  # the page is written as rendered, never whole in memory
 
 
 def render_html_report(*, patients: pd.DataFrame, mentions: pd.DataFrame,
-                       notes: pd.DataFrame, manifest: Mapping[str, Any] | None) -> str:
+                       notes: pd.DataFrame, manifest: Mapping[str, Any] | None, workers: int = 1) -> str:
     """Return the report page as a string (what ``write_html_report`` writes)."""
-    return "".join(_page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest))
+    return "".join(_page_chunks(patients=patients, mentions=mentions, notes=notes, manifest=manifest,
+                                workers=workers))
 
 
 def _page_chunks(*, patients: pd.DataFrame, mentions: pd.DataFrame,
-                 notes: pd.DataFrame, manifest: Mapping[str, Any] | None) -> Iterator[str]:
+                 notes: pd.DataFrame, manifest: Mapping[str, Any] | None, workers: int = 1) -> Iterator[str]:
     """The report page, as the template renders it, piece by piece."""
     manifest = manifest if isinstance(manifest, Mapping) else {}
     patients = patients if patients is not None else pd.DataFrame()
@@ -153,7 +157,7 @@ def _page_chunks(*, patients: pd.DataFrame, mentions: pd.DataFrame,
     notes = notes if notes is not None else pd.DataFrame()
 
     listed = _patient_rows(patients, limit=MAX_TABLE_PATIENTS)
-    evidence, evidence_stats = _evidence_by_patient(listed, mentions, notes)
+    evidence, evidence_stats = _evidence_by_patient(listed, mentions, notes, workers=workers)
     for row in listed:
         row["ev"] = evidence_stats.get(row["id"], {"total": 0, "state": "none"})
 
@@ -375,13 +379,17 @@ _MENTION_FLAGS = ("negated", "uncertain", "hypothetical", "family", "historical"
 
 
 def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame,
-                         notes: pd.DataFrame) -> tuple[dict[str, Markup], dict[str, dict[str, Any]]]:
+                         notes: pd.DataFrame, *, workers: int = 1
+                         ) -> tuple[dict[str, Markup], dict[str, dict[str, Any]]]:
     """Evidence JSON (escaped) per listed patient, and per-patient counts.
 
     Patients are served in table order until ``MAX_EVIDENCE_BYTES`` is
     spent; the rest are marked ``omitted``. The mentions are typed and
     ranked ``EVIDENCE_CHUNK`` patients at a time, so that a cohort of
     50,000 listed patients never has all their mentions copied at once.
+    With ``workers`` > 1 a forked process builds the second half of the
+    patients' evidence meanwhile (:func:`_payloads_in_order`): the page is
+    the same.
     """
     stats: dict[str, dict[str, Any]] = {}
     if mentions.empty or not rows or "person_id" not in mentions or "concept" not in mentions:
@@ -389,29 +397,126 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
     person = _text_series(mentions, "person_id")
     evidence = (_text_series(mentions, "concept") != "LEVEL").to_numpy()
     totals = person[evidence].value_counts().to_dict()
+    waiting = [row for row in rows if totals.get(row["id"], 0)]
     payloads: dict[str, Markup] = {}
     spent = 0
-    for first in range(0, len(rows), EVIDENCE_CHUNK):
-        chunk = [row for row in rows[first:first + EVIDENCE_CHUNK] if totals.get(row["id"], 0)]
-        if not chunk:
-            continue
-        if spent >= MAX_EVIDENCE_BYTES:
-            for row in chunk:
-                stats[row["id"]] = _omitted(int(totals[row["id"]]))
-            continue
-        frame = _mention_frame(mentions, {row["id"] for row in chunk}, person)
-        spent = _chunk_evidence(chunk, frame, notes, totals, spent, payloads, stats)
+    built = _payloads_in_order(waiting, mentions, notes, person, workers=workers)
+    try:
+        for row in waiting:
+            person_id = row["id"]
+            total = int(totals[person_id])
+            if spent >= MAX_EVIDENCE_BYTES:
+                stats[person_id] = _omitted(total)  # built no further: the generator stops here
+                continue
+            payload, size, shown = next(built)
+            spent += size
+            payloads[person_id] = payload
+            stats[person_id] = {"total": total, "shown": shown,
+                                "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
+    finally:
+        built.close()
     return payloads, stats
 
 
 #: Listed patients whose mentions the report types and ranks at once.
 EVIDENCE_CHUNK = 2000
+#: Fewest patients with evidence for which a second process is worth forking.
+PARALLEL_EVIDENCE_MIN = 200
 
 
-def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, notes: pd.DataFrame,
-                    totals: Mapping[str, int], spent: int, payloads: dict[str, Markup],
-                    stats: dict[str, dict[str, Any]]) -> int:
-    """Evidence of some listed patients (``frame``: their mentions); returns the bytes spent so far."""
+def _payloads(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame, notes: pd.DataFrame,
+              person: pd.Series) -> Iterator[tuple[Markup, int, int]]:
+    """``(payload, bytes, shown)`` of each of ``rows`` (patients with evidence), in order, built lazily.
+
+    A patient's payload depends on their own mentions only, not on which
+    patients are built together.
+    """
+    for first in range(0, len(rows), EVIDENCE_CHUNK):
+        chunk = rows[first:first + EVIDENCE_CHUNK]
+        yield from _chunk_payloads(chunk, _mention_frame(mentions, {row["id"] for row in chunk}, person), notes)
+
+
+def _payloads_in_order(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame, notes: pd.DataFrame,
+                       person: pd.Series, *, workers: int) -> Iterator[tuple[Markup, int, int]]:
+    """:func:`_payloads`, the second half built by a forked process while this one builds the first.
+
+    The forked process stops once its own payloads pass ``MAX_EVIDENCE_BYTES``:
+    the page cannot use any beyond that, whatever the first half spent. If it
+    fails, this process builds the second half itself. One process with
+    ``workers`` < 2, few patients, or no ``fork`` on this platform.
+    """
+    if workers < 2 or len(rows) < PARALLEL_EVIDENCE_MIN or "fork" not in multiprocessing.get_all_start_methods():
+        yield from _payloads(rows, mentions, notes, person)
+        return
+    half = len(rows) // 2
+    try:
+        second = _ForkedCall(_payloads_within_budget, rows[half:], mentions, notes, person)
+    except (AssertionError, OSError) as error:  # a daemonic process may not fork; out of processes
+        logger.info("report: building the evidence in one process (%s)", type(error).__name__)
+        yield from _payloads(rows, mentions, notes, person)
+        return
+    try:
+        yield from _payloads(rows[:half], mentions, notes, person)
+        try:
+            built = second.result()
+        except ChildProcessError as error:
+            logger.warning("report: the second evidence process failed (%s); building its half here", error)
+            built = list(_payloads(rows[half:], mentions, notes, person))
+        yield from built
+    finally:
+        second.close()
+
+
+def _payloads_within_budget(rows, mentions, notes, person) -> list[tuple[Markup, int, int]]:
+    built, spent = [], 0
+    for item in _payloads(rows, mentions, notes, person):
+        built.append(item)
+        spent += item[1]
+        if spent >= MAX_EVIDENCE_BYTES:
+            break
+    return built
+
+
+class _ForkedCall:
+    """``function(*args)`` in a forked process (which sees this one's data without copying it);
+    :meth:`result` waits for its value. Errors come back by class name only (a message may quote
+    note text)."""
+
+    def __init__(self, function, *args):
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_send_result, args=(send, function, args), daemon=True)
+        self._process.start()
+        send.close()
+
+    def result(self):
+        try:
+            ok, value = self._receive.recv()
+        except (EOFError, OSError) as error:
+            raise ChildProcessError(f"exit code {self._process.exitcode}") from error
+        if not ok:
+            raise ChildProcessError(value)
+        return value
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()  # its result is not wanted (the budget ran out first)
+        self._process.join()
+        self._receive.close()
+
+
+def _send_result(connection, function, args) -> None:
+    try:
+        connection.send((True, function(*args)))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which carries on
+        connection.send((False, type(error).__name__))
+    finally:
+        connection.close()
+
+
+def _chunk_payloads(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, notes: pd.DataFrame
+                    ) -> Iterator[tuple[Markup, int, int]]:
+    """:func:`_payloads` of some listed patients (``frame``: their mentions)."""
     selected = _select_evidence(frame[frame["concept"] != "LEVEL"])
 
     # From here on plain dicts, built only for the patients that get evidence (pandas'
@@ -434,34 +539,22 @@ def _chunk_evidence(rows: Sequence[Mapping[str, Any]], frame: pd.DataFrame, note
     titles = _note_titles(notes, set(selected["note_id"]))
     note_ids = columns["note_id"]
 
-    waiting = [row for row in rows if totals.get(row["id"], 0)]
-    for first in range(0, len(waiting), _RECORD_GROUP):
-        group = waiting[first:first + _RECORD_GROUP]
-        records: dict[int, dict[str, Any]] = {}
-        if spent < MAX_EVIDENCE_BYTES:
-            needed: set[int] = set()
-            for row in group:
-                chosen = selected_positions[row["id"]]
-                needed.update(chosen.tolist())
-                for note_id in {note_ids[position] for position in chosen}:
-                    needed.update(note_positions[note_id].tolist())
-            records = records_at(needed)
+    for first in range(0, len(rows), _RECORD_GROUP):
+        group = rows[first:first + _RECORD_GROUP]
+        needed: set[int] = set()
         for row in group:
-            person_id = row["id"]
-            total = int(totals[person_id])
-            if spent >= MAX_EVIDENCE_BYTES:
-                stats[person_id] = _omitted(total)
-                continue
-            chosen = [records[int(position)] for position in selected_positions[person_id]]
+            chosen = selected_positions[row["id"]]
+            needed.update(chosen.tolist())
+            for note_id in {note_ids[position] for position in chosen}:
+                needed.update(note_positions[note_id].tolist())
+        records = records_at(needed)
+        for row in group:
+            chosen = [records[int(position)] for position in selected_positions[row["id"]]]
             in_notes = {member["note_id"]: [records[int(position)] for position in note_positions[member["note_id"]]]
                         for member in chosen}
             items, shown = _evidence_items(chosen, in_notes, titles)
             payload = script_json({"items": items})
-            spent += len(payload.encode("utf-8", "replace"))
-            payloads[person_id] = payload
-            stats[person_id] = {"total": total, "shown": shown,
-                                "state": "capped" if total > MAX_EVIDENCE_PER_PATIENT else "full"}
-    return spent
+            yield payload, len(payload.encode("utf-8", "replace")), shown
 
 
 def _omitted(total: int) -> dict[str, Any]:
