@@ -136,6 +136,36 @@ def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
             "timings": manifest["timings"]}
 
 
+def _busy_loop(rounds: int = 4_000_000) -> float:
+    """Pure-Python work (integer arithmetic, a dict): wall seconds of one run."""
+    started = time.perf_counter()
+    total, table = 0, {}
+    for i in range(rounds):
+        total += i * i % 7
+        if i % 3 == 0:
+            table[i % 5000] = total
+    return time.perf_counter() - started
+
+
+def parallel_ceiling(repeat: int) -> dict:
+    """What two processes at once give on this machine for plain Python work, against one.
+
+    Not a target: the bound that ``--workers 2`` / ``--workers 1`` can reach here.
+    On a virtual machine whose two CPUs share a physical core or a busy host,
+    two copies of the same loop run slower each than one alone.
+    """
+    import multiprocessing
+
+    alone = min(_busy_loop() for _ in range(repeat))
+    both = float("inf")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for _ in range(repeat):
+            started = time.perf_counter()
+            pool.map(_busy_loop, [4_000_000, 4_000_000], chunksize=1)
+            both = min(both, time.perf_counter() - started)
+    return {"one_process_s": alone, "two_processes_s": both, "speedup": 2 * alone / both}
+
+
 def peak_rss(path: Path, outdir: Path) -> dict:
     """Peak RSS (MiB) of ``vertebro screen PATH`` run as a subprocess of a wrapper process."""
     wrapper = ("import resource, subprocess, sys, time\n"
@@ -258,6 +288,9 @@ def main(argv=None) -> int:
                 results[name]["screen_workers_2"] = run2
                 print(f"  screen --workers 2: {run2['seconds']:.1f} s, {run2['words_per_s']:,.0f} words/s "
                       f"({_breakdown(run2)})")
+        results["parallel_ceiling"] = parallel_ceiling(args.repeat)
+        print(f"[machine] two processes of plain Python at once: "
+              f"{results['parallel_ceiling']['speedup']:.2f}x one alone")
         mixed = "mtsamples" if mts is not None else "generated"
         for name in ("mtsamples", "generated"):  # on each mixed set's own notes (speed depends on the text)
             if name in sets:
@@ -321,6 +354,8 @@ def info_ratios(results: dict) -> dict:
             out[f"{name}: NLP only / medspaCy default"] = (r["extract_only"]["words_per_s"]
                                                            / r.get("medspacy", results["medspacy"])["words_per_s"])
             out[f"{name}: pre-filter pass rate (notes)"] = r["prefilter"]["passed"] / r["prefilter"]["notes"]
+    if "parallel_ceiling" in results:
+        out["machine: 2 Python processes / 1 (-w2 ceiling)"] = results["parallel_ceiling"]["speedup"]
     return out
 
 
