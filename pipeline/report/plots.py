@@ -45,10 +45,10 @@ TIER_COLOURS: dict[str, str] = {
 
 _FUNNEL_COLOURS = ("#364fc7", "#4263eb", "#5c7cfa", "#748ffc", TIER_COLOURS["candidate"])
 
-WIDTH = 640
-LABEL_WIDTH = 170  # the stage or tier names, right-aligned against the bars
-ROW_HEIGHT = 38
-BAR_HEIGHT = 27
+WIDTH = 480
+LABEL_WIDTH = 158  # the stage or tier names, right-aligned against the bars
+ROW_HEIGHT = 42
+BAR_HEIGHT = 30
 MARGIN = 8
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 TEXT_COLOUR = "#212529"
@@ -124,5 +124,5 @@ def _text(x: float, y: float, text: str, *, anchor: str, colour: str, bold: bool
 def _svg(rows: int, elements: list[str]) -> str:
     height = 2 * MARGIN + max(rows, 1) * ROW_HEIGHT
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" font-family="{FONT}" font-size="13">'
+            f'viewBox="0 0 {WIDTH} {height}" font-family="{FONT}" font-size="11.5">'
             + "".join(elements) + "</svg>")
