@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.io.readers import InputError
 
 from .conftest import REPO
 
@@ -204,6 +205,36 @@ def test_unbalanced_quote_is_refused_not_swallowed(tmp_path):
     assert result.exit_code == 2
     assert "line 2" in result.output and "never closed" in result.output
     assert "Traceback" not in result.output and not (out / "notes.csv").exists()
+
+
+@pytest.mark.parametrize("content, line", [
+    # the quote opens in the last field, in a middle field, with CRLF line ends, with no final newline
+    ('note_id,person_id,note_text\n1,p1,Normal\n2,p2,"Acute L1 fracture\n3,p3,T12 wedge\n', 3),
+    ('note_id,note_text,person_id\n1,"Acute L1 fracture,p1\n2,Normal study,p2\n', 2),
+    ('note_id,person_id,note_text\r\n1,p1,"Acute L1 fracture\r\n2,p2,Normal\r\n', 2),
+    ('note_id,person_id,note_text\n1,p1,Normal\n\n2,p2,"Acute L1 fracture', 4),
+])
+def test_unbalanced_quote_anywhere_names_the_line_it_opens_on(tmp_path, content, line):
+    from pipeline.io.readers import open_source
+    from pipeline.run import iter_notes
+    path = tmp_path / "quote.csv"
+    path.write_bytes(content.encode())
+    with pytest.raises(InputError, match=f"record starting at line {line} is never closed"):
+        list(iter_notes([open_source(path)]))
+
+
+def test_stray_quote_in_an_unquoted_field_is_not_an_open_quote(tmp_path):
+    """A quote inside an unquoted field is text (as the csv module reads it), also in the last
+    record and with a quoted field over several lines: not refused as a quote left open."""
+    from pipeline.io.readers import open_source
+    from pipeline.run import iter_notes
+    path = tmp_path / "stray.csv"
+    path.write_text('note_id,person_id,note_text\n1,p1,"Acute L1\nfracture"\n2,p2 5\'2",'
+                    '"T12 wedge\nno retropulsion"\n')
+    notes = pd.concat(list(iter_notes([open_source(path)])))
+    assert notes["note_id"].tolist() == ["1", "2"]
+    assert notes["person_id"].tolist() == ["p1", "p2 5'2\""]
+    assert notes["note_text"].tolist() == ["Acute L1\nfracture", "T12 wedge\nno retropulsion"]
 
 
 def test_multiline_quoted_last_note_is_fine(tmp_path):

@@ -492,11 +492,9 @@ class _DelimitedSource(_StreamSource):
                     logger.info("%s: the header has no %r; using %r", self.describe(), delimiter, other)
                     delimiter = other
                     break
-        self._record_lines: list[str] = []  # raw lines of the record being parsed
-        reader = csv.reader(_remember(itertools.chain([first_line], text), self._record_lines),
-                            delimiter=delimiter)
+        # a last line of our own: inside a quote that is never closed, it ends up in the last field
+        reader = csv.reader(itertools.chain([first_line], text, [_END_OF_INPUT + "\n"]), delimiter=delimiter)
         header = [name.strip() for name in next(reader)]
-        self._record_lines.clear()
         return header, reader
 
     def _iter_raw(self) -> Iterator[_Raw]:
@@ -514,16 +512,20 @@ class _DelimitedSource(_StreamSource):
             width = len(names)
             raw = _new_raw()
             columns = [raw[name] for name in _FIELDS]
-            open_quote_at = None
+            last_line = reader.line_num
             for record in reader:
-                lines = self._record_lines
-                # A record over several lines with an odd number of quote characters
-                # can only end at the end of the file: its quote was never closed.
-                open_quote_at = (reader.line_num - len(lines) + 1
-                                 if len(lines) > 1 and sum(line.count('"') for line in lines) % 2 else None)
-                lines.clear()
+                first_line, last_line = last_line + 1, reader.line_num
                 if not record:
                     continue  # a blank line between records
+                if record[-1].endswith(_END_OF_INPUT) or record[-1].endswith(_END_OF_INPUT + "\n"):
+                    if record == [_END_OF_INPUT]:
+                        continue  # our own last line: every quote was closed
+                    # An unbalanced quote swallowed every line after it into one field:
+                    # refuse rather than lose those notes silently.
+                    raise InputError(
+                        f"{self.describe()}: a quote opened in the record starting at line {first_line} "
+                        f"is never closed (it runs to the end of the file, line {reader.line_num - 1}); "
+                        f"fix the quoting of that record")
                 if len(record) != width:
                     self.stats._malformed(reader.line_num)
                     record = (record + [""] * width)[:width]
@@ -533,22 +535,13 @@ class _DelimitedSource(_StreamSource):
                     yield raw
                     raw = _new_raw()
                     columns = [raw[name] for name in _FIELDS]
-            if open_quote_at is not None:
-                # An unbalanced quote swallowed every line after it into one field:
-                # refuse rather than lose those notes silently.
-                raise InputError(
-                    f"{self.describe()}: a quote opened in the record starting at line {open_quote_at} "
-                    f"is never closed (it runs to the end of the file, line {reader.line_num}); "
-                    f"fix the quoting of that record")
             if columns[0]:
                 yield raw
 
 
-def _remember(lines: Iterator[str], memory: list[str]) -> Iterator[str]:
-    """Pass lines through, keeping them in ``memory`` until the caller clears it."""
-    for line in lines:
-        memory.append(line)
-        yield line
+#: The line the CSV reader is given after the input's own: a record that holds it in its last
+#: field opened a quote that the input never closes (unit separators: not in clinical text).
+_END_OF_INPUT = "\x1fvertebro: end of input\x1f"
 
 
 class _JsonSource(_StreamSource):
