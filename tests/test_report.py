@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from html.parser import HTMLParser
 
 import numpy as np
@@ -603,7 +604,7 @@ def test_evidence_built_by_two_processes_gives_the_same_page(monkeypatch, dev_fr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the second evidence process is forked")
-@pytest.mark.parametrize("failure", ["raises", "dies"])
+@pytest.mark.parametrize("failure", ["raises", "dies", "hangs"])
 def test_failed_evidence_process_is_replaced_by_this_one(monkeypatch, caplog, dev_frames, failure):
     from pipeline.report import html as html_module
     monkeypatch.setattr(html_module, "PARALLEL_EVIDENCE_MIN", 2)
@@ -612,7 +613,11 @@ def test_failed_evidence_process_is_replaced_by_this_one(monkeypatch, caplog, de
     def broken(*args):
         if failure == "dies":
             os._exit(3)
+        if failure == "hangs":
+            time.sleep(120)
         raise ValueError("a message quoting a note: Acute L1 fracture")
+
+    monkeypatch.setattr(html_module, "EVIDENCE_PROCESS_PATIENCE", 0.5)
 
     monkeypatch.setattr(html_module, "_payloads_within_budget", broken)
     with caplog.at_level("WARNING"):

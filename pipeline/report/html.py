@@ -33,6 +33,7 @@ import math
 import multiprocessing
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from importlib import resources
@@ -422,6 +423,8 @@ def _evidence_by_patient(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFra
 EVIDENCE_CHUNK = 2000
 #: Fewest patients with evidence for which a second process is worth forking.
 PARALLEL_EVIDENCE_MIN = 200
+#: Least time (s) the forked evidence process is waited for, once this one has built its half.
+EVIDENCE_PROCESS_PATIENCE = 60.0
 
 
 def _payloads(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame, notes: pd.DataFrame,
@@ -456,9 +459,13 @@ def _payloads_in_order(rows: Sequence[Mapping[str, Any]], mentions: pd.DataFrame
         yield from _payloads(rows, mentions, notes, person)
         return
     try:
+        started = time.perf_counter()
         yield from _payloads(rows[:half], mentions, notes, person)
+        # however long this half took, the other half gets ten times that (a stuck process,
+        # e.g. forked while another thread held a lock it needs, must not hang the run)
+        patience = max(EVIDENCE_PROCESS_PATIENCE, 10 * (time.perf_counter() - started))
         try:
-            built = second.result()
+            built = second.result(timeout=patience)
         except ChildProcessError as error:
             logger.warning("report: the second evidence process failed (%s); building its half here", error)
             built = list(_payloads(rows[half:], mentions, notes, person))
@@ -489,7 +496,9 @@ class _ForkedCall:
         self._process.start()
         send.close()
 
-    def result(self):
+    def result(self, timeout: float | None = None):
+        if timeout is not None and not self._receive.poll(timeout):
+            raise ChildProcessError(f"no answer in {timeout:.0f} s")
         try:
             ok, value = self._receive.recv()
         except (EOFError, OSError) as error:
