@@ -1184,6 +1184,10 @@ def _parse_dates(values: list) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     missing = np.fromiter((text is None for text in texts), dtype=bool, count=len(texts))
     texts = [_drop_time_zone(text) if text is not None and 16 <= len(text) <= 40 else text for text in texts]
     dates = pd.to_datetime(pd.Series(texts, dtype=object), format="ISO8601", errors="coerce")
+    if dates.dtype != "datetime64[ns]":
+        # pandas 3 parses at the resolution the text needs: a date that datetime64[ns] cannot
+        # hold (outside 1677-2262, e.g. a "9999-12-31" placeholder) is unparseable, as in pandas 2
+        dates = dates.mask(dates.notna() & ((dates < pd.Timestamp.min) | (dates > pd.Timestamp.max)))
     dates = dates.astype("datetime64[ns]")
     unparseable = dates.isna().to_numpy() & ~missing
     return dates, missing, unparseable

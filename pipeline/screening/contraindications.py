@@ -62,7 +62,10 @@ def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int,
       only hold infection, coagulation or medication facts (two passes,
       :func:`pipeline.run.second_pass`) without changing any patient's row.
     """
-    index = prepared["person_id"].map(index_dates).astype("datetime64[ns]")
+    if len(index_dates):
+        index = prepared["person_id"].map(index_dates).astype("datetime64[ns]")
+    else:  # pandas 3 maps through an empty mapper as float64, which a date cannot become
+        index = pd.Series(pd.NaT, index=prepared.index, dtype="datetime64[ns]")
     distance = (prepared["note_date"] - index).dt.days.abs()
     counts = index.isna() | prepared["note_date"].isna() | (distance <= window_days)
     if fracture_people is not None:
