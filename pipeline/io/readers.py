@@ -517,7 +517,7 @@ class _DelimitedSource(_StreamSource):
                 first_line, last_line = last_line + 1, reader.line_num
                 if not record:
                     continue  # a blank line between records
-                if record[-1].endswith(_END_OF_INPUT) or record[-1].endswith(_END_OF_INPUT + "\n"):
+                if record[-1].rstrip("\n").endswith(_END_OF_INPUT):
                     if record == [_END_OF_INPUT]:
                         continue  # our own last line: every quote was closed
                     # An unbalanced quote swallowed every line after it into one field:

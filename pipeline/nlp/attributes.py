@@ -156,19 +156,15 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
         return known[1]
     text = doc_text(doc)
     starts = sentence_token_starts(doc)
-    # (label, span) by the start of the span's sentence; its sentence is the first span's ``Span.sent``
-    by_sentence: dict[int, list[tuple[str, Span]]] = {}
-    bounds: dict[int, tuple[int, int]] = {}
+    # (label, span) by the token bounds of the span's sentence (its ``Span.sent``)
+    by_sentence: dict[tuple[int, int], list[tuple[str, Span]]] = {}
     for span in ents:
         label = span.label_
         if label != "IGNORE":
-            start, end = sentence_of(doc, starts, span.start)
-            if start not in bounds:
-                bounds[start] = (start, end)
-            by_sentence.setdefault(start, []).append((label, span))
+            by_sentence.setdefault(sentence_of(doc, starts, span.start), []).append((label, span))
     reported = []
-    for start, spans in by_sentence.items():
-        sentence = doc[bounds[start][0]:bounds[start][1]]
+    for (start, end), spans in by_sentence.items():
+        sentence = doc[start:end]
         levelled = [span for label, span in spans if label in LEVELLED]
         linked = link_levels(text, sentence.start_char, sentence.end_char,
                              [(span.start_char, span.end_char) for span in levelled])
