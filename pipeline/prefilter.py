@@ -1024,7 +1024,8 @@ class FastRegexMatcher:
             for pattern in patterns:
                 required = self._required[id(pattern)] if unanchored else None
                 compiled, on_folded = self._runs[id(pattern)]
-                if folded is None and (required is not None or on_folded):
+                starts = self._starts[id(pattern)]
+                if folded is None and (required is not None or on_folded or starts is not None):
                     folded = fold(text) if self.gate is None else self.gate.folded(text)
                 if required is not None and not any(string in folded for string in required):
                     continue  # none of its literals: no match
@@ -1032,10 +1033,8 @@ class FastRegexMatcher:
                     where = self._line_starts_to_try(text, folded)
                 elif positions is None and id(pattern) in self._at_text_start:
                     where = [0]
-                elif positions is None and self._starts[id(pattern)] is not None:
-                    if folded is None:
-                        folded = fold(text) if self.gate is None else self.gate.folded(text)
-                    where = _occurrences(folded, self._starts[id(pattern)], limit=32 + len(text) // 64)
+                elif positions is None and starts is not None:
+                    where = _occurrences(folded, starts, limit=32 + len(text) // 64)
                 else:
                     where = positions
                 for re_match in anchored_finditer(compiled, folded if on_folded else text, where):  # same offsets
@@ -1068,40 +1067,35 @@ def _union_pattern(patterns: list[re.Pattern | None]) -> re.Pattern | None:
 
 
 @functools.lru_cache(maxsize=4096)
+def _literals(pattern: re.Pattern) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """Folded literals one of which every match of ``pattern`` contains, and one of which
+    every match starts with (None: not known), from one analysis of the pattern.
+
+    The anchors and start anchors of :func:`regex_plan`, also the single
+    characters it finds too common to scan for (a substring test costs next
+    to nothing). Only for case-insensitive patterns: the literals are looked
+    for in the folded text.
+    """
+    if not pattern.flags & re.IGNORECASE:
+        return None, None
+    try:
+        info = _analyse(pattern.pattern, pattern.flags)
+    except (re.error, RecursionError):  # pragma: no cover - compiled already
+        return None, None
+    anchors = _to_anchors(info.best)
+    required = None if anchors is None else tuple(sorted(anchor.text for anchor in anchors))
+    starts = tuple(sorted({string.replace(_B, "") for string in info.prefix})) if _usable(info.prefix) else None
+    return required, starts
+
+
 def _required_strings(pattern: re.Pattern) -> tuple[str, ...] | None:
-    """Folded literals one of which every match of ``pattern`` contains (None: not known).
-
-    The anchors of :func:`regex_anchors`, also the single characters that
-    :func:`regex_plan` finds too common to scan for (a substring test costs
-    next to nothing). Only for case-insensitive patterns: the literals are
-    looked for in the folded text.
-    """
-    if not pattern.flags & re.IGNORECASE:
-        return None
-    try:
-        anchors = _to_anchors(_analyse(pattern.pattern, pattern.flags).best)
-    except (re.error, RecursionError):  # pragma: no cover - compiled already
-        return None
-    return None if anchors is None else tuple(sorted(anchor.text for anchor in anchors))
+    """Folded literals one of which every match of ``pattern`` contains (:func:`_literals`)."""
+    return _literals(pattern)[0]
 
 
-@functools.lru_cache(maxsize=4096)
 def _start_literals(pattern: re.Pattern) -> tuple[str, ...] | None:
-    """Folded literals one of which every match of ``pattern`` starts with (None: not known).
-
-    From the analysis of :func:`regex_plan`, also the single characters it
-    finds too common to scan for. Only for case-insensitive patterns: the
-    literals are looked for in the folded text.
-    """
-    if not pattern.flags & re.IGNORECASE:
-        return None
-    try:
-        prefix = _analyse(pattern.pattern, pattern.flags).prefix
-    except (re.error, RecursionError):  # pragma: no cover - compiled already
-        return None
-    if not _usable(prefix):
-        return None
-    return tuple(sorted({string.replace(_B, "") for string in prefix}))
+    """Folded literals one of which every match of ``pattern`` starts with (:func:`_literals`)."""
+    return _literals(pattern)[1]
 
 
 def _occurrences(folded: str, literals: tuple[str, ...], *, limit: int) -> list[int] | None:
