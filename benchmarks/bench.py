@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,26 +66,44 @@ def words(texts) -> int:
 
 def timed(function, repeat: int = 1) -> tuple[float, float]:
     """Best (wall seconds, CPU seconds of this process) of ``repeat`` runs."""
-    best_wall = best_cpu = float("inf")
+    return side_by_side({"run": function}, repeat)["run"]
+
+
+def side_by_side(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU seconds of this process) of each run over ``repeat`` rounds.
+
+    The runs take turns within a round (a, b, c, a, b, c, ...), so a slow
+    spell of the machine (two runs of the same code differ by 5-15 % on this
+    VM) falls on every run compared, not on all the repeats of one of them.
+    """
+    best = {name: (float("inf"), float("inf")) for name in runs}
     for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        function()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu
+        for name, function in runs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            function()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
 
 
-def blank_tokenizer(texts, repeat: int) -> dict:
+def blank_tokenizer(texts):
+    """``spacy.blank("en")`` tokenising every note: (run, figures from its best wall and CPU time)."""
     import spacy
     nlp = spacy.blank("en")
-    wall, cpu = timed(lambda: [nlp.tokenizer(text) for text in texts], repeat)
     count = words(texts)
-    return {"words": count, "seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall,
-            "cpu_words_per_s": count / cpu}
+
+    def run():
+        for text in texts:
+            nlp.tokenizer(text)
+
+    def figures(wall: float, cpu: float) -> dict:
+        return {"words": count, "seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall,
+                "cpu_words_per_s": count / cpu}
+    return run, figures
 
 
-def medspacy_default(texts, repeat: int) -> dict:
-    """``medspacy.load()`` with vertebro's target rules in its target matcher."""
+def medspacy_default(texts):
+    """``medspacy.load()`` with vertebro's target rules in its target matcher: (run, figures)."""
     import medspacy
     from medspacy.target_matcher import TargetRule
 
@@ -106,16 +125,23 @@ def medspacy_default(texts, repeat: int) -> dict:
         loguru_logger.add(sys.stderr, level="WARNING")
     except ImportError:  # pragma: no cover
         pass
+    count = words(texts)
+
+    def run():
+        with contextlib.redirect_stdout(io.StringIO()):
+            for text in texts:
+                nlp(text)
+
+    def figures(wall: float, cpu: float) -> dict:
+        return {"pipeline": nlp.pipe_names, "target_rules": len(rules), "notes": len(texts), "words": count,
+                "seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall}
     with contextlib.redirect_stdout(io.StringIO()):
         nlp(texts[0])  # warm up
-        wall, cpu = timed(lambda: [nlp(text) for text in texts], repeat)
-    count = words(texts)
-    return {"pipeline": nlp.pipe_names, "target_rules": len(rules), "notes": len(texts), "words": count,
-            "seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall}
+    return run, figures
 
 
-def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
-    """``vertebro screen PATH --workers N`` through the library, end to end."""
+def screen(path: Path, outdir: Path, workers: int):
+    """``vertebro screen PATH --workers N`` through the library, end to end: (run, figures)."""
     import pyarrow.parquet as pq
 
     from pipeline.io.readers import open_source
@@ -128,12 +154,13 @@ def screen(path: Path, outdir: Path, workers: int, repeat: int) -> dict:
         source = open_source(path)  # the CLI's default batch size
         result["job"] = run_job([source], outdir, command="screen", workers=workers)
 
-    wall, cpu = timed(run, repeat)
-    manifest = result["job"].manifest
-    return {"workers": workers, "seconds": wall, "cpu_seconds_main": cpu, "notes": manifest["counts"]["notes"],
-            "status": manifest["counts"]["status"],
-            "mentions": pq.ParquetFile(outdir / "mentions.parquet").metadata.num_rows,
-            "timings": manifest["timings"]}
+    def figures(wall: float, cpu: float) -> dict:
+        manifest = result["job"].manifest
+        return {"workers": workers, "seconds": wall, "cpu_seconds_main": cpu,
+                "notes": manifest["counts"]["notes"], "status": manifest["counts"]["status"],
+                "mentions": pq.ParquetFile(outdir / "mentions.parquet").metadata.num_rows,
+                "timings": manifest["timings"]}
+    return run, figures
 
 
 #: Rounds of :func:`_busy_loop`: about 0.4 s of one CPU.
@@ -186,8 +213,9 @@ def peak_rss(path: Path, outdir: Path) -> dict:
     return {"peak_rss_mib": kib / 1024, "seconds": seconds}
 
 
-def extract_only(frame, repeat: int) -> dict:
-    """The NLP alone: :func:`process_batch` over the notes, already in memory (no reading or writing)."""
+def extract_only(frame):
+    """The NLP alone: :func:`process_batch` over the notes, already in memory (no reading or
+    writing): (run, figures)."""
     import pandas as pd
 
     from pipeline.engines.local import split_batch
@@ -196,9 +224,15 @@ def extract_only(frame, repeat: int) -> dict:
     processor = BatchProcessor()
     canonical = frame.assign(row=range(len(frame)), note_date=pd.NaT)
     batches = split_batch(canonical, 400_000)
-    wall, cpu = timed(lambda: [process_batch(batch, processor) for batch in batches], repeat)
     count = words(frame.note_text)
-    return {"seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall, "cpu_words_per_s": count / cpu}
+
+    def run():
+        for batch in batches:
+            process_batch(batch, processor)
+
+    def figures(wall: float, cpu: float) -> dict:
+        return {"seconds": wall, "cpu_seconds": cpu, "words_per_s": count / wall, "cpu_words_per_s": count / cpu}
+    return run, figures
 
 
 def prefilter_speed(texts) -> dict:
@@ -253,7 +287,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     # one small run before any timing, so that no measured run pays for Python imports or the
     # one-off analysis of the rule patterns: a CLI run pays them once, about 2 s
-    screen(write_csv(corpus.mixed_export(50, seed=1), work / "warm-up.csv"), work / "out-warm-up", 1, 1)
+    screen(write_csv(corpus.mixed_export(50, seed=1), work / "warm-up.csv"), work / "out-warm-up", 1)[0]()
     results: dict = {"python": platform.python_version(), "cpus": os.cpu_count(),
                      "load_average": os.getloadavg(), "arguments": {k: str(v) for k, v in vars(args).items()}}
     try:
@@ -273,35 +307,35 @@ def main(argv=None) -> int:
             texts = frame.note_text.tolist()
             print(f"[{name}] {len(texts)} notes, {words(texts):,} words, "
                   f"{sum(map(len, texts)) / len(texts):.0f} characters per note")
-            results[name] = {"notes": len(texts), "words": words(texts),
-                             "blank": blank_tokenizer(texts, args.repeat),
-                             "prefilter": prefilter_speed(texts)}
-            print(f"  blank tokenizer {results[name]['blank']['words_per_s']:,.0f} words/s; pre-filter "
-                  f"{results[name]['prefilter']['mb_per_s']:.0f} MB/s, passes "
-                  f"{results[name]['prefilter']['passed']}/{len(texts)} notes")
-            results[name]["extract_only"] = extract_only(frame, args.repeat)
-            print(f"  NLP only (process_batch, in memory): {results[name]['extract_only']['words_per_s']:,.0f} words/s")
-            run = screen(paths[name], work / f"out-{name}-1", 1, args.repeat)
-            run["words_per_s"] = results[name]["words"] / run["seconds"]
-            results[name]["screen_workers_1"] = run
-            print(f"  screen --workers 1: {run['seconds']:.1f} s, {run['words_per_s']:,.0f} words/s "
-                  f"({_breakdown(run)})")
+            results[name] = {"notes": len(texts), "words": words(texts), "prefilter": prefilter_speed(texts)}
+            # every run compared on this set takes its turn in each round (see side_by_side)
+            contestants = {"blank": blank_tokenizer(texts), "extract_only": extract_only(frame),
+                           "screen_workers_1": screen(paths[name], work / f"out-{name}-1", 1)}
             if name != "spine":
-                run2 = screen(paths[name], work / f"out-{name}-2", 2, args.repeat)
-                run2["words_per_s"] = results[name]["words"] / run2["seconds"]
-                results[name]["screen_workers_2"] = run2
-                print(f"  screen --workers 2: {run2['seconds']:.1f} s, {run2['words_per_s']:,.0f} words/s "
-                      f"({_breakdown(run2)})")
+                contestants["screen_workers_2"] = screen(paths[name], work / f"out-{name}-2", 2)
+                sample = texts[: args.medspacy_notes]  # on each mixed set's own notes (speed depends on the text)
+                contestants["medspacy"] = medspacy_default(sample)
+            best = side_by_side({key: run for key, (run, _) in contestants.items()}, args.repeat)
+            for key, (_, figures) in contestants.items():
+                results[name][key] = figures(*best[key])
+            for key in ("screen_workers_1", "screen_workers_2"):
+                if key in results[name]:
+                    results[name][key]["words_per_s"] = results[name]["words"] / results[name][key]["seconds"]
+            r = results[name]
+            print(f"  blank tokenizer {r['blank']['words_per_s']:,.0f} words/s; pre-filter "
+                  f"{r['prefilter']['mb_per_s']:.0f} MB/s, passes {r['prefilter']['passed']}/{len(texts)} notes")
+            print(f"  NLP only (process_batch, in memory): {r['extract_only']['words_per_s']:,.0f} words/s")
+            for key in ("screen_workers_1", "screen_workers_2"):
+                if key in r:
+                    print(f"  screen --workers {r[key]['workers']}: {r[key]['seconds']:.1f} s, "
+                          f"{r[key]['words_per_s']:,.0f} words/s ({_breakdown(r[key])})")
+            if "medspacy" in r:
+                print(f"  medspaCy default: {r['medspacy']['words_per_s']:,.0f} words/s on "
+                      f"{r['medspacy']['notes']} notes")
         results["parallel_ceiling"] = parallel_ceiling(args.repeat)
         print(f"[machine] two processes of plain Python at once: "
               f"{results['parallel_ceiling']['speedup']:.2f}x one alone")
         mixed = "mtsamples" if mts is not None else "generated"
-        for name in ("mtsamples", "generated"):  # on each mixed set's own notes (speed depends on the text)
-            if name in sets:
-                sample = sets[name].note_text.tolist()[: args.medspacy_notes]
-                results[name]["medspacy"] = medspacy_default(sample, args.repeat)
-                print(f"[medspaCy default] {results[name]['medspacy']['words_per_s']:,.0f} words/s on "
-                      f"{len(sample)} notes of the {name} set")
         results["medspacy"] = results[mixed]["medspacy"]
         if not args.skip_memory:
             small, large = args.memory
