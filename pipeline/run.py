@@ -555,8 +555,10 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
     needs only the columns screening and the report read; ``parts_written``
     (a future of :func:`write_parts` already running) is waited for instead,
     once the report is written (the two overlap). With ``workers`` > 1 two
-    processes build the report's evidence.
+    processes build the report's evidence. The manifest is written last, with
+    the time this took (``timings.write_seconds``).
     """
+    clock = time.perf_counter()
     notes = result.notes.drop(columns=["row"], errors="ignore")
     mentions = result.mentions.drop(columns=["row"], errors="ignore")
     if parts_written is None:
@@ -578,6 +580,7 @@ def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, repor
             write_excel_report(outdir / "report.xlsx", patients=result.patients, mentions=mentions)
     if parts_written is not None:
         parts_written.result()  # written meanwhile by its own process (an error is raised here)
+    result.manifest.setdefault("timings", {})["write_seconds"] = round(time.perf_counter() - clock, 3)
     write_json(result.manifest, outdir / "manifest.json")
 
 
@@ -721,11 +724,8 @@ def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, input
                               config_path=config_path, notes=notes, patients=patients, timings=timings,
                               extra=extra, status=census.status)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
-    clock = time.perf_counter()
     write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written,
                   workers=workers if session is None else 1)
-    timings["write_seconds"] = round(time.perf_counter() - clock, 3)
-    write_json(manifest, outdir / "manifest.json")
     shutil.rmtree(work, ignore_errors=True)
     return result
 

@@ -65,6 +65,8 @@ def test_manifest_records_versions_hashes_and_counts(demo_run):
     assert manifest["counts"]["notes"] == 40
     assert sum(manifest["counts"]["status"].values()) == 40
     assert len(manifest["input"]["sources"][0]["fingerprint"]) == 64
+    stages = {"load_seconds", "extract_seconds", "second_pass_seconds", "screen_seconds", "write_seconds"}
+    assert stages <= set(manifest["timings"]) and all(manifest["timings"][key] >= 0 for key in stages)
 
 
 def test_same_notes_in_every_format_give_identical_patients(tmp_path, demo_run):
