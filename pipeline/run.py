@@ -33,6 +33,7 @@ from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
+from .prefilter import Prefilter, compile_prefilter
 from .screening import screen_patients
 from .screening.frame import affirmed_mask, as_text
 
@@ -224,11 +225,89 @@ def merge_deferred(notes: pd.DataFrame, mentions: pd.DataFrame, deferred: pd.Dat
     return notes, mentions
 
 
+@dataclass
+class DeferredSelection:
+    """Which deferred notes the second pass processes.
+
+    A deferred note (its triggers are all of concepts outside the first
+    pass) is processed when its patient has an affirmed fracture (``people``),
+    unless, with ``window_days``, it is dated more than ``window_days`` days
+    from the patient's index date (``index_dates``) and can hold no mention of
+    a screened concept that counts at any date (``standing``: anticoagulants,
+    osteoporosis): then every mention it can hold (infection, coagulopathy,
+    pain: ``WINDOWED_CONCEPTS``) falls outside the window and changes no row of
+    patients.csv. The distance is :func:`~pipeline.screening.contraindications.in_window`'s;
+    an undated note, or a patient without an index date, is processed.
+    """
+
+    people: set[str]
+    index_dates: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[ns]"))
+    window_days: int | None = None
+    standing: Prefilter | None = None
+
+    def __call__(self, deferred: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        """The deferred notes (canonical columns) to process, and how many of the patients' notes
+        were left as outside the window."""
+        person = as_text(deferred["person_id"])
+        wanted = person.isin(self.people).to_numpy()
+        outside = np.zeros(len(deferred), dtype=bool)
+        if self.window_days is not None and len(self.index_dates) and wanted.any():
+            index = person.map(self.index_dates).astype("datetime64[ns]")
+            distance = (pd.to_datetime(deferred["note_date"], errors="coerce") - index).dt.days.abs()
+            outside = wanted & (distance > self.window_days).to_numpy()  # NaN (undated, no index): inside
+            for position in np.flatnonzero(outside):
+                if self.standing is None or self.standing(deferred["note_text"].iat[position]):
+                    outside[position] = False
+        return deferred[wanted & ~outside].reset_index(drop=True), int(outside.sum())
+
+
+def deferred_selection(work: Path, processor: BatchProcessor, window_days: int | None = None,
+                       *, group_mentions: int | None = None) -> DeferredSelection:
+    """The :class:`DeferredSelection` of a run whose first pass is in ``work``.
+
+    The patients with a fracture, and with ``window_days`` their index dates:
+    only FRACTURE and OEDEMA mentions decide those (all from the first pass),
+    read a group of patients at a time as :func:`screen_parts` does.
+    """
+    from .engines.dask import _patient_partition
+    from .screening import fracture_index_dates
+
+    limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
+    groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
+
+    def decisive(frame: pd.DataFrame, group: int) -> np.ndarray:
+        keep = frame["concept"].isin(["FRACTURE", "OEDEMA"]).to_numpy()
+        if groups > 1:
+            keep &= np.asarray(_patient_partition(frame["person_id"], groups) == group)
+        return keep
+
+    people: set[str] = set()
+    dates = []
+    for group in range(groups):
+        mentions = _mentions_of(work, lambda frame, group=group: decisive(frame, group))
+        people |= fracture_people(mentions)
+        if window_days is not None:
+            dates.append(fracture_index_dates(mentions))
+    return _selection(people, pd.concat(dates) if dates else None, processor, window_days)
+
+
+def _selection(people: set[str], index_dates: pd.Series | None, processor: BatchProcessor,
+               window_days: int | None) -> DeferredSelection:
+    from .screening.frame import SCREENED_CONCEPTS, WINDOWED_CONCEPTS
+    if window_days is None or index_dates is None:
+        return DeferredSelection(people)
+    standing = compile_prefilter(processor.rules, concepts=SCREENED_CONCEPTS - WINDOWED_CONCEPTS)
+    return DeferredSelection(people, index_dates[index_dates.notna()], window_days, standing)
+
+
 def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int, engine: str,
-                session=None, scheduler: str | None = None) -> dict:
+                session=None, scheduler: str | None = None, window_days: int | None = None) -> dict:
     """Process the deferred notes of the patients with a fracture, part by part.
 
-    Each ``deferred-NNNNNN.parquet`` is merged into its ``notes-NNNNNN`` and
+    With ``window_days`` (the screening config's), a deferred note dated
+    outside the window around its patient's index date is processed only if
+    it can hold an anticoagulant or osteoporosis mention
+    (:class:`DeferredSelection`). Each ``deferred-NNNNNN.parquet`` is merged into its ``notes-NNNNNN`` and
     ``mentions-NNNNNN`` parts (written atomically), recorded in the
     checkpoint as ``second``, then deleted: a killed second pass resumes
     where it stopped. On the local engine a worker does a whole part
@@ -237,13 +316,10 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     """
     parts = sorted(work.glob("deferred-*.parquet"))
     started = time.perf_counter()
-    facts = {"deferred_notes": 0, "second_pass_notes": 0}
+    facts = {"deferred_notes": 0, "second_pass_notes": 0, "outside_window_notes": 0}
     if not parts:
         return {**facts, "second_pass_seconds": 0.0}
-    people = set()
-    for frame in _part_frames(work, "mentions", ["row", "person_id", "concept", "negated", "uncertain",
-                                                 "hypothetical", "family"]):
-        people |= fracture_people(frame)
+    selection = deferred_selection(work, processor, window_days)
     state = json.loads((work / "checkpoint.json").read_text())
     finished = set(state.get("second", []))
     done = set(state.get("done", []))
@@ -256,23 +332,25 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
         else:
             indexes.append(index)
     logger.info("second pass: deferred notes of %d batch(es), for %d patient(s) with a fracture",
-                len(indexes), len(people))
+                len(indexes), len(selection.people))
 
-    def record(index: int, counts: tuple[int, int]) -> None:
+    def record(index: int, counts: tuple[int, int, int]) -> None:
         finished.add(index)
         _save_checkpoint(work, key, done, second=finished)
         (work / f"deferred-{index:06d}.parquet").unlink()
-        facts["deferred_notes"] += counts[0]
-        facts["second_pass_notes"] += counts[1]
+        for name, count in zip(("deferred_notes", "second_pass_notes", "outside_window_notes"), counts):
+            facts[name] += count
 
     if engine == "dask":
         in_flight: dict[int, pd.DataFrame] = {}  # the deferred rows (not texts) of parts being processed
 
+        outside: dict[int, int] = {}
+
         def pending():
             for index in indexes:
-                deferred, wanted = _deferred(work, index, people)
+                deferred, (wanted, outside[index]) = _deferred(work, index, selection)
                 if wanted.empty:
-                    record(index, _merge_part(work, index, deferred))
+                    record(index, (*_merge_part(work, index, deferred), outside.pop(index)))
                 else:
                     in_flight[index] = deferred[DEFERRED_ROW_COLUMNS]
                     yield index, wanted
@@ -280,22 +358,23 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
         from .engines.dask import run_batches_dask
         for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
                                                        session=session):
-            record(index, _merge_part(work, index, in_flight.pop(index), notes, mentions))
+            record(index, (*_merge_part(work, index, in_flight.pop(index), notes, mentions), outside.pop(index)))
     else:
         for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
-                                            shared=(work, people)):
+                                            shared=(work, selection)):
             record(index, counts)
-    logger.info("second pass: %d of %d deferred notes belong to patients with a fracture",
-                facts["second_pass_notes"], facts["deferred_notes"])
+    logger.info("second pass: %d of %d deferred notes processed (%d of patients with a fracture "
+                "skipped as outside the window)", facts["second_pass_notes"], facts["deferred_notes"],
+                facts["outside_window_notes"])
     return {**facts, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
-def _deferred(work: Path, index: int, people: set[str] | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One part's deferred notes, and those of them whose patient has a fracture (in ``people``)."""
+def _deferred(work: Path, index: int, selection: DeferredSelection
+              ) -> tuple[pd.DataFrame, tuple[pd.DataFrame, int]]:
+    """One part's deferred notes, and ``selection`` of them (those to process, and how many were
+    outside the window)."""
     deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
-    wanted = deferred[deferred["person_id"].astype(str).isin(people or ())].reset_index(drop=True)
-    return deferred, wanted
+    return deferred, selection(deferred)
 
 
 def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.DataFrame | None = None,
@@ -303,22 +382,28 @@ def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.Da
     """Merge one part's second-pass results into its parts; (deferred notes, processed notes)."""
     new_notes = _empty(NOTE_COLUMNS) if new_notes is None else new_notes
     new_mentions = _empty(MENTION_COLUMNS) if new_mentions is None else new_mentions
+    # without new mentions the part's mentions stay as they are (a deferred note has none before)
+    mentions_path = work / f"mentions-{index:06d}.parquet" if len(new_mentions) else None
     notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
-                                     pd.read_parquet(work / f"mentions-{index:06d}.parquet"),
+                                     _empty(MENTION_COLUMNS) if mentions_path is None
+                                     else pd.read_parquet(mentions_path),
                                      deferred[DEFERRED_ROW_COLUMNS], new_notes, new_mentions)
-    write_parquet(mentions, work / f"mentions-{index:06d}.parquet")
+    if mentions_path is not None:
+        write_parquet(mentions, mentions_path)
     write_parquet(notes, work / f"notes-{index:06d}.parquet")
     return len(deferred), len(new_notes)
 
 
-def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, set[str]], index: int) -> tuple[int, int]:
-    """One part of the second pass, whole (runs in a worker process)."""
+def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, DeferredSelection], index: int
+                      ) -> tuple[int, int, int]:
+    """One part of the second pass, whole (runs in a worker process): (deferred, processed,
+    outside the window)."""
     from .nlp.extract import process_batch
-    work, people = shared
-    deferred, wanted = _deferred(work, index, people)
+    work, selection = shared
+    deferred, (wanted, outside) = _deferred(work, index, selection)
     if wanted.empty:
-        return _merge_part(work, index, deferred)
-    return _merge_part(work, index, deferred, *process_batch(wanted, processor))
+        return (*_merge_part(work, index, deferred), outside)
+    return (*_merge_part(work, index, deferred, *process_batch(wanted, processor)), outside)
 
 
 #: What screening and the report read of the notes (the rest is only written out).
@@ -673,7 +758,7 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
     passes = {}
     if processor.defer:
         passes = second_pass(work, processor, key=facts["run_key"], workers=workers, engine=engine,
-                             session=session)
+                             session=session, window_days=config.window_days if config else None)
         timings["second_pass_seconds"] = passes.pop("second_pass_seconds")
     # screening and the report read the parts a patient group at a time; the note and
     # mention files are streamed from them (bounded memory whatever the input size), by a
@@ -745,11 +830,12 @@ def rescore(outdir: str | Path, *, config_path: str | None = None, excel: bool =
             notes[column] = notes[column].astype(str).str.lower().eq("true")
     notes["error"] = notes["error"].fillna("")
     config = load_config(config_path)
-    clock = time.perf_counter()
-    patients = screen_patients(mentions, notes, config)
     old = {}
     if (outdir / "manifest.json").exists():
         old = json.loads((outdir / "manifest.json").read_text())
+    _check_window(old, config, outdir)
+    clock = time.perf_counter()
+    patients = screen_patients(mentions, notes, config)
     manifest = dict(old)
     manifest.update({
         "command": "score", "config": {"path": config_path or "default", "hash": config_hash(config),
@@ -772,6 +858,22 @@ def rescore(outdir: str | Path, *, config_path: str | None = None, excel: bool =
         write_excel_report(outdir / "report.xlsx", patients=patients, mentions=mentions)
     write_json(manifest, outdir / "manifest.json")
     return result
+
+
+def _check_window(manifest: dict, config: Config, outdir: Path) -> None:
+    """Refuse to re-score with a wider window than the second pass of ``screen`` used.
+
+    That pass skipped notes dated outside the window that could only hold
+    infection, coagulopathy or pain facts (:class:`DeferredSelection`); a
+    wider window would need them. A narrower one (or any other setting) is exact.
+    """
+    used = ((manifest.get("config") or {}).get("values") or {}).get("window_days")
+    if manifest.get("outside_window_notes") and used is not None and config.window_days > used:
+        raise RunError(
+            f"{outdir} was screened with a {used}-day window: {manifest['outside_window_notes']} notes "
+            f"outside it that could only hold infection, coagulopathy or pain facts were not processed, "
+            f"so a {config.window_days}-day window cannot be scored from its mentions. Run `vertebro "
+            f"screen` again with this config (or screen with --all-mentions to keep every mention).")
 
 
 def frame_to_notes(frame: pd.DataFrame, columns: ColumnMap = ColumnMap()) -> pd.DataFrame:
@@ -822,11 +924,15 @@ def screen(notes: pd.DataFrame, *, config: Config | str | None = None, patterns:
         config = load_config(config)
     canonical = frame_to_notes(notes, columns)
     note_rows, mention_rows = process_batch(canonical, processor)
-    deferred = note_rows[note_rows["status"] == DEFERRED][DEFERRED_ROW_COLUMNS]
+    pending = note_rows[note_rows["status"] == DEFERRED].rename(columns={DEFERRED_TEXT: "note_text"})
+    deferred = pending[DEFERRED_ROW_COLUMNS]
     note_rows = note_rows.drop(columns=[DEFERRED_TEXT], errors="ignore")
     if len(deferred):
-        wanted = deferred["row"][deferred["person_id"].isin(fracture_people(mention_rows))]
-        new_notes, new_mentions = process_batch(canonical[canonical["row"].isin(wanted)],
+        from .screening import fracture_index_dates
+        selection = _selection(fracture_people(mention_rows), fracture_index_dates(mention_rows), processor,
+                               config.window_days)
+        wanted, _ = selection(pending)
+        new_notes, new_mentions = process_batch(canonical[canonical["row"].isin(wanted["row"])],
                                                 processor.without_deferring())
         note_rows, mention_rows = merge_deferred(note_rows, mention_rows, deferred, new_notes, new_mentions)
     patients = screen_patients(mention_rows, note_rows, config)

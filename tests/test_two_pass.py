@@ -16,8 +16,10 @@ from click.testing import CliRunner
 
 from pipeline import run as run_module
 from pipeline.cli import main
+from pipeline.config import Config
 from pipeline.nlp.extract import FIRST_PASS_CONCEPTS, BatchProcessor, process_batch
 from pipeline.run import frame_to_notes, merge_deferred
+from pipeline.screening.frame import SCREENED_CONCEPTS, WINDOWED_CONCEPTS
 
 from .conftest import REPO
 
@@ -63,11 +65,21 @@ def test_every_note_is_accounted_for_and_mentions_match(dev_runs):
     assert changed.any()
     assert set(notes_one.loc[changed, "status"]) == {"processed"}
     assert set(notes_two.loc[changed, "status"]) == {"no_trigger"}
-    # skipped notes belong to patients without a fracture
+    # skipped notes belong to patients without a fracture, or are dated more than the window
+    # from the patient's index date and hold no mention that counts at any date
     patients = read(one, "patients.csv").set_index("person_id")
-    assert (patients.loc[notes_two.loc[changed, "person_id"], "fracture"] == "false").all()
-    # the processed notes have the very same mentions
+    skipped_notes = notes_two[changed]
     mentions_two, mentions_one = read(two, "mentions.csv"), read(one, "mentions.csv")
+    fracture = patients.loc[skipped_notes["person_id"], "fracture"].eq("true").to_numpy()
+    index = pd.to_datetime(patients.loc[skipped_notes["person_id"], "index_date"]).to_numpy()
+    distance = (pd.to_datetime(skipped_notes["note_date"]).to_numpy() - index) / pd.Timedelta(days=1)
+    window = Config().window_days
+    assert (~fracture | (abs(distance) > window)).all()
+    assert fracture.any() and (~fracture).any()  # the dev corpus has both kinds
+    outside = mentions_one[mentions_one["note_id"].isin(skipped_notes.loc[fracture, "note_id"])]
+    assert len(outside) and not outside["concept"].isin(sorted(SCREENED_CONCEPTS - WINDOWED_CONCEPTS)).any()
+    assert json.loads((two / "manifest.json").read_text())["outside_window_notes"] == fracture.sum()
+    # the processed notes have the very same mentions
     kept = mentions_one[~mentions_one["note_id"].isin(notes_two.loc[changed, "note_id"])]
     pd.testing.assert_frame_equal(mentions_two.reset_index(drop=True), kept.reset_index(drop=True))
     # and what was skipped holds no concept of the first pass
@@ -160,3 +172,77 @@ def test_a_second_pass_killed_midway_resumes_to_the_same_run(dev_runs, tmp_path,
     cli("screen", DEV, "-o", out, "-q", "--batch-size", "25", "--resume")
     for name in ("notes.csv", "mentions.csv", "patients.csv"):
         pd.testing.assert_frame_equal(read(out, name), read(two, name), obj=name)
+
+
+def _window_notes() -> pd.DataFrame:
+    """Patient A: an acute L1 fracture on 2025-05-01 (the index date), and notes that the first
+    pass defers, in and out of the 30-day window; patient B: no fracture."""
+    rows = [
+        ("1", "A", "2025-05-01", "MRI L-SPINE", "Acute L1 compression fracture with marrow oedema."),
+        ("2", "A", "2024-01-10", "PROGRESS NOTE", "Urosepsis, on IV antibiotics."),          # out: skipped
+        ("3", "A", "2025-05-20", "PROGRESS NOTE", "Fever and bacteraemia, blood cultures sent."),  # in
+        ("4", "A", "2023-01-01", "PROGRESS NOTE", "Atrial fibrillation, on apixaban."),      # any date
+        ("5", "A", "", "LAB", "INR 3.4"),                                                     # undated
+        ("6", "A", "2022-06-01", "CLINIC LETTER", "Known osteoporosis on alendronate."),      # any date
+        ("7", "A", "2025-09-30", "PROGRESS NOTE", "Back pain 8/10, INR 1.1."),                # out: skipped
+        ("8", "B", "2025-05-01", "PROGRESS NOTE", "Urosepsis, on IV antibiotics."),          # no fracture
+    ]
+    return pd.DataFrame(rows, columns=["note_id", "person_id", "note_date", "note_title", "note_text"])
+
+
+def test_deferred_notes_outside_the_window_are_skipped_without_changing_patients(tmp_path):
+    import pipeline
+    notes = _window_notes()
+    two, one = pipeline.screen(notes), pipeline.screen(notes, all_mentions=True)
+    pd.testing.assert_frame_equal(two.patients, one.patients)
+    status = dict(zip(two.notes["note_id"], two.notes["status"]))
+    assert status == {"1": "processed", "2": "no_trigger", "3": "processed", "4": "processed",
+                      "5": "processed", "6": "processed", "7": "no_trigger", "8": "no_trigger"}
+    assert set(one.notes["status"]) == {"processed"}
+    patient = two.patients.set_index("person_id").loc["A"]
+    assert patient["index_date"] == "2025-05-01"
+    assert patient["infection"] and patient["coagulopathy"] and patient["anticoagulant"]
+
+    path = tmp_path / "notes.csv"
+    notes.to_csv(path, index=False)
+    cli("screen", path, "-o", tmp_path / "run", "-q", "--batch-size", "3")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert (manifest["deferred_notes"], manifest["second_pass_notes"], manifest["outside_window_notes"]) \
+        == (7, 4, 2)
+    cli_status = read(tmp_path / "run", "notes.csv").set_index("note_id")["status"].to_dict()
+    assert cli_status == status
+
+
+@pytest.mark.parametrize("days", range(28, 33))
+def test_the_window_edge_is_that_of_screening(days):
+    """A deferred infection note ``days`` after the index date: processed exactly when screening
+    would count it (|distance| <= 30 days)."""
+    import pipeline
+    notes = _window_notes().iloc[[0, 1]].copy()
+    notes.loc[1, "note_date"] = str((pd.Timestamp("2025-05-01") + pd.Timedelta(days=days)).date())
+    two, one = pipeline.screen(notes), pipeline.screen(notes, all_mentions=True)
+    pd.testing.assert_frame_equal(two.patients, one.patients)
+    assert two.notes["status"].tolist()[1] == ("processed" if days <= 30 else "no_trigger")
+    assert two.patients["infection"].tolist() == [days <= 30]
+
+
+def test_rescoring_with_a_wider_window_is_refused(tmp_path):
+    from pipeline.run import RunError, rescore
+    path = tmp_path / "notes.csv"
+    _window_notes().to_csv(path, index=False)
+    cli("screen", path, "-o", tmp_path / "run", "-q")
+    narrow, wide = tmp_path / "narrow.toml", tmp_path / "wide.toml"
+    narrow.write_text("window_days = 10\n")
+    wide.write_text("window_days = 200\n")
+    before = (tmp_path / "run" / "patients.csv").read_text()
+    with pytest.raises(RunError, match="30-day window"):
+        rescore(tmp_path / "run", config_path=str(wide))
+    assert (tmp_path / "run" / "patients.csv").read_text() == before  # nothing rewritten
+    rescored = rescore(tmp_path / "run", config_path=str(narrow))
+    expected = pipeline_screen(path, narrow)
+    pd.testing.assert_frame_equal(rescored.patients.astype(str), expected.astype(str))
+
+
+def pipeline_screen(path, config):
+    import pipeline
+    return pipeline.screen(pd.read_csv(path, dtype=str), config=str(config), all_mentions=True).patients

@@ -49,7 +49,7 @@ from .levels import (KEYS, LevelStatus, decide_level_status, fracture_rows, inde
 from .score import score_patients
 from .tiers import REPORT_ORDER, Tier, assign_tiers
 
-__all__ = ["screen_patients", "LevelStatus", "Tier", "LocalContraindication",
+__all__ = ["screen_patients", "fracture_index_dates", "LevelStatus", "Tier", "LocalContraindication",
            "REPORT_ORDER", "PATIENT_COLUMNS"]
 
 PATIENT_COLUMNS = [
@@ -80,10 +80,7 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     prepared = prepare_mentions(mentions, notes)
 
     # 1. Levels and index date.
-    fractures = fracture_rows(prepared)
-    evidence = level_evidence(prepared, fractures)
-    levels = decide_level_status(evidence)
-    index = index_dates(evidence, levels)
+    fractures, levels, index = _levels_and_index(prepared)
     fracture_people = pd.Index(levels["person_id"].unique())
     window = in_window(prepared, index, config.window_days, fracture_people)
 
@@ -175,6 +172,28 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     patients["n_notes"] = n_notes.reindex(people).fillna(0).astype("int64")
     patients = patients.reset_index()
     return patients[PATIENT_COLUMNS]
+
+
+def _levels_and_index(prepared: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Fracture rows, fracture levels with their status, and the index dates (levels.py).
+
+    They are decided from FRACTURE and OEDEMA mentions alone.
+    """
+    fractures = fracture_rows(prepared)
+    evidence = level_evidence(prepared, fractures)
+    levels = decide_level_status(evidence)
+    return fractures, levels, index_dates(evidence, levels)
+
+
+def fracture_index_dates(mentions: pd.DataFrame) -> pd.Series:
+    """person_id -> index date (``NaT``: none) of every patient with a fracture level.
+
+    What :func:`screen_patients` finds from the same mentions. Only FRACTURE
+    and OEDEMA mentions decide it, so the mentions of the first pass of
+    ``screen`` are enough (see :func:`pipeline.run.second_pass`).
+    """
+    _, levels, index = _levels_and_index(prepare_mentions(mentions))
+    return index.reindex(pd.Index(levels["person_id"].unique())).astype("datetime64[ns]")
 
 
 def _people(notes: pd.DataFrame | None, mentions: pd.DataFrame | None,

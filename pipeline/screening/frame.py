@@ -29,6 +29,11 @@ SCREENED_CONCEPTS = frozenset({
     "COAGULOPATHY", "ANTICOAGULANT", "MALIGNANCY", "PAIN", "OSTEOPOROSIS",
 })
 
+#: Screened concepts whose mentions count only in the window around the patient's
+#: index date (contraindications.in_window; pain in the score). A note dated outside
+#: the window whose only possible mentions are of these cannot change a patient's row.
+WINDOWED_CONCEPTS = frozenset({"INFECTION", "COAGULOPATHY", "PAIN"})
+
 _CONCEPT_CATEGORIES = sorted(SCREENED_CONCEPTS)
 
 _OTHER_LEVEL_RANK = len(LEVEL_ORDER)          # unknown labels sort after S5 ...
