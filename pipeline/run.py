@@ -307,8 +307,9 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     With ``window_days`` (the screening config's), a deferred note dated
     outside the window around its patient's index date is processed only if
     it can hold an anticoagulant or osteoporosis mention
-    (:class:`DeferredSelection`). Each ``deferred-NNNNNN.parquet`` is merged into its ``notes-NNNNNN`` and
-    ``mentions-NNNNNN`` parts (written atomically), recorded in the
+    (:class:`DeferredSelection`); the manifest records the window
+    (``second_pass_window_days``). Each ``deferred-NNNNNN.parquet`` is merged
+    into its ``notes-NNNNNN`` and ``mentions-NNNNNN`` parts (written atomically), recorded in the
     checkpoint as ``second``, then deleted: a killed second pass resumes
     where it stopped. On the local engine a worker does a whole part
     (read, process, merge, write); on Dask the workers process the notes
@@ -317,8 +318,9 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     parts = sorted(work.glob("deferred-*.parquet"))
     started = time.perf_counter()
     facts = {"deferred_notes": 0, "second_pass_notes": 0, "outside_window_notes": 0}
+    window = {"second_pass_window_days": window_days}
     if not parts:
-        return {**facts, "second_pass_seconds": 0.0}
+        return {**facts, **window, "second_pass_seconds": 0.0}
     selection = deferred_selection(work, processor, window_days)
     state = json.loads((work / "checkpoint.json").read_text())
     finished = set(state.get("second", []))
@@ -343,8 +345,7 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
 
     if engine == "dask":
         in_flight: dict[int, pd.DataFrame] = {}  # the deferred rows (not texts) of parts being processed
-
-        outside: dict[int, int] = {}
+        outside: dict[int, int] = {}  # and how many of their notes were outside the window
 
         def pending():
             for index in indexes:
@@ -366,7 +367,7 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     logger.info("second pass: %d of %d deferred notes processed (%d of patients with a fracture "
                 "skipped as outside the window)", facts["second_pass_notes"], facts["deferred_notes"],
                 facts["outside_window_notes"])
-    return {**facts, "second_pass_seconds": round(time.perf_counter() - started, 3)}
+    return {**facts, **window, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
 def _deferred(work: Path, index: int, selection: DeferredSelection
@@ -863,17 +864,17 @@ def rescore(outdir: str | Path, *, config_path: str | None = None, excel: bool =
 def _check_window(manifest: dict, config: Config, outdir: Path) -> None:
     """Refuse to re-score with a wider window than the second pass of ``screen`` used.
 
-    That pass skipped notes dated outside the window that could only hold
+    That pass skips notes dated outside the window that can only hold
     infection, coagulopathy or pain facts (:class:`DeferredSelection`); a
     wider window would need them. A narrower one (or any other setting) is exact.
     """
-    used = ((manifest.get("config") or {}).get("values") or {}).get("window_days")
-    if manifest.get("outside_window_notes") and used is not None and config.window_days > used:
+    used = manifest.get("second_pass_window_days")
+    if used is not None and config.window_days > used:
         raise RunError(
-            f"{outdir} was screened with a {used}-day window: {manifest['outside_window_notes']} notes "
-            f"outside it that could only hold infection, coagulopathy or pain facts were not processed, "
-            f"so a {config.window_days}-day window cannot be scored from its mentions. Run `vertebro "
-            f"screen` again with this config (or screen with --all-mentions to keep every mention).")
+            f"{outdir} was screened with a {used}-day window: notes outside it that could only hold "
+            f"infection, coagulopathy or pain facts were not processed, so a {config.window_days}-day "
+            f"window cannot be scored from its mentions. Run `vertebro screen` again with this config "
+            f"(or screen with --all-mentions to keep every mention).")
 
 
 def frame_to_notes(frame: pd.DataFrame, columns: ColumnMap = ColumnMap()) -> pd.DataFrame:

@@ -209,6 +209,7 @@ def test_deferred_notes_outside_the_window_are_skipped_without_changing_patients
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert (manifest["deferred_notes"], manifest["second_pass_notes"], manifest["outside_window_notes"]) \
         == (7, 4, 2)
+    assert manifest["second_pass_window_days"] == 30
     cli_status = read(tmp_path / "run", "notes.csv").set_index("note_id")["status"].to_dict()
     assert cli_status == status
 
