@@ -35,7 +35,7 @@ from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_js
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .prefilter import Prefilter, compile_prefilter
 from .screening import screen_patients
-from .screening.frame import affirmed_mask, as_text
+from .screening.frame import affirmed_mask, as_text, patient_groups
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,6 @@ def deferred_selection(work: Path, processor: BatchProcessor, window_days: int |
     only FRACTURE and OEDEMA mentions decide those (all from the first pass),
     read a group of patients at a time as :func:`screen_parts` does.
     """
-    from .engines.dask import _patient_partition
     from .screening import fracture_index_dates
 
     limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
@@ -278,7 +277,7 @@ def deferred_selection(work: Path, processor: BatchProcessor, window_days: int |
     def decisive(frame: pd.DataFrame, group: int) -> np.ndarray:
         keep = frame["concept"].isin(["FRACTURE", "OEDEMA"]).to_numpy()
         if groups > 1:
-            keep &= np.asarray(_patient_partition(frame["person_id"], groups) == group)
+            keep &= patient_groups(frame["person_id"], groups) == group
         return keep
 
     people: set[str] = set()
@@ -572,7 +571,6 @@ def screen_parts(work: Path, census: Census, config: Config, *,
     note id belongs to several patients (then everyone is screened together;
     the Dask engine makes the same choice).
     """
-    from .engines.dask import _patient_partition
     limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
     groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
     if groups > 1 and census.shared_ids:
@@ -581,11 +579,11 @@ def screen_parts(work: Path, census: Census, config: Config, *,
     if groups == 1:
         return screen_patients(_mentions_of(work), None, config, note_counts=census.note_counts)
     logger.info("screening %d groups of patients", groups)
-    count_group = _patient_partition(pd.Series(census.note_counts.index, dtype=object), groups)
+    count_group = patient_groups(pd.Series(census.note_counts.index, dtype=object), groups)
     frames = []
     for group in range(groups):
         mentions = _mentions_of(
-            work, lambda frame, group=group: _patient_partition(frame["person_id"], groups) == group)
+            work, lambda frame, group=group: patient_groups(frame["person_id"], groups) == group)
         frames.append(screen_patients(mentions, None, config,
                                       note_counts=census.note_counts[count_group == group]))
     patients = pd.concat(frames, ignore_index=True)

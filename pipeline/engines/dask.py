@@ -51,6 +51,7 @@ import pandas as pd
 
 from .. import __version__
 from ..nlp.extract import BatchProcessor, process_batch
+from ..screening.frame import patient_groups
 
 logger = logging.getLogger(__name__)
 
@@ -421,10 +422,10 @@ class DaskSession:
                                         retries=TASK_RETRIES)
             return self._result(future, "screening")
         run = uuid.uuid4().hex[:12]
-        note_part = _patient_partition(notes["person_id"], count)
-        mention_part = _patient_partition(mentions["person_id"], count)
+        note_part = patient_groups(notes["person_id"], count)
+        mention_part = patient_groups(mentions["person_id"], count)
         count_part = (None if note_counts is None else
-                      _patient_partition(pd.Series(note_counts.index, dtype=object), count))
+                      patient_groups(pd.Series(note_counts.index, dtype=object), count))
         futures = []
         for part in range(count):
             part_notes = notes[note_part == part]
@@ -462,12 +463,6 @@ def _ids_shared_by_patients(notes: pd.DataFrame) -> bool:
     """Whether a note id (``""`` included) belongs to more than one patient."""
     pairs = notes[["note_id", "person_id"]].drop_duplicates()
     return bool(pairs["note_id"].duplicated().any())
-
-
-def _patient_partition(person_ids: pd.Series, count: int):
-    """The group of each row: a stable hash of ``person_id`` modulo ``count``."""
-    hashes = pd.util.hash_pandas_object(person_ids.astype(str), index=False).to_numpy()
-    return (hashes % count).astype("int64")
 
 
 def run_batches_dask(batches: Iterable[tuple[int, pd.DataFrame]], processor: BatchProcessor, *,

@@ -197,6 +197,16 @@ def prepare_mentions(mentions: pd.DataFrame | None,
     return prepared
 
 
+def patient_groups(person_ids: pd.Series, count: int) -> np.ndarray:
+    """The group (0 to ``count`` - 1) of each row: a stable hash of ``person_id`` modulo ``count``.
+
+    Screening a cohort in such groups gives the rows of screening it whole:
+    a patient's row depends on that patient's mentions only.
+    """
+    hashes = pd.util.hash_pandas_object(person_ids.astype(str), index=False).to_numpy()
+    return (hashes % count).astype("int64")
+
+
 def of_concept(prepared: pd.DataFrame, *concepts: str) -> pd.DataFrame:
     """The rows of ``prepared`` with one of ``concepts`` (select first, then compare text)."""
     if len(concepts) == 1:
