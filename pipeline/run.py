@@ -29,13 +29,13 @@ import pandas as pd
 from . import __version__
 from .config import Config, config_hash, load_config
 from .engines.local import map_in_workers, run_batches
-from .io.readers import ColumnMap, InputError, NoteSource, iter_notes
+from .io.readers import ColumnMap, InputError, NoteSource, iter_notes, parse_note_dates
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .prefilter import Prefilter, compile_prefilter
 from .screening import screen_patients
-from .screening.frame import affirmed_mask, as_text, patient_groups
+from .screening.frame import affirmed_mask, as_dates, as_text, patient_groups
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class DeferredSelection:
         outside = np.zeros(len(deferred), dtype=bool)
         if self.window_days is not None and len(self.index_dates) and wanted.any():
             index = person.map(self.index_dates).astype("datetime64[ns]")
-            distance = (pd.to_datetime(deferred["note_date"], errors="coerce") - index).dt.days.abs()
+            distance = (as_dates(deferred["note_date"]) - index).dt.days.abs()  # as in_window sees it
             outside = wanted & (distance > self.window_days).to_numpy()  # NaN (undated, no index): inside
             for position in np.flatnonzero(outside):
                 if self.standing is None or self.standing(deferred["note_text"].iat[position]):
@@ -822,7 +822,7 @@ def rescore(outdir: str | Path, *, config_path: str | None = None, excel: bool =
     mentions = pd.read_parquet(outdir / "mentions.parquet")
     notes = pd.read_csv(outdir / "notes.csv", dtype={"note_id": str, "person_id": str, "error": str},
                         keep_default_na=False, na_values=[""])
-    notes["note_date"] = pd.to_datetime(notes["note_date"], errors="coerce")
+    notes["note_date"] = parse_note_dates(notes["note_date"])
     for column in ("fracture", "acute_fracture", "oedema", "retropulsion", "epidural_disease",
                    "infection", "coagulopathy", "anticoagulant", "malignancy"):
         if column in notes:
@@ -894,7 +894,7 @@ def frame_to_notes(frame: pd.DataFrame, columns: ColumnMap = ColumnMap()) -> pd.
         "row": range(len(frame)),
         "note_id": ids(frame[columns.id]).to_numpy(),
         "person_id": ids(frame[columns.person]).to_numpy(),
-        "note_date": (pd.to_datetime(frame[columns.date], errors="coerce").to_numpy()
+        "note_date": (parse_note_dates(frame[columns.date]).to_numpy()
                       if columns.date and columns.date in frame else pd.NaT),
         "note_title": (frame[columns.title].fillna("").astype(str).to_numpy()
                        if columns.title and columns.title in frame else ""),

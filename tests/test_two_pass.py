@@ -214,17 +214,19 @@ def test_deferred_notes_outside_the_window_are_skipped_without_changing_patients
     assert cli_status == status
 
 
-@pytest.mark.parametrize("days", range(28, 33))
-def test_the_window_edge_is_that_of_screening(days):
-    """A deferred infection note ``days`` after the index date: processed exactly when screening
-    would count it (|distance| <= 30 days)."""
+@pytest.mark.parametrize("days", [-32, -31, -30, 28, 29, 30, 31, 32])
+@pytest.mark.parametrize("clock", ["", "T23:30:00", "T00:30:00+05:00"])
+def test_the_window_edge_is_that_of_screening(days, clock):
+    """A deferred infection note ``days`` from the index date (at any time of that day, with a
+    time zone or not): processed exactly when screening would count it (|distance| <= 30 days)."""
     import pipeline
     notes = _window_notes().iloc[[0, 1]].copy()
-    notes.loc[1, "note_date"] = str((pd.Timestamp("2025-05-01") + pd.Timedelta(days=days)).date())
+    notes.loc[1, "note_date"] = str((pd.Timestamp("2025-05-01") + pd.Timedelta(days=days)).date()) + clock
     two, one = pipeline.screen(notes), pipeline.screen(notes, all_mentions=True)
     pd.testing.assert_frame_equal(two.patients, one.patients)
-    assert two.notes["status"].tolist()[1] == ("processed" if days <= 30 else "no_trigger")
-    assert two.patients["infection"].tolist() == [days <= 30]
+    inside = abs(days) <= 30
+    assert two.notes["status"].tolist()[1] == ("processed" if inside else "no_trigger")
+    assert two.patients["infection"].tolist() == [inside]
 
 
 def test_rescoring_with_a_wider_window_is_refused(tmp_path):
@@ -247,3 +249,24 @@ def test_rescoring_with_a_wider_window_is_refused(tmp_path):
 def pipeline_screen(path, config):
     import pipeline
     return pipeline.screen(pd.read_csv(path, dtype=str), config=str(config), all_mentions=True).patients
+
+
+def test_a_frame_in_memory_gets_the_dates_the_readers_give(tmp_path):
+    """Dates and datetimes mixed in one column, with and without a zone: ``pipeline.screen``
+    parses them as the CSV reader does (the same window, the same index date)."""
+    dates = ["2025-05-01", "2025-05-02T10:00:00", "2025-05-03T01:00:00+05:00", "", "not a date",
+             "2025-05-04 08:15"]
+    frame = pd.DataFrame({"note_id": [str(i) for i in range(len(dates))], "person_id": "A",
+                          "note_date": dates, "note_text": "Acute L1 compression fracture."})
+    canonical = frame_to_notes(frame)
+    assert canonical["note_date"].dt.strftime("%Y-%m-%d %H:%M").fillna("").tolist() == [
+        "2025-05-01 00:00", "2025-05-02 10:00", "2025-05-03 01:00", "", "", "2025-05-04 08:15"]
+    path = tmp_path / "notes.csv"
+    frame.to_csv(path, index=False)
+    cli("screen", path, "-o", tmp_path / "run", "-q")
+    import pipeline
+    in_memory = pipeline.screen(frame).notes
+    written = read(tmp_path / "run", "notes.csv")
+    assert pd.to_datetime(in_memory["note_date"]).dt.strftime("%Y-%m-%d %H:%M").fillna("").tolist() == \
+        pd.to_datetime(written["note_date"].replace("", None), format="ISO8601").dt.strftime(
+            "%Y-%m-%d %H:%M").fillna("").tolist()

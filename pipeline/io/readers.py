@@ -1178,6 +1178,12 @@ def _date_text(value: Any) -> str | None:
     return str(value)
 
 
+def parse_note_dates(values) -> pd.Series:
+    """A date column as the readers parse it: ISO 8601 dates and datetimes (mixed in one
+    column or not), the local wall-clock time of one with a zone, NaT when missing or not a date."""
+    return _parse_dates(list(values))[0]
+
+
 def _parse_dates(values: list) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """Parse ISO dates to datetime64[ns]; returns (dates, missing, unparseable)."""
     texts = [_date_text(value) for value in values]
