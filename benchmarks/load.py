@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus import mixed_export  # noqa: E402
+
+from pipeline import DEFAULT_BATCH_SIZE  # noqa: E402
 
 CHUNK = 50_000
 
@@ -44,7 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"notes per batch (default {DEFAULT_BATCH_SIZE}, the CLI's)")
     parser.add_argument("--keep", type=Path, help="folder for the export and the run (default: a temporary one)")
     args = parser.parse_args()
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import BATCH_CHARS, __version__
 from .config import Config, config_hash, load_config
 from .engines.local import map_in_workers, run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes, parse_note_dates
@@ -69,6 +69,7 @@ def versions() -> dict[str, str]:
 def _run_key(fingerprints: list[str], rule_files: dict, config: Config | None, batch_size: int,
              defer: bool = False) -> str:
     content = json.dumps({"inputs": fingerprints, "rules": rule_files, "batch_size": batch_size,
+                          "batch_chars": BATCH_CHARS,
                           "config": config_hash(config) if config else None, "defer": defer},
                          sort_keys=True)
     return hashlib.sha256(content.encode()).hexdigest()

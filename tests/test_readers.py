@@ -702,3 +702,40 @@ def test_a_folder_without_txt_files_says_what_it_holds(tmp_path, caplog):
     caplog.set_level("WARNING")
     assert list(open_source(tmp_path).batches()) == []
     assert "no .txt file (it holds notes.csv: give a file's path" in caplog.text
+
+
+def _raw_chunks(lengths: list[int], cuts: list[int]) -> list[dict]:
+    """Raw reader chunks of notes whose texts have ``lengths``, cut at ``cuts``."""
+    from pipeline.io.readers import _FIELDS
+    rows = [{"id": str(i), "person": "p", "date": None, "title": "", "text": "x" * n}
+            for i, n in enumerate(lengths)]
+    bounds = [0, *cuts, len(rows)]
+    return [{name: [row[name] for row in rows[a:b]] for name in _FIELDS} for a, b in zip(bounds, bounds[1:])]
+
+
+def test_batches_end_at_the_size_or_once_they_hold_enough_text():
+    from pipeline.io.readers import _rebatch
+    lengths = [4, 4, 4, 1, 1, 1, 1, 1, 25, 2, 2]
+    batches = [batch["id"] for batch in _rebatch(iter(_raw_chunks(lengths, [])), size=4, max_chars=10)]
+    # 4+4+4 reaches 10 at the third note; four short notes; the 25-character note ends its batch
+    assert batches == [["0", "1", "2"], ["3", "4", "5", "6"], ["7", "8"], ["9", "10"]]
+    batches = [batch["id"] for batch in _rebatch(iter(_raw_chunks([30, 1, 1], [])), size=4, max_chars=10)]
+    assert batches == [["0"], ["1", "2"]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batches_do_not_depend_on_how_the_reader_chunks_its_input(seed):
+    """Resuming a run relies on cutting the same batches: the reader's chunk sizes (CSV, JSON
+    Lines, Parquet row groups) must not move a batch's end."""
+    import random
+    from pipeline.io.readers import _rebatch
+    rng = random.Random(seed)
+    lengths = [rng.choice([0, 1, 3, 7, 40]) for _ in range(rng.randint(1, 60))]
+    whole = [batch["id"] for batch in _rebatch(iter(_raw_chunks(lengths, [])), size=5, max_chars=12)]
+    cuts = sorted(rng.sample(range(1, len(lengths)), min(len(lengths) - 1, rng.randint(0, 8))))
+    chunked = [batch["id"] for batch in _rebatch(iter(_raw_chunks(lengths, cuts)), size=5, max_chars=12)]
+    assert chunked == whole
+    assert [i for batch in whole for i in batch] == [str(i) for i in range(len(lengths))]
+    for batch in whole:  # no batch over the size; over the characters only by its last note
+        texts = [lengths[int(i)] for i in batch]
+        assert len(batch) <= 5 and sum(texts[:-1]) < 12

@@ -81,7 +81,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from .. import DEFAULT_BATCH_SIZE
+from .. import BATCH_CHARS, DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -1082,25 +1082,35 @@ def _new_raw() -> _Raw:
     return {name: [] for name in _FIELDS}
 
 
-def _rebatch(chunks: Iterator[_Raw], size: int) -> Iterator[_Raw]:
-    """Regroup raw chunks of any length into chunks of exactly ``size`` (the last shorter)."""
+def _rebatch(chunks: Iterator[_Raw], size: int, max_chars: int = BATCH_CHARS) -> Iterator[_Raw]:
+    """Regroup raw chunks of any length into chunks of ``size`` rows (the last shorter), each
+    ending early once its texts reach ``max_chars`` characters (a longer text alone).
+
+    Where a batch ends depends only on the input, so a resumed run cuts the same batches.
+    """
     pending = _new_raw()
-    count = 0
+    count = chars = 0
     for chunk in chunks:
         length = len(chunk["id"])
-        if count == 0 and length == size:
+        lengths = [len(text) if isinstance(text, (str, bytes)) else 0 for text in chunk["text"]]
+        if count == 0 and length == size and sum(lengths) < max_chars:
             yield chunk
             continue
         start = 0
         while start < length:
             take = min(size - count, length - start)
+            for position in range(start, start + take):  # stop after the text that reaches max_chars
+                chars += lengths[position]
+                if chars >= max_chars:
+                    take = position - start + 1
+                    break
             for name in _FIELDS:
                 pending[name].extend(chunk[name][start:start + take])
             count += take
             start += take
-            if count == size:
+            if count == size or chars >= max_chars:
                 yield pending
-                pending, count = _new_raw(), 0
+                pending, count, chars = _new_raw(), 0, 0
     if count:
         yield pending
 
