@@ -262,8 +262,8 @@ class DeferredSelection:
         return deferred[wanted & ~outside].reset_index(drop=True), int(outside.sum())
 
 
-def deferred_selection(work: Path, processor: BatchProcessor, window_days: int | None = None,
-                       *, group_mentions: int | None = None) -> DeferredSelection:
+def deferred_selection(work: Path, processor: BatchProcessor, window_days: int | None = None
+                       ) -> DeferredSelection:
     """The :class:`DeferredSelection` of a run whose first pass is in ``work``.
 
     The patients with a fracture, and with ``window_days`` their index dates:
@@ -272,8 +272,7 @@ def deferred_selection(work: Path, processor: BatchProcessor, window_days: int |
     """
     from .screening import fracture_index_dates
 
-    limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
-    groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
+    groups = max(1, -(-_count_rows(work, "mentions") // SCREEN_GROUP_MENTIONS))
 
     def decisive(frame: pd.DataFrame, group: int) -> np.ndarray:
         keep = frame["concept"].isin(["FRACTURE", "OEDEMA"]).to_numpy()
