@@ -363,8 +363,8 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
         for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
                                             shared=(work, selection)):
             record(index, counts)
-    logger.info("second pass: %d of %d deferred notes processed (%d of patients with a fracture "
-                "skipped as outside the window)", facts["second_pass_notes"], facts["deferred_notes"],
+    logger.info("second pass: processed %d of %d deferred notes; %d more, of patients with a fracture, "
+                "were outside the window", facts["second_pass_notes"], facts["deferred_notes"],
                 facts["outside_window_notes"])
     return {**facts, **window, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
