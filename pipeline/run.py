@@ -35,6 +35,7 @@ from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_js
 from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
 from .prefilter import Prefilter, compile_prefilter
 from .screening import screen_patients
+from .screening.contraindications import outside_window
 from .screening.frame import affirmed_mask, as_dates, as_text, patient_groups
 
 logger = logging.getLogger(__name__)
@@ -252,10 +253,9 @@ class DeferredSelection:
         person = as_text(deferred["person_id"])
         wanted = person.isin(self.people).to_numpy()
         outside = np.zeros(len(deferred), dtype=bool)
-        if self.window_days is not None and len(self.index_dates) and wanted.any():
-            index = person.map(self.index_dates).astype("datetime64[ns]")
-            distance = (as_dates(deferred["note_date"]) - index).dt.days.abs()  # as in_window sees it
-            outside = wanted & (distance > self.window_days).to_numpy()  # NaN (undated, no index): inside
+        if self.window_days is not None and wanted.any():
+            outside = wanted & outside_window(person, as_dates(deferred["note_date"]),  # as in_window sees it
+                                              self.index_dates, self.window_days)
             for position in np.flatnonzero(outside):
                 if self.standing is None or self.standing(deferred["note_text"].iat[position]):
                     outside[position] = False
@@ -272,13 +272,11 @@ def deferred_selection(work: Path, processor: BatchProcessor, window_days: int |
     """
     from .screening import fracture_index_dates
 
-    groups = max(1, -(-_count_rows(work, "mentions") // SCREEN_GROUP_MENTIONS))
+    groups = _patient_group_count(work)
 
     def decisive(frame: pd.DataFrame, group: int) -> np.ndarray:
         keep = frame["concept"].isin(["FRACTURE", "OEDEMA"]).to_numpy()
-        if groups > 1:
-            keep &= patient_groups(frame["person_id"], groups) == group
-        return keep
+        return keep & _in_group(frame, group, groups) if groups > 1 else keep
 
     people: set[str] = set()
     dates = []
@@ -561,6 +559,18 @@ def _count_rows(work: Path, kind: str) -> int:
     return sum(pq.ParquetFile(part).metadata.num_rows for part in work.glob(f"{kind}-*.parquet"))
 
 
+def _patient_group_count(work: Path, group_mentions: int | None = None) -> int:
+    """Groups of patients (:func:`patient_groups`) that keep each group's mentions near
+    ``group_mentions`` (default ``SCREEN_GROUP_MENTIONS``); 1: everyone at once."""
+    limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
+    return max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
+
+
+def _in_group(frame: pd.DataFrame, group: int, groups: int) -> np.ndarray:
+    """The rows of ``frame`` whose patient is in ``group`` of ``groups``."""
+    return patient_groups(frame["person_id"], groups) == group
+
+
 def screen_parts(work: Path, census: Census, config: Config, *,
                  group_mentions: int | None = None) -> pd.DataFrame:
     """``screen_patients`` over the parts, in groups of patients when the mentions are many.
@@ -571,8 +581,7 @@ def screen_parts(work: Path, census: Census, config: Config, *,
     note id belongs to several patients (then everyone is screened together;
     the Dask engine makes the same choice).
     """
-    limit = SCREEN_GROUP_MENTIONS if group_mentions is None else group_mentions
-    groups = max(1, -(-_count_rows(work, "mentions") // max(1, limit)))
+    groups = _patient_group_count(work, group_mentions)
     if groups > 1 and census.shared_ids:
         logger.info("some note ids belong to several patients: screening them together")
         groups = 1
@@ -582,8 +591,7 @@ def screen_parts(work: Path, census: Census, config: Config, *,
     count_group = patient_groups(pd.Series(census.note_counts.index, dtype=object), groups)
     frames = []
     for group in range(groups):
-        mentions = _mentions_of(
-            work, lambda frame, group=group: patient_groups(frame["person_id"], groups) == group)
+        mentions = _mentions_of(work, lambda frame, group=group: _in_group(frame, group, groups))
         frames.append(screen_patients(mentions, None, config,
                                       note_counts=census.note_counts[count_group == group]))
     patients = pd.concat(frames, ignore_index=True)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .frame import of_concept
 
-__all__ = ["LocalContraindication", "in_window", "infection_scope",
+__all__ = ["LocalContraindication", "in_window", "outside_window", "infection_scope",
            "local_contraindications", "current_infections", "systemic_infection",
            "latest_labs", "coagulopathy", "current_anticoagulants"]
 
@@ -62,15 +62,23 @@ def in_window(prepared: pd.DataFrame, index_dates: pd.Series, window_days: int,
       only hold infection, coagulation or medication facts (two passes,
       :func:`pipeline.run.second_pass`) without changing any patient's row.
     """
-    if len(index_dates):
-        index = prepared["person_id"].map(index_dates).astype("datetime64[ns]")
-    else:  # pandas 3 maps through an empty mapper as float64, which a date cannot become
-        index = pd.Series(pd.NaT, index=prepared.index, dtype="datetime64[ns]")
-    distance = (prepared["note_date"] - index).dt.days.abs()
-    counts = index.isna() | prepared["note_date"].isna() | (distance <= window_days)
+    counts = ~outside_window(prepared["person_id"], prepared["note_date"], index_dates, window_days)
     if fracture_people is not None:
-        counts &= prepared["person_id"].isin(fracture_people)
-    return counts.to_numpy()
+        counts &= prepared["person_id"].isin(fracture_people).to_numpy()
+    return counts
+
+
+def outside_window(person_ids: pd.Series, note_dates: pd.Series, index_dates: pd.Series,
+                   window_days: int) -> np.ndarray:
+    """Whether each note (its patient, its day date) lies more than ``window_days`` days from
+    the patient's index date (``index_dates``: person_id -> date); False when either date is
+    unknown. The one measure of the window: :func:`in_window`, and the second pass of
+    ``screen`` (which notes it may skip)."""
+    if len(index_dates):
+        index = person_ids.map(index_dates).astype("datetime64[ns]")
+    else:  # pandas 3 maps through an empty mapper as float64, which a date cannot become
+        index = pd.Series(pd.NaT, index=person_ids.index, dtype="datetime64[ns]")
+    return ((note_dates - index).dt.days.abs() > window_days).to_numpy()  # NaN (unknown) > n: False
 
 
 def infection_scope(prepared: pd.DataFrame) -> pd.Series:
