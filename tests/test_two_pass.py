@@ -174,6 +174,18 @@ def test_a_second_pass_killed_midway_resumes_to_the_same_run(dev_runs, tmp_path,
         pd.testing.assert_frame_equal(read(out, name), read(two, name), obj=name)
 
 
+def test_two_workers_share_the_second_pass_and_write_what_one_writes(dev_runs, tmp_path):
+    two, _ = dev_runs
+    out = tmp_path / "workers"
+    cli("screen", DEV, "-o", out, "-q", "--batch-size", "25", "--workers", "2")
+    for name in ("notes.csv", "mentions.csv", "patients.csv"):
+        pd.testing.assert_frame_equal(read(out, name), read(two, name), obj=name)
+    facts = ("deferred_notes", "second_pass_notes", "outside_window_notes")
+    shared, alone = (json.loads((folder / "manifest.json").read_text()) for folder in (out, two))
+    assert {fact: shared[fact] for fact in facts} == {fact: alone[fact] for fact in facts}
+    assert shared["second_pass_notes"] > 0
+
+
 def _window_notes() -> pd.DataFrame:
     """Patient A: an acute L1 fracture on 2025-05-01 (the index date), and notes that the first
     pass defers, in and out of the 30-day window; patient B: no fracture."""
