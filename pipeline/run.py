@@ -32,7 +32,8 @@ from .engines.local import run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes, parse_note_dates
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
-from .nlp.extract import DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor
+from .nlp.extract import (DEFERRED, DEFERRED_TEXT, MENTION_COLUMNS, NOTE_COLUMNS, NOTE_FLAGS, BatchProcessor,
+                          empty_frame)
 from .prefilter import Prefilter, compile_prefilter
 from .screening import screen_patients
 from .screening.contraindications import outside_window
@@ -375,12 +376,12 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
 def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.DataFrame | None = None,
                 new_mentions: pd.DataFrame | None = None) -> int:
     """Merge one part's second-pass results into its parts; the number of notes processed."""
-    new_notes = _empty(NOTE_COLUMNS) if new_notes is None else new_notes
-    new_mentions = _empty(MENTION_COLUMNS) if new_mentions is None else new_mentions
+    new_notes = empty_frame(NOTE_COLUMNS) if new_notes is None else new_notes
+    new_mentions = empty_frame(MENTION_COLUMNS) if new_mentions is None else new_mentions
     # without new mentions the part's mentions stay as they are (a deferred note has none before)
     mentions_path = work / f"mentions-{index:06d}.parquet" if len(new_mentions) else None
     notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
-                                     _empty(MENTION_COLUMNS) if mentions_path is None
+                                     empty_frame(MENTION_COLUMNS) if mentions_path is None
                                      else pd.read_parquet(mentions_path),
                                      deferred, new_notes, new_mentions)
     if mentions_path is not None:
@@ -439,10 +440,6 @@ def _parts_in_order_by_reading(work: Path, kind: str) -> bool:
     return True
 
 
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in columns})
-
-
 def _read_parts(work: Path, kind: str, columns: list[str],
                 keep: Callable[[pd.DataFrame], pd.Series | np.ndarray] | None = None) -> pd.DataFrame:
     """The parts of one kind as one frame in input order (only the rows ``keep`` selects)."""
@@ -453,7 +450,7 @@ def _read_parts(work: Path, kind: str, columns: list[str],
         if len(frame):
             frames.append(frame)
     if not frames:
-        return _empty(columns)
+        return empty_frame(columns)
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values(SORT_KEYS[kind], kind="stable").reset_index(drop=True)
 
@@ -603,24 +600,9 @@ def write_parts(outdir: Path, work: Path) -> None:
     mention_columns = [c for c in MENTION_COLUMNS if c != "row"]
     write_csv_frames(_stream_parts(work, "notes", NOTE_COLUMNS), outdir / "notes.csv", columns=note_columns)
     write_parquet_frames(_stream_parts(work, "mentions", MENTION_COLUMNS), outdir / "mentions.parquet",
-                         empty=_empty(mention_columns))
+                         empty=empty_frame(mention_columns))
     write_csv_frames(_stream_parts(work, "mentions", MENTION_COLUMNS), outdir / "mentions.csv",
                      columns=mention_columns)
-
-
-def _dtype(column: str) -> str:
-    if column in ("row", "n_mentions", "start", "end", "snippet_start", "note_nlp_id",
-                  "section_concept_id", "note_nlp_concept_id", "note_nlp_source_concept_id"):
-        return "int64"
-    if column == "note_date":
-        return "datetime64[ns]"
-    if column == "value":
-        return "float64"
-    if column in ("negated", "uncertain", "historical", "hypothetical", "family", "new",
-                  "fracture", "acute_fracture", "oedema", "retropulsion", "epidural_disease",
-                  "infection", "coagulopathy", "anticoagulant", "malignancy"):
-        return "bool"
-    return "object"
 
 
 def write_outputs(outdir: Path, result: RunResult, *, excel: bool = False, report: bool = True,
@@ -782,7 +764,7 @@ def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, input
                       excel: bool, parts_written) -> RunResult:
     census = note_census(work)
     patients = None
-    notes, mentions = _empty(SCREEN_NOTE_COLUMNS), _empty(LEAN_MENTION_COLUMNS)
+    notes, mentions = empty_frame(SCREEN_NOTE_COLUMNS), empty_frame(LEAN_MENTION_COLUMNS)
     if command == "screen":
         clock = time.perf_counter()
         if session is not None:

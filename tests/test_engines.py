@@ -83,6 +83,21 @@ def test_two_workers_write_what_one_writes(tmp_path):
     assert len(read(one, "mentions.csv")) > 20
 
 
+def test_a_batch_without_mentions_gives_frames_typed_as_filled_ones():
+    import warnings
+    processor = BatchProcessor()
+    quiet_notes, quiet = process_batch(canonical([("Seen in clinic today, well.", "")]), processor)
+    notes, mentions = process_batch(canonical([("Acute L1 compression fracture.", "MRI")]), processor)
+    assert quiet.empty and len(mentions)
+    assert quiet.dtypes.to_dict() == mentions.dtypes.to_dict()
+    assert quiet_notes.dtypes.to_dict() == notes.dtypes.to_dict()
+    assert str(quiet["value"].dtype) == "float64" and str(quiet["negated"].dtype) == "bool"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # pandas: concatenating untyped empty frames
+        joined = pd.concat([mentions.assign(value=float("nan")), quiet], ignore_index=True)
+    assert str(joined["value"].dtype) == "float64"
+
+
 def test_tasks_cut_by_text_length_give_the_same_frames():
     notes = corpus_notes()
     batch = canonical(notes)

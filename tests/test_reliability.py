@@ -75,7 +75,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(big, tmp_path):
     out = tmp_path / "out"
     checkpoint = out / ".work" / "checkpoint.json"
     process = subprocess.Popen(subprocess_cmd("screen", path, "-o", out, "--batch-size", 50, "-q"),
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     done = []
     while time.monotonic() < deadline and process.poll() is None:

@@ -60,6 +60,7 @@ Decisions worth knowing (each counted in :class:`ReadStats`):
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -1030,6 +1031,15 @@ def _get_key(record: dict, key: str) -> Any:
 def _json_array_records(binary: BinaryIO, encoding: str, where: str) -> Iterator[tuple[int, Any]]:
     """Stream the elements of a top-level JSON array, yielding (element number from 1, value)."""
     text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape")
+    try:
+        yield from _array_elements(text, where)
+    finally:
+        # the caller closes the file: detached, the wrapper is not left unclosed (a ResourceWarning)
+        with contextlib.suppress(ValueError):
+            text.detach()
+
+
+def _array_elements(text: io.TextIOBase, where: str) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     buffer, position, at_end = "", 0, False
     read_size = _CHUNK_BYTES

@@ -64,6 +64,27 @@ MODALITIES = [
 ]
 
 
+#: Columns of the notes and mentions frames that are not text (object).
+_COLUMN_DTYPES = {
+    **dict.fromkeys(("row", "n_mentions", "start", "end", "snippet_start", "note_nlp_id", "section_concept_id",
+                     "note_nlp_concept_id", "note_nlp_source_concept_id"), "int64"),
+    "note_date": "datetime64[ns]",
+    "value": "float64",
+    **dict.fromkeys((*BOOLEAN_ATTRIBUTES, *NOTE_FLAGS), "bool"),
+}
+
+
+def column_dtype(column: str) -> str:
+    """The dtype of a column of the notes or mentions frames."""
+    return _COLUMN_DTYPES.get(column, "object")
+
+
+def empty_frame(columns: list[str]) -> pd.DataFrame:
+    """A frame with no rows and ``columns`` typed as a filled one's (not all object): concatenated
+    with others, it changes no column's dtype."""
+    return pd.DataFrame({column: pd.Series(dtype=column_dtype(column)) for column in columns})
+
+
 def modality_of(title: str, text: str) -> str:
     """The imaging modality of a report, from its title or first lines ("" for clinical notes)."""
     for source in (title or "", text[:200]):
@@ -201,10 +222,12 @@ def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.Da
             continue
         mention_rows.extend(rows)
         note_rows.append(_note_row(note, "processed", "", mentions))
-    notes = pd.DataFrame(note_rows, columns=[*NOTE_COLUMNS, DEFERRED_TEXT] if defer else NOTE_COLUMNS)
+    note_columns = [*NOTE_COLUMNS, DEFERRED_TEXT] if defer else NOTE_COLUMNS
+    notes = pd.DataFrame(note_rows, columns=note_columns) if note_rows else empty_frame(note_columns)
+    if not mention_rows:
+        return notes, empty_frame(MENTION_COLUMNS)
     # rows as tuples in MENTION_COLUMNS order: pandas builds a frame from tuples faster than from dicts
-    mentions = pd.DataFrame.from_records(mention_rows, columns=MENTION_COLUMNS, nrows=len(mention_rows))
-    return notes, mentions
+    return notes, pd.DataFrame.from_records(mention_rows, columns=MENTION_COLUMNS, nrows=len(mention_rows))
 
 
 def _mention_row(note, text: str, mention: dict, modality: str, processor: BatchProcessor) -> tuple:
