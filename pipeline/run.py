@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import BATCH_CHARS, __version__
 from .config import Config, config_hash, load_config
-from .engines.local import run_batches
+from .engines.local import map_in_workers, run_batches
 from .io.readers import ColumnMap, InputError, NoteSource, iter_notes, parse_note_dates
 from .io.writers import (make_private_dir, write_csv, write_csv_frames, write_json, write_parquet,
                          write_parquet_frames)
@@ -309,9 +309,9 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     (``second_pass_window_days``). Each ``deferred-NNNNNN.parquet`` is merged
     into its ``notes-NNNNNN`` and ``mentions-NNNNNN`` parts (written atomically), recorded in the
     checkpoint as ``second``, then deleted: a killed second pass resumes
-    where it stopped. The workers process the notes (split into tasks by
-    text length, as in the first pass: a part's notes may go to several),
-    and this process merges each part once its results are all back.
+    where it stopped. On the local engine a worker does a whole part
+    (read, process, merge, write); on Dask the workers process the notes
+    and the client merges.
     """
     parts = sorted(work.glob("deferred-*.parquet"))
     started = time.perf_counter()
@@ -334,48 +334,51 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     logger.info("second pass: deferred notes of %d batch(es), for %d patient(s) with a fracture",
                 len(indexes), len(selection.people))
 
-    in_flight: dict[int, tuple[pd.DataFrame, int]] = {}  # parts being processed: their deferred
-    # rows (not texts), and how many of their notes were outside the window
-
-    def record(index: int, deferred: pd.DataFrame, outside: int, notes: pd.DataFrame | None = None,
-               mentions: pd.DataFrame | None = None) -> None:
-        processed = _merge_part(work, index, deferred, notes, mentions)
+    def record(index: int, counts: tuple[int, int, int]) -> None:
         finished.add(index)
         _save_checkpoint(work, key, done, second=finished)
         (work / f"deferred-{index:06d}.parquet").unlink()
-        facts["deferred_notes"] += len(deferred)
-        facts["second_pass_notes"] += processed
-        facts["outside_window_notes"] += outside
+        for name, count in zip(("deferred_notes", "second_pass_notes", "outside_window_notes"), counts):
+            facts[name] += count
 
-    def pending():
-        for index in indexes:
-            deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
-            wanted, outside = selection(deferred)
-            deferred = deferred[DEFERRED_ROW_COLUMNS]
-            if wanted.empty:
-                record(index, deferred, outside)
-            else:
-                in_flight[index] = deferred, outside
-                yield index, wanted
-
-    # the workers process the wanted notes (a part's split into tasks by text length, as in the
-    # first pass); this process merges each part's results once they are all back
     if engine == "dask":
+        in_flight: dict[int, pd.DataFrame] = {}  # the deferred rows (not texts) of parts being processed
+        outside: dict[int, int] = {}  # and how many of their notes were outside the window
+
+        def pending():
+            for index in indexes:
+                deferred, (wanted, outside[index]) = _deferred(work, index, selection)
+                if wanted.empty:
+                    record(index, (*_merge_part(work, index, deferred), outside.pop(index)))
+                else:
+                    in_flight[index] = deferred[DEFERRED_ROW_COLUMNS]
+                    yield index, wanted
+
         from .engines.dask import run_batches_dask
-        results = run_batches_dask(pending(), full, workers=workers, scheduler=scheduler, session=session)
+        for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
+                                                       session=session):
+            record(index, (*_merge_part(work, index, in_flight.pop(index), notes, mentions), outside.pop(index)))
     else:
-        results = run_batches(pending(), full, workers=workers)
-    for index, notes, mentions in results:
-        record(index, *in_flight.pop(index), notes, mentions)
+        for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
+                                            shared=(work, selection)):
+            record(index, counts)
     logger.info("second pass: processed %d of %d deferred notes; %d more, of patients with a fracture, "
                 "were outside the window", facts["second_pass_notes"], facts["deferred_notes"],
                 facts["outside_window_notes"])
     return {**facts, **window, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
+def _deferred(work: Path, index: int, selection: DeferredSelection
+              ) -> tuple[pd.DataFrame, tuple[pd.DataFrame, int]]:
+    """One part's deferred notes, and ``selection`` of them (those to process, and how many were
+    outside the window)."""
+    deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
+    return deferred, selection(deferred)
+
+
 def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.DataFrame | None = None,
-                new_mentions: pd.DataFrame | None = None) -> int:
-    """Merge one part's second-pass results into its parts; the number of notes processed."""
+                new_mentions: pd.DataFrame | None = None) -> tuple[int, int]:
+    """Merge one part's second-pass results into its parts; (deferred notes, processed notes)."""
     new_notes = empty_frame(NOTE_COLUMNS) if new_notes is None else new_notes
     new_mentions = empty_frame(MENTION_COLUMNS) if new_mentions is None else new_mentions
     # without new mentions the part's mentions stay as they are (a deferred note has none before)
@@ -383,11 +386,23 @@ def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.Da
     notes, mentions = merge_deferred(pd.read_parquet(work / f"notes-{index:06d}.parquet"),
                                      empty_frame(MENTION_COLUMNS) if mentions_path is None
                                      else pd.read_parquet(mentions_path),
-                                     deferred, new_notes, new_mentions)
+                                     deferred[DEFERRED_ROW_COLUMNS], new_notes, new_mentions)
     if mentions_path is not None:
         write_parquet(mentions, mentions_path)
     write_parquet(notes, work / f"notes-{index:06d}.parquet")
-    return len(new_notes)
+    return len(deferred), len(new_notes)
+
+
+def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, DeferredSelection], index: int
+                      ) -> tuple[int, int, int]:
+    """One part of the second pass, whole (runs in a worker process): (deferred, processed,
+    outside the window)."""
+    from .nlp.extract import process_batch
+    work, selection = shared
+    deferred, (wanted, outside) = _deferred(work, index, selection)
+    if wanted.empty:
+        return (*_merge_part(work, index, deferred), outside)
+    return (*_merge_part(work, index, deferred, *process_batch(wanted, processor)), outside)
 
 
 #: What screening and the report read of the notes (the rest is only written out).

@@ -296,3 +296,16 @@ def test_wrap_tolerant_matcher_gives_spacys_matches_in_spacys_order(extractor):
         assert fast(doc) == expected
         total += len(expected)
     assert total > 1000
+
+
+def _scaled(processor, shared, item):
+    return (item * shared, processor.use_prefilter)
+
+
+def test_map_in_workers_gives_the_inline_results_in_order():
+    from pipeline.engines.local import map_in_workers
+    processor = BatchProcessor.__new__(BatchProcessor)  # only the attribute the function reads
+    processor.use_prefilter = True
+    inline = list(map_in_workers(_scaled, range(7), processor, workers=1, shared=3))
+    forked = list(map_in_workers(_scaled, range(7), processor, workers=2, shared=3))
+    assert inline == forked == [(i, (3 * i, True)) for i in range(7)]

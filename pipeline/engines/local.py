@@ -34,6 +34,7 @@ MAX_TASK_CHARS = 400_000
 MAX_CHARS_IN_FLIGHT = 16_000_000
 
 _WORKER: BatchProcessor | None = None
+_SHARED = None  # what map_in_workers' function gets beside the processor
 
 
 def _init_worker(patterns: list[str], nlp_date: str, nlp_datetime: str, use_prefilter: bool,
@@ -133,15 +134,39 @@ def _run_pool(batches, processor: BatchProcessor, *, workers: int, max_chars: in
 
 
 @contextlib.contextmanager
-def _inherited(processor: BatchProcessor | None):
-    """Make ``processor`` what forked workers find: nothing to build or pickle.
+def _inherited(processor: BatchProcessor | None, shared=None):
+    """Make ``processor`` (and ``shared``) what forked workers find: nothing to build or pickle.
 
     ``None``: spawned workers, which build their own in ``_init_worker``.
     """
-    global _WORKER
-    previous = _WORKER
-    _WORKER = processor
+    global _WORKER, _SHARED
+    previous = _WORKER, _SHARED
+    _WORKER, _SHARED = processor, shared
     try:
         yield
     finally:
-        _WORKER = previous
+        _WORKER, _SHARED = previous
+
+
+def _run_mapped(task):
+    function, item = task
+    return item, function(_WORKER, _SHARED, item)
+
+
+def map_in_workers(function, items: Iterable, processor: BatchProcessor, *, workers: int = 1,
+                   shared=None) -> Iterator[tuple[object, object]]:
+    """``(item, function(processor, shared, item))`` for each item, in order.
+
+    With ``workers > 1`` (and ``fork``) the calls run in forked worker
+    processes that inherit ``processor`` and ``shared`` (nothing is pickled
+    but the item, ``function`` and the result); else here, one by one.
+    ``function`` must be a module-level function.
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for item in items:
+            yield item, function(processor, shared, item)
+        return
+    with _inherited(processor, shared), \
+            multiprocessing.get_context("fork").Pool(processes=min(workers, len(items))) as pool:
+        yield from pool.imap(_run_mapped, [(function, item) for item in items])
