@@ -751,12 +751,13 @@ def _run_job(inputs: Sequence[NoteSource], outdir: str | Path, *, command: str, 
         timings["second_pass_seconds"] = passes.pop("second_pass_seconds")
     # screening and the report read the parts a patient group at a time; the note and
     # mention files are streamed from them (bounded memory whatever the input size), by a
-    # process of their own when there are CPUs to spare
-    with _parts_writer(outdir, work, workers if session is None else 1) as parts_written:
+    # process of their own when there are CPUs to spare (a Dask run's workers are elsewhere)
+    writers = workers if session is None else 1
+    with _parts_writer(outdir, work, writers) as parts_written:
         return _screen_and_write(outdir, work, processor, inputs, command=command, config=config,
                                  config_path=config_path, timings=timings, facts=facts, passes=passes,
                                  started_at=started_at, engine=engine, workers=workers, session=session,
-                                 excel=excel, parts_written=parts_written)
+                                 excel=excel, parts_written=parts_written, writers=writers)
 
 
 @contextlib.contextmanager
@@ -776,7 +777,7 @@ def _parts_writer(outdir: Path, work: Path, workers: int):
 def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, inputs: Sequence[NoteSource], *,
                       command: str, config: Config | None, config_path: str | None, timings: dict,
                       facts: dict, passes: dict, started_at: str, engine: str, workers: int, session,
-                      excel: bool, parts_written) -> RunResult:
+                      excel: bool, parts_written, writers: int) -> RunResult:
     census = note_census(work)
     patients = None
     notes, mentions = empty_frame(SCREEN_NOTE_COLUMNS), empty_frame(LEAN_MENTION_COLUMNS)
@@ -798,8 +799,7 @@ def _screen_and_write(outdir: Path, work: Path, processor: BatchProcessor, input
                               config_path=config_path, notes=notes, patients=patients, timings=timings,
                               extra=extra, status=census.status)
     result = RunResult(notes=notes, mentions=mentions, patients=patients, manifest=manifest)
-    write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written,
-                  workers=workers if session is None else 1)
+    write_outputs(outdir, result, excel=excel, work=work, parts_written=parts_written, workers=writers)
     shutil.rmtree(work, ignore_errors=True)
     return result
 
