@@ -64,8 +64,8 @@ MODALITIES = [
 ]
 
 
-#: Columns of the notes and mentions frames that are not text (object).
-_COLUMN_DTYPES = {
+#: The columns of the notes and mentions frames that are not text (object).
+COLUMN_DTYPES = {
     **dict.fromkeys(("row", "n_mentions", "start", "end", "snippet_start", "note_nlp_id", "section_concept_id",
                      "note_nlp_concept_id", "note_nlp_source_concept_id"), "int64"),
     "note_date": "datetime64[ns]",
@@ -74,15 +74,10 @@ _COLUMN_DTYPES = {
 }
 
 
-def column_dtype(column: str) -> str:
-    """The dtype of a column of the notes or mentions frames."""
-    return _COLUMN_DTYPES.get(column, "object")
-
-
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     """A frame with no rows and ``columns`` typed as a filled one's (not all object): concatenated
     with others, it changes no column's dtype."""
-    return pd.DataFrame({column: pd.Series(dtype=column_dtype(column)) for column in columns})
+    return pd.DataFrame({column: pd.Series(dtype=COLUMN_DTYPES.get(column, "object")) for column in columns})
 
 
 def modality_of(title: str, text: str) -> str:
