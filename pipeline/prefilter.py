@@ -194,13 +194,18 @@ def _usable(strings: frozenset[str] | None) -> bool:
     return all(s.replace(_B, "") and s.isascii() for s in strings)
 
 
-def _merge(strings: Iterable[str]) -> frozenset[str]:
-    """One string per literal core; the same core with other flags keeps only the common flags."""
-    return _merge_set(frozenset(strings))
+def _merge(strings: Iterable[str], *, starts: bool = False) -> frozenset[str]:
+    """One string per literal core; the same core with other flags keeps only the common flags.
+
+    A string that holds another one (with its flags) adds nothing and goes; with ``starts``
+    (a set of strings every match *starts* with) only one that begins with the other: the
+    match "post-kyphoplasty" does not start where "kyphoplasty" does.
+    """
+    return _merge_set(frozenset(strings), starts)
 
 
 @functools.lru_cache(maxsize=65536)
-def _merge_set(strings: frozenset[str]) -> frozenset[str]:
+def _merge_set(strings: frozenset[str], starts: bool = False) -> frozenset[str]:
     flags: dict[str, tuple[bool, bool]] = {}
     for string in strings:
         core = string.replace(_B, "")
@@ -208,17 +213,18 @@ def _merge_set(strings: frozenset[str]) -> frozenset[str]:
         if core in flags:
             start, end = start and flags[core][0], end and flags[core][1]
         flags[core] = (start, end)
-    # a string containing another one that holds wherever it occurs adds nothing
     kept = {core: value for core, value in flags.items()
-            if not any(other != core and other in core and _implies(core, value, other, flags[other])
+            if not any(other != core and other in core and _implies(core, value, other, flags[other], at_start=starts)
                        for other in flags)}
     return frozenset((_B if start else "") + core + (_B if end else "") for core, (start, end) in kept.items())
 
 
-def _implies(core: str, flags: tuple[bool, bool], other: str, other_flags: tuple[bool, bool]) -> bool:
-    """Every occurrence of ``core`` (with its boundary flags) holds one of ``other`` (with its flags)."""
+def _implies(core: str, flags: tuple[bool, bool], other: str, other_flags: tuple[bool, bool], *,
+             at_start: bool = False) -> bool:
+    """Every occurrence of ``core`` (with its boundary flags) holds one of ``other`` (with its flags);
+    with ``at_start``, one at its first character."""
     index = core.find(other)
-    while index >= 0:
+    while index >= 0 and not (at_start and index):
         end = index + len(other)
         start_ok = not other_flags[0] or (flags[0] if index == 0 else
                                           _is_word(core[index - 1]) != _is_word(core[index]))
@@ -594,7 +600,7 @@ class Plan(NamedTuple):
 def regex_plan(pattern: str, flags: int = re.IGNORECASE) -> Plan:
     """The anchors of a regex and, when usable (not single letters), its start anchors."""
     info = _analyse(pattern, flags)
-    prefix = _merge(info.prefix) if _usable(info.prefix) else None
+    prefix = _merge(info.prefix, starts=True) if _usable(info.prefix) else None
     if prefix is not None and _cost(prefix) >= _TOO_COMMON:
         prefix = None
     best = info.best or prefix

@@ -98,6 +98,14 @@ def test_a_batch_without_mentions_gives_frames_typed_as_filled_ones():
     assert str(joined["value"].dtype) == "float64"
 
 
+def test_a_match_that_starts_before_its_anchor_keeps_its_start():
+    text = "Findings: Post-kyphoplasty cement at T12. Prior vertebroplasty cement at L1."
+    fast = [(m["concept"], m["lexical_variant"], m["start"]) for m in Extractor().mentions(text)]
+    plain = [(m["concept"], m["lexical_variant"], m["start"]) for m in build_nlp()(text)._.vertebro_mentions]
+    assert fast == plain
+    assert ("PRIOR_AUGMENTATION", "Post-kyphoplasty cement", 10) in fast
+
+
 def test_tasks_cut_by_text_length_give_the_same_frames():
     notes = corpus_notes()
     batch = canonical(notes)
