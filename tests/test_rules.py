@@ -1,6 +1,8 @@
 """Rule behaviour, one trap phrase per row (SPEC §3), and the rule files' own examples."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -8,7 +10,7 @@ from pipeline.nlp.rule_examples import check_case, example_cases
 from pipeline.nlp.rules import (RuleError, check_rules, load_rules, patterns_dir, read_manifest,
                                 unlisted_files)
 
-from .conftest import find
+from .conftest import REPO, find
 
 AFFIRMED = dict(negated=False, uncertain=False, hypothetical=False, family=False)
 
@@ -202,3 +204,15 @@ def test_invalid_extra_folder_is_refused(tmp_path):
     folder = _folder(tmp_path, "target", [{"literal": "x", "category": "NOPE"}])
     with pytest.raises(RuleError, match="R005"):
         load_rules([folder])
+
+
+def test_lab_values_take_linear_time_on_a_line_of_joining_words():
+    from pipeline.nlp.labs import find_lab_values
+    assert [(v.lab, v.value) for v in find_lab_values("INR  of  is  now  2.4 (H)")] == [("INR", 2.4)]
+    # "(\s* word \s*)*" took exponential time on a line of joining words and no value: ten
+    # of them took 5 s, thirty would not end. Run apart, so that a regression fails, not hangs.
+    code = ("from pipeline.nlp.labs import find_lab_values\n"
+            "for head in ('INR', 'PT', 'Platelets', 'PT/INR'):\n"
+            "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was '):\n"
+            "        assert not find_lab_values(head + filler * 30 + 'x')\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60, check=True)

@@ -15,7 +15,11 @@ import re
 from dataclasses import dataclass
 
 _NUMBER = r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
-_JOIN = r"(?:\s*(?:[:=#]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b|\(\s*[HL]\s*\))\s*)*\s*"
+# What may stand between a lab's name and its value: white space and joining words, the
+# white space once between two of them ("(\s* word \s*)*" can split a run of spaces in
+# two at every word, and a line with many such words and no value took the regex
+# exponential time: "INR  of  of  of ..." ten times over took 5 s)
+_JOIN = r"\s*(?:(?:[:=#]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b|\(\s*[HL]\s*\))\s*)*"
 
 PT_INR = re.compile(
     r"\bPT\s*/\s*INR\b" + _JOIN + r"(?P<pt>\d+(?:\.\d+)?)\s*(?:s(?:ec)?\b)?\s*/\s*(?P<inr>\d+(?:\.\d+)?)",
