@@ -342,22 +342,24 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
             facts[name] += count
 
     if engine == "dask":
-        in_flight: dict[int, pd.DataFrame] = {}  # the deferred rows (not texts) of parts being processed
-        outside: dict[int, int] = {}  # and how many of their notes were outside the window
+        # parts being processed: their deferred rows (not texts), and how many of their notes
+        # were outside the window
+        in_flight: dict[int, tuple[pd.DataFrame, int]] = {}
 
         def pending():
             for index in indexes:
-                deferred, (wanted, outside[index]) = _deferred(work, index, selection)
+                deferred, wanted, outside = _deferred(work, index, selection)
                 if wanted.empty:
-                    record(index, (*_merge_part(work, index, deferred), outside.pop(index)))
+                    record(index, (*_merge_part(work, index, deferred), outside))
                 else:
-                    in_flight[index] = deferred[DEFERRED_ROW_COLUMNS]
+                    in_flight[index] = deferred[DEFERRED_ROW_COLUMNS], outside
                     yield index, wanted
 
         from .engines.dask import run_batches_dask
         for index, notes, mentions in run_batches_dask(pending(), full, workers=workers, scheduler=scheduler,
                                                        session=session):
-            record(index, (*_merge_part(work, index, in_flight.pop(index), notes, mentions), outside.pop(index)))
+            deferred, outside = in_flight.pop(index)
+            record(index, (*_merge_part(work, index, deferred, notes, mentions), outside))
     else:
         for index, counts in map_in_workers(_second_pass_part, indexes, full, workers=workers,
                                             shared=(work, selection)):
@@ -368,12 +370,11 @@ def second_pass(work: Path, processor: BatchProcessor, *, key: str, workers: int
     return {**facts, **window, "second_pass_seconds": round(time.perf_counter() - started, 3)}
 
 
-def _deferred(work: Path, index: int, selection: DeferredSelection
-              ) -> tuple[pd.DataFrame, tuple[pd.DataFrame, int]]:
-    """One part's deferred notes, and ``selection`` of them (those to process, and how many were
-    outside the window)."""
+def _deferred(work: Path, index: int, selection: DeferredSelection) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """One part's deferred notes, those of them to process, and how many were outside the window
+    (``selection``)."""
     deferred = pd.read_parquet(work / f"deferred-{index:06d}.parquet")
-    return deferred, selection(deferred)
+    return (deferred, *selection(deferred))
 
 
 def _merge_part(work: Path, index: int, deferred: pd.DataFrame, new_notes: pd.DataFrame | None = None,
@@ -399,7 +400,7 @@ def _second_pass_part(processor: BatchProcessor, shared: tuple[Path, DeferredSel
     outside the window)."""
     from .nlp.extract import process_batch
     work, selection = shared
-    deferred, (wanted, outside) = _deferred(work, index, selection)
+    deferred, wanted, outside = _deferred(work, index, selection)
     if wanted.empty:
         return (*_merge_part(work, index, deferred), outside)
     return (*_merge_part(work, index, deferred, *process_batch(wanted, processor)), outside)
