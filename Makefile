@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench rules clean
+.PHONY: demo test bench rules analyses clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(VENV)/.dev-installed
 ## rules: validate the rule files and run their examples
 rules: $(VENV)/.installed
 	$(BIN)/vertebro rules check
+
+## analyses: rewrite the pre-filter's table of the shipped regexes (after editing a rule's regex or
+## pipeline/prefilter.py; a test says when it is out of date)
+analyses: $(VENV)/.dev-installed
+	$(BIN)/python -c "from pipeline.prefilter import write_analyses; print(write_analyses(), 'patterns')"
 
 clean:
 	rm -rf $(VENV) build *.egg-info reports/demo

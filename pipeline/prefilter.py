@@ -44,10 +44,13 @@ where they can start (:func:`speed_up_matcher`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]  # Python 3.11+
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from re._constants import (  # type: ignore[import-not-found]
     ANY,
     ASSERT,
@@ -70,6 +73,7 @@ from re._constants import (  # type: ignore[import-not-found]
     RANGE,
     SUBPATTERN,
 )
+import sys
 from typing import Any, NamedTuple
 
 import ahocorasick
@@ -294,15 +298,97 @@ def _is_optional(op, av) -> bool:
 _MEMO: dict = {}  # analysis results of the pattern being analysed, by the ids of its parts
 
 
+class _Found(NamedTuple):
+    """What the analysis of a whole pattern gives its callers: the best anchor set (every
+    match contains one of its strings; None: none usable) and the strings every match
+    starts with (``""`` in the set: nothing known)."""
+
+    best: frozenset[str] | None
+    prefix: frozenset[str]
+
+
+def _analyse(pattern: str, flags: int) -> _Found:
+    """The analysis of a whole pattern, from the shipped table (:data:`ANALYSES`) or computed.
+
+    Analysed once per pattern: ``regex_plan(p)`` (``re.IGNORECASE``) and the
+    pattern compiled from ``p`` (its flags also hold ``re.UNICODE`` and any
+    inline flags) parse to the same tree, so they share one entry.
+    """
+    flags = re.compile(pattern, flags).flags & ~re.UNICODE
+    shipped = _shipped_analyses().get(_analysis_entry(pattern, flags))
+    if shipped is not None:
+        best, prefix = shipped
+        return _Found(None if best is None else frozenset(best), frozenset(prefix))
+    return _computed_analysis(pattern, flags)
+
+
 @functools.lru_cache(maxsize=4096)
-def _analyse(pattern: str, flags: int) -> _Info:
-    """The analysis of a whole pattern (parts shared between split alternatives are analysed once)."""
+def _computed_analysis(pattern: str, flags: int) -> _Found:
+    """The analysis itself (parts shared between split alternatives are analysed once)."""
     parsed = sre_parse.parse(pattern, flags)
     _MEMO.clear()
     try:
-        return _sequence(parsed)
+        info = _sequence(parsed)
     finally:
         _MEMO.clear()
+    return _Found(info.best, info.prefix)
+
+
+#: The analyses of the shipped rules' patterns, computed ahead (:func:`write_analyses`):
+#: computing them costs a cold start most of a second, which every CLI run would pay. The
+#: table is used only if this very file, on this Python version, made it
+#: (:func:`_analysis_key`); any other pattern, or a stale table, is analysed as it comes.
+ANALYSES = Path(__file__).with_name("prefilter_analyses.json")
+
+
+@functools.cache
+def _analysis_key() -> str:
+    """This module's source and the Python version (whose ``re`` parser the analysis reads)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(("python %d.%d" % sys.version_info[:2]).encode())
+    return digest.hexdigest()
+
+
+def _analysis_entry(pattern: str, flags: int) -> str:
+    return f"{int(flags)}:{pattern}"
+
+
+@functools.cache
+def _shipped_analyses() -> dict[str, tuple[list[str] | None, list[str]]]:
+    try:
+        table = json.loads(ANALYSES.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(table, dict) or table.get("key") != _analysis_key():
+        return {}
+    return {entry: (found["best"], found["prefix"]) for entry, found in table["analyses"].items()}
+
+
+def shipped_patterns() -> list[str]:
+    """The regular expressions of the shipped rules and lab values (case-insensitive, as run)."""
+    from .nlp.rules import load_rules
+
+    rules = load_rules([])
+    patterns = [rule["pattern"] for rule in (*rules.target, *rules.sections, *rules.context)
+                if isinstance(rule.get("pattern"), str)]
+    return patterns + [pattern.pattern for pattern in LAB_PATTERNS.values()]
+
+
+def write_analyses(path: Path = ANALYSES) -> int:
+    """Write the table of :data:`ANALYSES` for the shipped patterns; return its size.
+
+    Run after changing this module or a rule's regex (``make analyses``); a
+    test fails while the table is out of date.
+    """
+    analyses = {}
+    for pattern in shipped_patterns():
+        flags = re.compile(pattern, re.IGNORECASE).flags & ~re.UNICODE
+        found = _computed_analysis(pattern, flags)
+        analyses[_analysis_entry(pattern, flags)] = {
+            "best": None if found.best is None else sorted(found.best), "prefix": sorted(found.prefix)}
+    path.write_text(json.dumps({"key": _analysis_key(), "analyses": analyses}, indent=1, sort_keys=True)
+                    + "\n", encoding="utf-8")
+    return len(analyses)
 
 
 def _node(op, av, budget: int) -> _Info:

@@ -1,4 +1,4 @@
-"""The wheel carries the rule files and the report templates (found without the source tree)."""
+"""The wheel carries the rule files, the report templates and the pre-filter's table (found without the source tree)."""
 
 import subprocess
 import sys
@@ -17,7 +17,7 @@ def test_wheel_ships_patterns_config_and_templates(tmp_path):
     wheel = next(tmp_path.glob("vertebro-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     manifest_files = ["pipeline/patterns/manifest.toml", "pipeline/default_config.toml",
-                      "pipeline/report/templates/report.html"]
+                      "pipeline/report/templates/report.html", "pipeline/prefilter_analyses.json"]
     for name in manifest_files:
         assert name in names, name
     rule_files = {name for name in names if name.startswith("pipeline/patterns/") and name.endswith(".json")}

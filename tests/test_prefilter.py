@@ -22,6 +22,7 @@ from hypothesis.errors import InvalidArgument
 
 from pipeline.nlp.labs import INR, PLATELETS, PT, PT_INR
 from pipeline.nlp.rules import load_rules
+import pipeline.prefilter as prefilter
 from pipeline.prefilter import (
     Anchor,
     AnchorIndex,
@@ -400,3 +401,71 @@ def test_prefilter_is_compiled_from_the_rules(tmp_path):
     rules = load_rules([folder])
     assert not PREFILTER("Kummell disease at T12.")
     assert compile_prefilter(rules)("Kummell disease at T12.")
+
+
+# --------------------------------------------------------------------------------------------
+# The table of the shipped regexes' analyses (a cold start reads it instead of analysing)
+# --------------------------------------------------------------------------------------------
+
+def _table() -> dict:
+    return json.loads(prefilter.ANALYSES.read_text(encoding="utf-8"))
+
+
+def _made_here() -> bool:
+    return _table()["key"] == prefilter._analysis_key()
+
+
+@pytest.fixture
+def fresh_analyses():
+    """Forget the table and every computed analysis, before and after the test."""
+    def forget():
+        prefilter._shipped_analyses.cache_clear()
+        prefilter._computed_analysis.cache_clear()
+        prefilter._literals.cache_clear()
+    forget()
+    yield
+    forget()
+
+
+def test_the_table_holds_what_the_analysis_computes_for_every_shipped_regex():
+    if not _made_here() and sys.version_info[:2] != (3, 11):
+        pytest.skip("the table is made on Python 3.11 (CI's); on other versions the regexes are analysed")
+    assert _made_here(), "pipeline/prefilter.py changed since the table was made: run `make analyses`"
+    expected = {}
+    for pattern in prefilter.shipped_patterns():
+        flags = re.compile(pattern, re.IGNORECASE).flags & ~re.UNICODE
+        found = prefilter._computed_analysis.__wrapped__(pattern, flags)
+        expected[f"{int(flags)}:{pattern}"] = {
+            "best": None if found.best is None else sorted(found.best), "prefix": sorted(found.prefix)}
+    assert _table()["analyses"] == expected, "a shipped regex changed: run `make analyses`"
+
+
+def test_building_the_pipeline_analyses_no_shipped_regex(fresh_analyses):
+    if not _made_here():
+        pytest.skip("the table was made on another Python version or by other code")
+    from pipeline.nlp.extract import BatchProcessor
+    BatchProcessor()
+    assert prefilter._computed_analysis.cache_info().misses == 0
+
+
+def test_only_a_table_made_by_this_code_on_this_python_is_read(fresh_analyses, tmp_path, monkeypatch):
+    pattern = r"\bdoctored\s+regex\b"
+    computed = texts(regex_plan(pattern).anchors)
+    table = tmp_path / "analyses.json"
+    monkeypatch.setattr(prefilter, "ANALYSES", table)
+    entry = {f"{int(re.IGNORECASE)}:{pattern}": {"best": ["zebra"], "prefix": ["zebra"]}}
+    for key, anchors in ((prefilter._analysis_key(), {"zebra"}), ("made by other code", computed)):
+        table.write_text(json.dumps({"key": key, "analyses": entry}), encoding="utf-8")
+        prefilter._shipped_analyses.cache_clear()
+        assert texts(regex_plan(pattern).anchors) == anchors, key
+    table.write_text("{not json", encoding="utf-8")
+    prefilter._shipped_analyses.cache_clear()
+    assert texts(regex_plan(pattern).anchors) == computed != {"zebra"}
+
+
+def test_the_gate_and_the_matcher_share_one_analysis_of_a_regex(fresh_analyses, monkeypatch):
+    monkeypatch.setattr(prefilter, "_shipped_analyses", lambda: {})
+    pattern = r"(?m)^\s*(?:impression|conclusion)s?\s*:"
+    regex_plan(pattern)  # the gate's plan (re.IGNORECASE)
+    prefilter._literals(re.compile(pattern, re.IGNORECASE))  # the matcher's literals (its compiled flags)
+    assert prefilter._computed_analysis.cache_info().misses == 1
