@@ -39,6 +39,11 @@ Inside the pipeline the same anchors drive :class:`FastRegexMatcher`, a
 drop-in for medspaCy's regex matcher: the text is taken once (not rebuilt
 from the tokens for every rule) and only the rules whose anchors occur run,
 where they can start (:func:`speed_up_matcher`).
+
+Analysing the shipped rules' regexes takes most of a second, which every
+run would pay at start-up: their analyses ship in a table made ahead
+(:data:`ANALYSES`, ``make analyses``), read only when this very module made
+it on this Python version.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import hashlib
 import json
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]  # Python 3.11+
+import sys
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +79,6 @@ from re._constants import (  # type: ignore[import-not-found]
     RANGE,
     SUBPATTERN,
 )
-import sys
 from typing import Any, NamedTuple
 
 import ahocorasick
@@ -314,7 +319,7 @@ def _analyse(pattern: str, flags: int) -> _Found:
     pattern compiled from ``p`` (its flags also hold ``re.UNICODE`` and any
     inline flags) parse to the same tree, so they share one entry.
     """
-    flags = re.compile(pattern, flags).flags & ~re.UNICODE
+    flags = _analysis_flags(pattern, flags)
     shipped = _shipped_analyses().get(_analysis_entry(pattern, flags))
     if shipped is not None:
         best, prefix = shipped
@@ -349,6 +354,11 @@ def _analysis_key() -> str:
     return digest.hexdigest()
 
 
+def _analysis_flags(pattern: str, flags: int) -> int:
+    """The flags the pattern runs with, inline ones included (``re.UNICODE`` goes without saying)."""
+    return re.compile(pattern, flags).flags & ~re.UNICODE
+
+
 def _analysis_entry(pattern: str, flags: int) -> str:
     return f"{int(flags)}:{pattern}"
 
@@ -361,7 +371,10 @@ def _shipped_analyses() -> dict[str, tuple[list[str] | None, list[str]]]:
         return {}
     if not isinstance(table, dict) or table.get("key") != _analysis_key():
         return {}
-    return {entry: (found["best"], found["prefix"]) for entry, found in table["analyses"].items()}
+    try:
+        return {entry: (found["best"], found["prefix"]) for entry, found in table["analyses"].items()}
+    except (KeyError, TypeError, AttributeError):  # not a table this module wrote
+        return {}
 
 
 def shipped_patterns() -> list[str]:
@@ -382,7 +395,7 @@ def write_analyses(path: Path = ANALYSES) -> int:
     """
     analyses = {}
     for pattern in shipped_patterns():
-        flags = re.compile(pattern, re.IGNORECASE).flags & ~re.UNICODE
+        flags = _analysis_flags(pattern, re.IGNORECASE)
         found = _computed_analysis(pattern, flags)
         analyses[_analysis_entry(pattern, flags)] = {
             "best": None if found.best is None else sorted(found.best), "prefix": sorted(found.prefix)}
