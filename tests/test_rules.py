@@ -102,6 +102,11 @@ def test_trap_phrases(extractor, text, concept, attrs):
     ("Patient is afebrile.", "INFECTION"),
     ("Modic type 1 endplate changes - T2/STIR hyperintensity along the L4 endplate.", "OEDEMA"),
     ("Parkinsonian: rigidity, retropulsion on standing (pull test positive).", "RETROPULSION"),
+    # the pull test's result is counted in steps; "Station" is the standing part of the exam
+    ("Station: 3-4step retropulsion.", "RETROPULSION"),
+    ("Gait was short stepped with mild anteroflexed posture. 3-4 step retropulsion noted.", "RETROPULSION"),
+    ("Retropulsion of two steps, recovers unaided.", "RETROPULSION"),
+    ("A few steps of retropulsion.", "RETROPULSION"),
     ("L1 burst fracture with 40% canal compromise from retropulsed bone.", "EPIDURAL_DISEASE"),
     ("Disc extrusion mildly indenting the thecal sac at L5-S1.", "EPIDURAL_DISEASE"),
     ("Infection screen: sent.", "INFECTION"),
