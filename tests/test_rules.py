@@ -97,6 +97,9 @@ def test_trap_phrases(extractor, text, concept, attrs):
     ("Right hip fracture.", "FRACTURE"),
     ("Old healed left rib fractures.", "FRACTURE"),
     ("Schmorl's node at L2.", "FRACTURE"),
+    # discs and osteophytes deform the cord and the thecal sac; a vertebral level nearby is the disc's
+    ("There is also a fairly large disc at C3-C4 with cord deformity.", "FRACTURE"),
+    ("Osteophyte at C5-C6 causing deformity of the ventral spinal cord.", "FRACTURE"),
     ("T2 hyperintense signal in the knee joint effusion.", "OEDEMA"),
     ("Bilateral pedal oedema.", "OEDEMA"),
     ("Patient is afebrile.", "INFECTION"),
