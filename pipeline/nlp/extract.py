@@ -64,7 +64,7 @@ MODALITIES = [
 ]
 
 
-#: The columns of the notes and mentions frames that are not text (object).
+#: The columns of the notes and mentions frames that are not text.
 COLUMN_DTYPES = {
     **dict.fromkeys(("row", "n_mentions", "start", "end", "snippet_start", "note_nlp_id", "section_concept_id",
                      "note_nlp_concept_id", "note_nlp_source_concept_id"), "int64"),
@@ -76,8 +76,9 @@ COLUMN_DTYPES = {
 
 def empty_frame(columns: list[str]) -> pd.DataFrame:
     """A frame with no rows and ``columns`` typed as a filled one's (not all object): concatenated
-    with others, it changes no column's dtype."""
-    return pd.DataFrame({column: pd.Series(dtype=COLUMN_DTYPES.get(column, "object")) for column in columns})
+    with others, it changes no column's dtype. Text columns are ``str``: object on pandas 2, the
+    string dtype pandas 3 gives a column of Python strings."""
+    return pd.DataFrame({column: pd.Series(dtype=COLUMN_DTYPES.get(column, str)) for column in columns})
 
 
 def modality_of(title: str, text: str) -> str:
