@@ -79,6 +79,11 @@ def one(extractor, text, concept, title="", needle=None):
     # anticoagulants
     ("Warfarin held for 5 days.", "ANTICOAGULANT", dict(med_status="held")),
     ("Continue apixaban.", "ANTICOAGULANT", dict(med_status="continued")),
+    # a hold word is the anticoagulant's status and the coagulopathy's correction, in one sentence
+    ("Coumadin held 1/13-1/14 for INR 3.6, resumed 1/15.", "ANTICOAGULANT", dict(med_status="held", corrected="")),
+    ("Coumadin held 1/13-1/14 for INR 3.6, resumed 1/15.", "COAGULOPATHY", dict(corrected="held")),
+    ("Enoxaparin ceased on discharge.", "ANTICOAGULANT", dict(med_status="held", corrected="")),
+    ("Remains on warfarin, aspirin stopped.", "ANTICOAGULANT", dict(med_status="continued")),
     # supporting
     ("Multiple myeloma.", "MALIGNANCY", dict(**AFFIRMED)),
     ("Severe back pain, 9/10.", "PAIN", dict(**AFFIRMED)),

@@ -273,12 +273,17 @@ class MentionAttributes:
         if corrected == "resolved" and span.label_ not in CORRECTABLE:
             # "marrow oedema has resolved", "back pain resolved": no longer present
             flags["negated"] = True
-        med_modifier = _nearest(span, modifiers, {"MED_HELD", "MED_CONTINUED"})
         med_status = ""
-        if span.label_ == "ANTICOAGULANT" and med_modifier is not None:
-            med_status = "held" if med_modifier.category == "MED_HELD" else "continued"
-        if span.label_ == "ANTICOAGULANT" and corrected == "held":
-            med_status = med_status or "held"
+        if span.label_ == "ANTICOAGULANT":
+            # the hold words ("withheld", "stopped") are CORRECTED rules, which a coagulopathy and
+            # an infection read too; on an anticoagulant they are its status, the nearest one counts
+            med_modifier = _nearest(span, [modifier for modifier in modifiers if modifier.category != "CORRECTED"
+                                           or modifier.rule.metadata["value"] == "held"],
+                                    {"MED_HELD", "MED_CONTINUED", "CORRECTED"})
+            if med_modifier is not None:
+                med_status = "continued" if med_modifier.category == "MED_CONTINUED" else "held"
+            if corrected == "held":
+                corrected = ""
 
         base = {
             "concept": span.label_,
