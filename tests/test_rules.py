@@ -58,6 +58,14 @@ def one(extractor, text, concept, title="", needle=None):
     ("Malignant spinal cord compression at T6.", "EPIDURAL_DISEASE", dict(levels=["T6"], **AFFIRMED)),
     # infection
     ("History of osteomyelitis, treated 2019.", "INFECTION", dict(historical=True, scope="local")),
+    # consent lists and uncertain causes
+    ("Risks of surgery including but not limited to bleeding, infection, stroke and paralysis were discussed.",
+     "INFECTION", dict(hypothetical=True)),
+    ("The risks of the surgery were explained to include, but not limited to, bleeding and infection.",
+     "INFECTION", dict(hypothetical=True)),
+    ("It is possible that she has had chronic pyelonephritis.", "INFECTION", dict(uncertain=True)),
+    ("Raised BNP, possibly secondary to underlying infection.", "INFECTION", dict(uncertain=True)),
+    ("Fever secondary to pneumonia.", "INFECTION", dict(AFFIRMED)),
     ("Healed L4-5 discitis-osteomyelitis.", "INFECTION", dict(corrected="resolved", acuity="", scope="local")),
     ("Risk of infection was discussed.", "INFECTION", dict(hypothetical=True)),
     ("Admitted with urosepsis.", "INFECTION", dict(scope="systemic", **AFFIRMED)),
