@@ -84,6 +84,11 @@ def one(extractor, text, concept, title="", needle=None):
     ("PLT 120 K/uL", "COAGULOPATHY", dict(lab="platelets", value=120.0)),
     ("platelet count of 45,000", "COAGULOPATHY", dict(lab="platelets", value=45.0)),
     ("Coagulopathy reversed with vitamin K.", "COAGULOPATHY", dict(corrected="reversed")),
+    # a value aimed at is not a measured one (screening reads measured values only)
+    ("Goal INR 2-3.", "COAGULOPATHY", dict(hypothetical=True, value=2.0)),
+    ("Continue Coumadin to an INR of 2 with a duplex follow-up.", "COAGULOPATHY", dict(hypothetical=True)),
+    ("Target INR of 2.5 on warfarin.", "COAGULOPATHY", dict(hypothetical=True)),
+    ("INR 2.8 today, goal 2-3.", "COAGULOPATHY", dict(AFFIRMED, value=2.8)),
     # anticoagulants
     ("Warfarin held for 5 days.", "ANTICOAGULANT", dict(med_status="held")),
     ("Continue apixaban.", "ANTICOAGULANT", dict(med_status="continued")),
