@@ -83,7 +83,7 @@ from typing import Any, NamedTuple
 
 import ahocorasick
 
-from .nlp.labs import INR, PLATELETS, PT, PT_INR
+from .nlp.labs import INR, PLATELETS, PT, PT_INR, PT_PTT_INR
 from .nlp.rules import RuleSet
 
 __all__ = [
@@ -967,7 +967,8 @@ class Prefilter:
         return self.matching(text) is not None
 
 
-LAB_PATTERNS = {"lab:PT/INR": PT_INR, "lab:INR": INR, "lab:PT": PT, "lab:platelets": PLATELETS}
+LAB_PATTERNS = {"lab:PT/PTT/INR": PT_PTT_INR, "lab:PT/INR": PT_INR, "lab:INR": INR, "lab:PT": PT,
+                "lab:platelets": PLATELETS}
 
 
 def compile_prefilter(rules: RuleSet, concepts: Iterable[str] | None = None) -> Prefilter:

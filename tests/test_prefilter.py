@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from pipeline.nlp.labs import INR, PLATELETS, PT, PT_INR
+from pipeline.nlp.labs import INR, PLATELETS, PT, PT_INR, PT_PTT_INR
 from pipeline.nlp.rules import load_rules
 import pipeline.prefilter as prefilter
 from pipeline.prefilter import (
@@ -46,7 +46,7 @@ TARGET_PATTERNS = [rule["pattern"] for rule in RULES.target
                    if rule.get("category") != "IGNORE" and isinstance(rule.get("pattern"), str)]
 ALL_PATTERNS = [rule["pattern"] for rule in RULES.target if isinstance(rule.get("pattern"), str)] + \
     [rule["pattern"] for rule in RULES.context if isinstance(rule.get("pattern"), str)]
-LABS = [PT_INR, INR, PT, PLATELETS]
+LABS = [PT_PTT_INR, PT_INR, INR, PT, PLATELETS]
 
 
 def corpus_notes() -> list[tuple[str, str]]:

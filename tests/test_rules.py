@@ -83,6 +83,10 @@ def one(extractor, text, concept, title="", needle=None):
     ("platelets 38 x10^9/L", "COAGULOPATHY", dict(lab="platelets", value=38.0)),
     ("PLT 120 K/uL", "COAGULOPATHY", dict(lab="platelets", value=120.0)),
     ("platelet count of 45,000", "COAGULOPATHY", dict(lab="platelets", value=45.0)),
+    # MIMIC's lab lines: the values of "PT / PTT / INR" in that order, "INR(PT)", "Plt Ct"
+    ("PT / PTT / INR:19.1/31.6/1.7, ALT / AST:37/165", "COAGULOPATHY", dict(lab="INR", value=1.7)),
+    ("BLOOD INR(PT)-1.2 PTT-29.3", "COAGULOPATHY", dict(lab="INR", value=1.2)),
+    ("BLOOD WBC-9.7 Hct-24.0 Plt Ct-593", "COAGULOPATHY", dict(lab="platelets", value=593.0)),
     ("Coagulopathy reversed with vitamin K.", "COAGULOPATHY", dict(corrected="reversed")),
     # a value aimed at is not a measured one (screening reads measured values only)
     ("Goal INR 2-3.", "COAGULOPATHY", dict(hypothetical=True, value=2.0)),
@@ -238,7 +242,7 @@ def test_lab_values_take_linear_time_on_a_line_of_joining_words():
     # "(\s* word \s*)*" took exponential time on a line of joining words and no value: ten
     # of them took 5 s, thirty would not end. Run apart, so that a regression fails, not hangs.
     code = ("from pipeline.nlp.labs import find_lab_values\n"
-            "for head in ('INR', 'PT', 'Platelets', 'PT/INR'):\n"
-            "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was '):\n"
+            "for head in ('INR', 'PT', 'Platelets', 'PT/INR', 'PT / PTT / INR', 'Plt Ct'):\n"
+            "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was ', ' - ', ' (PT) '):\n"
             "        assert not find_lab_values(head + filler * 30 + 'x')\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60, check=True)

@@ -1,7 +1,8 @@
 """Coagulation lab values: INR, prothrombin time and platelet counts.
 
 Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
-``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
+``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
+``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
 ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
 and tabular lab lines (``Platelets     42   L   150-400``).
 
@@ -19,19 +20,29 @@ _NUMBER = r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
 # white space once between two of them ("(\s* word \s*)*" can split a run of spaces in
 # two at every word, and a line with many such words and no value took the regex
 # exponential time: "INR  of  of  of ..." ten times over took 5 s)
-_JOIN = r"\s*(?:(?:[:=#]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b|\(\s*[HL]\s*\))\s*)*"
+# ("INR(PT)-1.2" and "Plt Ct-593" are how MIMIC's discharge summaries list labs)
+_JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
+         r"|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
+_DECIMAL = r"\d+(?:\.\d+)?"
+#: After a value: not more of a number or of a list of values ("19.1/31.6" is not 19)
+_END = r"(?![\d/]|\.\d)"
 
 PT_INR = re.compile(
     r"\bPT\s*/\s*INR\b" + _JOIN + r"(?P<pt>\d+(?:\.\d+)?)\s*(?:s(?:ec)?\b)?\s*/\s*(?P<inr>\d+(?:\.\d+)?)",
     re.IGNORECASE,
 )
-INR = re.compile(r"\bINR\b" + _JOIN + _NUMBER + r"(?![\d/])", re.IGNORECASE)
+# "PT / PTT / INR:19.1/31.6/1.7": the values in the order of the names
+PT_PTT_INR = re.compile(
+    r"\bPT\s*/\s*PTT\s*/\s*INR\b" + _JOIN + rf"(?P<pt>{_DECIMAL})\s*/\s*{_DECIMAL}\s*/\s*(?P<inr>{_DECIMAL}){_END}",
+    re.IGNORECASE,
+)
+INR = re.compile(r"\bINR\b" + _JOIN + _NUMBER + _END, re.IGNORECASE)
 PT = re.compile(
     r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER + r"\s*(?P<unit>s(?:ec(?:onds)?)?\b)?(?![\w/%])",
     re.IGNORECASE,
 )
 PLATELETS = re.compile(
-    r"\b(?:platelets?(?:\s+count)?|plts?|PLT(?:\s+count)?)" + _JOIN + _NUMBER
+    r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?)" + _JOIN + _NUMBER
     + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
     r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3)|K\b))?",
     re.IGNORECASE,
@@ -64,11 +75,13 @@ def find_lab_values(text: str) -> list[LabValue]:
     def free(start: int, end: int) -> bool:
         return all(end <= a or start >= b for a, b in taken)
 
-    for match in PT_INR.finditer(text):
-        pt, inr = match.group("pt"), match.group("inr")
-        found.append(LabValue("PT", _number(pt), "s", match.start(), match.end()))
-        found.append(LabValue("INR", _number(inr), "", match.start(), match.end()))
-        taken.append(match.span())
+    for pattern in (PT_PTT_INR, PT_INR):
+        for match in pattern.finditer(text):
+            if free(*match.span()):
+                pt, inr = match.group("pt"), match.group("inr")
+                found.append(LabValue("PT", _number(pt), "s", match.start(), match.end()))
+                found.append(LabValue("INR", _number(inr), "", match.start(), match.end()))
+                taken.append(match.span())
     for match in INR.finditer(text):
         if free(*match.span()):
             value = _number(match.group("value"))
