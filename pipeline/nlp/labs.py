@@ -28,7 +28,7 @@ _DECIMAL = r"\d+(?:\.\d+)?"
 _END = r"(?![\d/]|\.\d)"
 
 PT_INR = re.compile(
-    r"\bPT\s*/\s*INR\b" + _JOIN + r"(?P<pt>\d+(?:\.\d+)?)\s*(?:s(?:ec)?\b)?\s*/\s*(?P<inr>\d+(?:\.\d+)?)",
+    r"\bPT\s*/\s*INR\b" + _JOIN + rf"(?P<pt>{_DECIMAL})\s*(?:s(?:ec)?\b)?\s*/\s*(?P<inr>{_DECIMAL})",
     re.IGNORECASE,
 )
 # "PT / PTT / INR:19.1/31.6/1.7": the values in the order of the names
