@@ -150,15 +150,17 @@ def screen(path: Path, outdir: Path, workers: int):
     from pipeline.io.readers import open_source
     from pipeline.run import run_job
 
-    result = {}
+    manifests = []  # (seconds, manifest) of every run
 
     def run():
         shutil.rmtree(outdir, ignore_errors=True)
+        started = time.perf_counter()
         source = open_source(path)  # the CLI's default batch size
-        result["job"] = run_job([source], outdir, command="screen", workers=workers)
+        manifest = run_job([source], outdir, command="screen", workers=workers).manifest
+        manifests.append((time.perf_counter() - started, manifest))
 
     def figures(wall: float, cpu: float) -> dict:
-        manifest = result["job"].manifest
+        manifest = min(manifests, key=lambda run: run[0])[1]  # the time split of the fastest run, as ``wall`` is
         return {"workers": workers, "seconds": wall, "cpu_seconds_main": cpu,
                 "notes": manifest["counts"]["notes"], "status": manifest["counts"]["status"],
                 "mentions": pq.ParquetFile(outdir / "mentions.parquet").metadata.num_rows,
