@@ -104,6 +104,8 @@ def one(extractor, text, concept, title="", needle=None):
     ("Coumadin held 1/13-1/14 for INR 3.6, resumed 1/15.", "COAGULOPATHY", dict(corrected="held")),
     ("Enoxaparin ceased on discharge.", "ANTICOAGULANT", dict(med_status="held", corrected="")),
     ("Remains on warfarin, aspirin stopped.", "ANTICOAGULANT", dict(med_status="continued")),
+    ("Would avoid other blood thinners including Plavix.", "ANTICOAGULANT", dict(med_status="held")),
+    ("Continue warfarin but avoid NSAIDs.", "ANTICOAGULANT", dict(med_status="continued")),
     # supporting
     ("Multiple myeloma.", "MALIGNANCY", dict(**AFFIRMED)),
     ("Severe back pain, 9/10.", "PAIN", dict(**AFFIRMED)),
@@ -140,6 +142,9 @@ def test_trap_phrases(extractor, text, concept, attrs):
     ("Infection screen: sent.", "INFECTION"),
     ("Blood cultures: no growth to date.", "INFECTION"),
     ("Hay fever, on cetirizine.", "INFECTION"),
+    # heparin that keeps a line open, or measured as a lab test, is not anticoagulant treatment
+    ("The port had been aspirated and irrigated with heparin solution.", "ANTICOAGULANT"),
+    ("Low molecular weight heparin test was low at 0.27 units/mL.", "ANTICOAGULANT"),
     ("Marrow oedema in the lateral tibial plateau in keeping with an insufficiency fracture.", "FRACTURE"),
 ])
 def test_not_a_mention(extractor, text, concept):
