@@ -67,6 +67,11 @@ def one(extractor, text, concept, title="", needle=None):
     ("Raised BNP, possibly secondary to underlying infection.", "INFECTION", dict(uncertain=True)),
     ("Fever secondary to pneumonia.", "INFECTION", dict(AFFIRMED)),
     ("Constitutional: No(t) Fatigue, No(t) Fever. Skin: Not assessed.", "INFECTION", dict(negated=True)),
+    # an indication states an infection the patient has, or asks about one in words ConText reads
+    ("INDICATIONS: Lumbar osteomyelitis, on IV antibiotics.\nFINDINGS: Stable.", "INFECTION", dict(AFFIRMED)),
+    ("INDICATION: ?discitis.\nFINDINGS: Normal.", "INFECTION", dict(uncertain=True)),
+    ("INDICATION: Rule out osteomyelitis.\nFINDINGS: Normal.", "INFECTION", dict(uncertain=True)),
+    ("INDICATION: Rule out fracture.\nFINDINGS: Normal.", "FRACTURE", dict(uncertain=True)),
     ("Further workup showed osteomyelitis of L2.", "INFECTION", dict(AFFIRMED, levels=["L2"])),
     ("Workup for infection.", "INFECTION", dict(hypothetical=True)),
     ("Healed L4-5 discitis-osteomyelitis.", "INFECTION", dict(corrected="resolved", acuity="", scope="local")),
