@@ -235,6 +235,19 @@ def test_rule_check_reports_problems(tmp_path, rules, code):
     assert any(problem.startswith(code) for problem in problems), problems
 
 
+def test_rule_check_reports_modifiers_of_two_categories_on_the_same_words(tmp_path):
+    """ConText keeps one of two modifiers on the same words, whichever the rule order puts first."""
+    held = {"literal": "withheld", "category": "MED_HELD", "direction": "BIDIRECTIONAL",
+            "allowed_types": ["ANTICOAGULANT"]}
+    corrected = {"literal": "Withheld", "category": "CORRECTED", "direction": "BIDIRECTIONAL",
+                 "allowed_types": ["COAGULOPATHY", "ANTICOAGULANT"], "metadata": {"value": "held"}}
+    problems = check_rules(_folder(tmp_path, "context", [held, corrected]))
+    assert [problem[:4] for problem in problems] == ["R014"], problems
+    # targets that cannot meet: no conflict
+    corrected["allowed_types"] = ["COAGULOPATHY"]
+    assert check_rules(_folder(tmp_path, "context", [held, corrected])) == []
+
+
 def test_extra_rule_folder_adds_a_rule(tmp_path):
     folder = _folder(tmp_path, "target", [{"literal": "Kummell disease", "category": "FRACTURE",
                                            "attributes": {"anatomy": "vertebral"}}])

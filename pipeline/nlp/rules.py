@@ -272,10 +272,45 @@ def check_rules(folder: str | Path | None = None) -> list[str]:
     path = Path(folder) if folder else patterns_dir()
     if not path.is_dir():
         return [f"R001 {path}: not a folder"]
-    _load_folder(path, problems, require_manifest=folder is None)
+    loaded, _implies, _hashes = _load_folder(path, problems, require_manifest=folder is None)
+    problems.extend(_same_words(loaded["context"]))
     if (path / "manifest.toml").exists():
         problems.extend(f"R013 {name}: present but not listed in manifest.toml" for name in unlisted_files(path))
     return problems
+
+
+def _same_words(files: list[tuple[str, list]]) -> list[str]:
+    """R014: two ConText rules of different categories that match the same words for a target.
+
+    ConText keeps one of two modifiers on the same tokens, and which one depends
+    on the order of the rule ids: adding an unrelated rule can flip it. (Until
+    session 7 "withheld" was both CORRECTED and MED_HELD.)
+    """
+    problems = []
+    first: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    for name, rules in files:
+        for rule in rules:
+            if not isinstance(rule, dict):
+                continue
+            pattern = rule.get("pattern")
+            words = (("regex", pattern) if isinstance(pattern, str)
+                     else ("tokens", json.dumps(pattern, sort_keys=True)) if pattern is not None
+                     else ("literal", str(rule.get("literal", "")).strip().lower()))
+            for other_name, other in first.get(words, []):
+                if other.get("category") != rule.get("category") and _share_targets(rule, other):
+                    problems.append(
+                        f"R014 {name} rule {rule.get('literal')!r} ({rule.get('category')}) matches the same words as "
+                        f"{other_name} rule {other.get('literal')!r} ({other.get('category')}) for the same targets: "
+                        f"ConText keeps only one of the two, whichever the rule order puts first")
+            first.setdefault(words, []).append((name, rule))
+    return problems
+
+
+def _share_targets(rule: dict, other: dict) -> bool:
+    allowed = [set(r["allowed_types"]) if r.get("allowed_types") else None for r in (rule, other)]
+    if allowed[0] is None or allowed[1] is None:
+        return True
+    return bool(allowed[0] & allowed[1])
 
 
 def medspacy_arguments(rule: dict[str, Any]) -> dict[str, Any]:
