@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+import pipeline.prefilter as prefilter
 from pipeline.nlp.labs import INR, PLATELETS, PT, PT_INR, PT_PTT_INR
 from pipeline.nlp.rules import load_rules
-import pipeline.prefilter as prefilter
 from pipeline.prefilter import (
     Anchor,
     AnchorIndex,
