@@ -28,7 +28,7 @@ from pipeline.nlp.pipeline import (
     Extractor,
     build_nlp,
     clinical_tokenizer,
-    is_spine_note,
+    mark_note,
 )
 from pipeline.nlp.rules import load_rules
 from pipeline.nlp.sentences import DOC_TEXT, target_sentence_ranges
@@ -147,7 +147,7 @@ def test_concat_keeps_dtypes_of_filled_frames():
 
 def reference_mentions(nlp, text: str, title: str) -> list[dict]:
     doc = nlp.make_doc(text)
-    doc._.spine_note = is_spine_note(text, title)
+    mark_note(doc, text, title)
     return nlp(doc)._.vertebro_mentions or []
 
 

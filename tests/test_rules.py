@@ -122,6 +122,21 @@ def test_trap_phrases(extractor, text, concept, attrs):
         assert mention[name] == expected, f"{name} of {concept} in {text!r}: {mention[name]!r}"
 
 
+def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
+    """An imaging report's indication asks ("HISTORY: back pain, fracture"); a clinical note's
+    HISTORY: or INDICATIONS: states what the patient has (MTSamples' kyphoplasty notes)."""
+    from pipeline.nlp.pipeline import is_imaging_report
+    text = "INDICATIONS: L1 compression fracture, for kyphoplasty.\n\nPROCEDURE: Kyphoplasty at L1."
+    assert one(extractor, text, "FRACTURE", title="MRI LUMBAR SPINE")["uncertain"]
+    assert not one(extractor, text, "FRACTURE", title="IR Consult")["uncertain"]
+    assert [is_imaging_report("", title) for title in ("XR CHEST PA AND LATERAL", "DEXA BONE DENSITOMETRY",
+                                                        "Kyphoplasty - Consult", "Discharge Summary")] == \
+        [True, True, False, False]
+    # without a title, the first line says
+    assert is_imaging_report("MRI LUMBAR SPINE WITHOUT CONTRAST\nHISTORY: pain.", "")
+    assert not is_imaging_report("DISCHARGE SUMMARY\nMRI showed an L1 fracture.", "")
+
+
 @pytest.mark.parametrize("text, concept", [
     ("Epidural steroid injection at L4-5.", "EPIDURAL_DISEASE"),
     ("Labour epidural anaesthesia was uneventful.", "EPIDURAL_DISEASE"),

@@ -245,6 +245,8 @@ class MentionAttributes:
 
         section = _section_of(sections, span.start) or "other"
         implied = self.section_implies.get(section, {})
+        if implied.get("imaging_only") and not span.doc._.imaging_report:
+            implied = {"section": implied["section"]} if "section" in implied else {}
         applies = implied.get("concepts")
         if applies is None or span.label_ in applies:
             for name in FLAGS.values():

@@ -53,6 +53,9 @@ def register_extensions() -> None:
         Doc.set_extension("vertebro_mentions", default=None)
     if not Doc.has_extension("spine_note"):
         Doc.set_extension("spine_note", default=False)
+    if not Doc.has_extension("imaging_report"):
+        # unknown (a Doc no one marked): as an imaging report, the stricter reading
+        Doc.set_extension("imaging_report", default=True)
 
 
 def clinical_tokenizer(nlp: Language) -> None:
@@ -445,7 +448,7 @@ class Extractor:
         self._renew_if_due()
         doc = self.nlp.make_doc(text)
         doc.user_data[DOC_TEXT] = text
-        doc._.spine_note = is_spine_note(text, title)
+        mark_note(doc, text, title)
         for name, proc in self._always:
             if name == "vertebro_labs" and self._lab_keys.isdisjoint(self._gate.scan(text)):
                 continue  # no lab anchor: no lab value to find
@@ -473,3 +476,26 @@ SPINE_NOTE = re.compile(
 def is_spine_note(text: str, title: str = "") -> bool:
     """A report about the spine: a bare "no acute fracture" in it is about the vertebrae."""
     return bool(SPINE_NOTE.search(title or "") or SPINE_NOTE.search(text[:300]))
+
+
+IMAGING_REPORT = re.compile(
+    r"\b(?:MRI|MR|CT|XR|CXR|x-?rays?|radiographs?|films?|DEXA|DXA|bone\s+(?:scan|densitometry)|scintigra\w*|"
+    r"nuclear\s+medicine|SPECT|PET|fluoroscop\w*|myelogra\w*|ultrasound|sonograph\w*|imaging)\b",
+    re.IGNORECASE,
+)
+
+
+def is_imaging_report(text: str, title: str = "") -> bool:
+    """The report of an imaging study: its title says so (without a title, its first line).
+
+    Its indication asks a question ("HISTORY: back pain, fracture"); a clinical
+    note's HISTORY: or INDICATIONS: states what the patient has.
+    """
+    head = title.strip() if isinstance(title, str) and title.strip() else text.lstrip()[:200].split("\n", 1)[0]
+    return bool(IMAGING_REPORT.search(head))
+
+
+def mark_note(doc: Doc, text: str, title: str = "") -> None:
+    """Set what the rules read about the whole note: ``spine_note`` and ``imaging_report``."""
+    doc._.spine_note = is_spine_note(text, title)
+    doc._.imaging_report = is_imaging_report(text, title)
