@@ -66,6 +66,10 @@ def one(extractor, text, concept, title="", needle=None):
     ("It is possible that she has had chronic pyelonephritis.", "INFECTION", dict(uncertain=True)),
     ("Raised BNP, possibly secondary to underlying infection.", "INFECTION", dict(uncertain=True)),
     ("Fever secondary to pneumonia.", "INFECTION", dict(AFFIRMED)),
+    # "possible" governs the item after it, not a whole list of diagnoses
+    ("Ischemic cecum with possible metastatic disease, bilateral hydronephrosis on atrial fibrillation, "
+     "aspiration pneumonia, chronic alcohol abuse.", "INFECTION", dict(AFFIRMED)),
+    ("Possible small focus of marrow oedema at L1.", "OEDEMA", dict(uncertain=True)),
     ("Constitutional: No(t) Fatigue, No(t) Fever. Skin: Not assessed.", "INFECTION", dict(negated=True)),
     # an indication states an infection the patient has, or asks about one in words ConText reads
     ("INDICATIONS: Lumbar osteomyelitis, on IV antibiotics.\nFINDINGS: Stable.", "INFECTION", dict(AFFIRMED)),
