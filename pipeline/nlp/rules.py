@@ -283,8 +283,8 @@ def _same_words(files: list[tuple[str, list]]) -> list[str]:
     """R014: two ConText rules of different categories that match the same words for a target.
 
     ConText keeps one of two modifiers on the same tokens, and which one depends
-    on the order of the rule ids: adding an unrelated rule can flip it. (Until
-    session 7 "withheld" was both CORRECTED and MED_HELD.)
+    on the order of the rule ids: adding an unrelated rule can flip it ("withheld"
+    as both CORRECTED and MED_HELD once made an anticoagulant's status depend on it).
     """
     problems = []
     first: dict[tuple[str, str], list[tuple[str, dict]]] = {}
