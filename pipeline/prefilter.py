@@ -321,10 +321,7 @@ def _analyse(pattern: str, flags: int) -> _Found:
     """
     flags = _analysis_flags(pattern, flags)
     shipped = _shipped_analyses().get(_analysis_entry(pattern, flags))
-    if shipped is not None:
-        best, prefix = shipped
-        return _Found(None if best is None else frozenset(best), frozenset(prefix))
-    return _computed_analysis(pattern, flags)
+    return shipped if shipped is not None else _computed_analysis(pattern, flags)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -364,7 +361,7 @@ def _analysis_entry(pattern: str, flags: int) -> str:
 
 
 @functools.cache
-def _shipped_analyses() -> dict[str, tuple[list[str] | None, list[str]]]:
+def _shipped_analyses() -> dict[str, _Found]:
     try:
         table = json.loads(ANALYSES.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -372,7 +369,8 @@ def _shipped_analyses() -> dict[str, tuple[list[str] | None, list[str]]]:
     if not isinstance(table, dict) or table.get("key") != _analysis_key():
         return {}
     try:
-        return {entry: (found["best"], found["prefix"]) for entry, found in table["analyses"].items()}
+        return {entry: _Found(None if found["best"] is None else frozenset(found["best"]), frozenset(found["prefix"]))
+                for entry, found in table["analyses"].items()}
     except (KeyError, TypeError, AttributeError):  # not a table this module wrote
         return {}
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NUMBER = r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
 # What may stand between a lab's name and its value: white space and joining words, the
 # white space once between two of them ("(\s* word \s*)*" can split a run of spaces in
 # two at every word, and a line with many such words and no value took the regex
@@ -24,6 +23,7 @@ _NUMBER = r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
 _JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
          r"|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
 _DECIMAL = r"\d+(?:\.\d+)?"
+_NUMBER = rf"(?P<value>\d{{1,3}}(?:,\d{{3}})+|{_DECIMAL})"
 #: After a value: not more of a number or of a list of values ("19.1/31.6" is not 19)
 _END = r"(?![\d/]|\.\d)"
 
