@@ -51,6 +51,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]  # Python 3.11+
 import sys
@@ -247,13 +248,14 @@ def _implies(core: str, flags: tuple[bool, bool], other: str, other_flags: tuple
 
 @functools.lru_cache(maxsize=65536)
 def _cost(strings: frozenset[str]) -> float:
-    """Rough chance of a hit: a longer or word-bounded string is rarer."""
-    total = 0.0
-    for string in strings:
-        core = string.replace(_B, "")
-        edges = string.startswith(_B) + string.endswith(_B)
-        total += 12.0 ** -(len(core) + 0.6 * edges)
-    return total
+    """Rough chance of a hit: a longer or word-bounded string is rarer.
+
+    Summed exactly (``math.fsum``): a plain float sum depends on the order a set
+    yields its strings, which changes with the string hash seed of each process,
+    and two sets of equal cost then ranked differently from one run to the next.
+    """
+    return math.fsum(12.0 ** -(len(string.replace(_B, "")) + 0.6 * (string.startswith(_B) + string.endswith(_B)))
+                     for string in strings)
 
 
 def _rank(candidates: Iterable[frozenset[str] | None]) -> tuple[frozenset[str], ...]:
