@@ -202,6 +202,11 @@ def parallel_ceiling(repeat: int) -> dict:
     return {"one_process_s": alone, "two_processes_s": both, "speedup": 2 * alone / both}
 
 
+def _cli_screen(path: Path, outdir: Path) -> list[str]:
+    """The command line of ``vertebro screen PATH -o OUTDIR -q`` with this Python."""
+    return [sys.executable, "-m", "pipeline.cli", "screen", str(path), "-o", str(outdir), "-q"]
+
+
 def peak_rss(path: Path, outdir: Path) -> dict:
     """Peak RSS (MiB) of ``vertebro screen PATH`` run as a subprocess of a wrapper process."""
     wrapper = ("import resource, subprocess, sys, time\n"
@@ -209,8 +214,7 @@ def peak_rss(path: Path, outdir: Path) -> dict:
                "code = subprocess.run(sys.argv[1:]).returncode\n"
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code, time.perf_counter() - start)\n")
     shutil.rmtree(outdir, ignore_errors=True)
-    command = [sys.executable, "-c", wrapper, sys.executable, "-m", "pipeline.cli", "screen", str(path),
-               "-o", str(outdir), "-q"]
+    command = [sys.executable, "-c", wrapper, *_cli_screen(path, outdir)]
     output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
     kib, code, seconds = int(output[0]), int(output[1]), float(output[2])
     if code != 0:
@@ -222,7 +226,7 @@ def startup(path: Path, outdir: Path, repeat: int) -> dict:
     """Wall seconds of ``vertebro screen`` on a one-note file as a process of its own (best of
     ``repeat``): what every CLI run pays whatever its size (Python's imports, building the
     pipeline, writing the outputs). The in-process runs above do not pay it."""
-    command = [sys.executable, "-m", "pipeline.cli", "screen", str(path), "-o", str(outdir), "-q"]
+    command = _cli_screen(path, outdir)
     best = float("inf")
     for _ in range(repeat):
         shutil.rmtree(outdir, ignore_errors=True)
