@@ -71,6 +71,16 @@ def one(extractor, text, concept, title="", needle=None):
      "aspiration pneumonia, chronic alcohol abuse.", "INFECTION", dict(AFFIRMED)),
     ("Possible small focus of marrow oedema at L1.", "OEDEMA", dict(uncertain=True)),
     ("Constitutional: No(t) Fatigue, No(t) Fever. Skin: Not assessed.", "INFECTION", dict(negated=True)),
+    # a radiologist's hedges (Open-i chest X-rays)
+    ("INDICATION: Question pneumonia, shortness of breath.", "INFECTION", dict(uncertain=True)),
+    ("A pneumonia superimposed on emphysema would be a consideration.", "INFECTION", dict(uncertain=True)),
+    ("Atypical infection is another consideration.", "INFECTION", dict(uncertain=True)),
+    ("Findings may indicate edema or atypical infection.", "INFECTION", dict(uncertain=True)),
+    ("Right upper lobe consolidation. Please correlate clinically for pneumonia.", "INFECTION",
+     dict(uncertain=True)),
+    ("Differential considerations include discitis and metastasis.", "INFECTION", dict(uncertain=True)),
+    ("Questions answered. Pneumonia treated with ceftriaxone.", "INFECTION", dict(AFFIRMED)),
+    ("The fracture in question is at L1.", "FRACTURE", dict(AFFIRMED, levels=["L1"])),
     # an indication states an infection the patient has, or asks about one in words ConText reads
     ("INDICATIONS: Lumbar osteomyelitis, on IV antibiotics.\nFINDINGS: Stable.", "INFECTION", dict(AFFIRMED)),
     ("INDICATION: ?discitis.\nFINDINGS: Normal.", "INFECTION", dict(uncertain=True)),
