@@ -216,9 +216,39 @@ def test_negation_phrase_across_a_hard_line_wrap(extractor):
     assert mention["negated"]
 
 
-def test_levels_mri_sequences_are_not_levels(extractor):
-    mention = one(extractor, "T2 hyperintensity within the L1 vertebral body.", "OEDEMA")
-    assert mention["levels"] == ["L1"]
+@pytest.mark.parametrize("text, concept, levels", [
+    ("T2 hyperintensity within the L1 vertebral body.", "OEDEMA", ["L1"]),
+    ("Diffuse low T1 and high STIR signal throughout the T11 vertebral body in keeping with an acute fracture.",
+     "FRACTURE", ["T11"]),
+])
+def test_levels_mri_sequences_are_not_levels(extractor, text, concept, levels):
+    assert one(extractor, text, concept)["levels"] == levels
+
+
+@pytest.mark.parametrize("text", [
+    "Vertebra plana of T9 - remote, with bridging osteophytes between T8 and T10.",
+    "Chronic T9 vertebra plana with fused bony bridging to T8 and T10, unchanged.",
+])
+def test_levels_a_bridge_reaches_are_not_the_fracture(extractor, text):
+    assert one(extractor, text, "FRACTURE")["levels"] == ["T9"]
+    wedge = one(extractor, "Wedge deformity of L3 with anterior osteophytes bridging to L2.", "FRACTURE")
+    assert wedge["levels"] == ["L3"]
+    # a level written against the fracture is its own, osteophytes or not
+    assert one(extractor, "Osteophytes and L1 compression fracture.", "FRACTURE")["levels"] == ["L1"]
+
+
+def test_levels_a_mention_without_its_own_takes_those_of_its_concept(extractor):
+    mentions = extractor.mentions("L3-L4 discitis-osteomyelitis with L4 collapse (pathologic fracture).")
+    assert [m["levels"] for m in find(mentions, "FRACTURE")] == [["L4"], ["L4"]]
+    assert all(m["levels"] == ["L3", "L4"] for m in find(mentions, "INFECTION"))
+    # with no mention of its own concept beside it, the clause's levels
+    assert one(extractor, "Acute L1 burst fracture with retropulsion.", "RETROPULSION")["levels"] == ["L1"]
+
+
+def test_a_collapsed_level_is_a_fracture_of_its_own(extractor):
+    mentions = find(extractor.mentions("Films demonstrated a new compression fracture at T12 and further "
+                                       "collapse of L1."), "FRACTURE")
+    assert [m["levels"] for m in mentions] == [["T12"], ["L1"]]
 
 
 def test_acuity_stays_with_its_own_level(extractor):

@@ -167,7 +167,8 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
         sentence = doc[start:end]
         levelled = [span for label, span in spans if label in LEVELLED]
         linked = link_levels(text, sentence.start_char, sentence.end_char,
-                             [(span.start_char, span.end_char) for span in levelled])
+                             [(span.start_char, span.end_char) for span in levelled],
+                             [span.label_ for span in levelled])
         levels_of = {id(span): levels for span, levels in zip(levelled, linked)}
         for label, span in spans:
             levels = levels_of.get(id(span), [])

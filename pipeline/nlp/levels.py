@@ -56,7 +56,10 @@ WORD_LEVEL = re.compile(
 )
 JUNCTION = re.compile(r"\b(?P<name>" + "|".join(JUNCTIONS) + r")\s+junction", re.IGNORECASE)
 # "T2 hyperintensity" style sequence words *before* the level: "on T2", "T1 and T2".
-_SEQUENCE_BEFORE = re.compile(r"(?:\bon|\band|/|\bsagittal|\baxial|\bfat[- ]sat(?:urated)?)\s*$", re.IGNORECASE)
+_SEQUENCE_BEFORE = re.compile(
+    r"(?:\bon|\band|/|\bsagittal|\baxial|\bfat[- ]sat(?:urated)?|"
+    r"\b(?:low|high|intermediate|increased|decreased|reduced|abnormal|heterogeneous|homogeneous))\s*$",
+    re.IGNORECASE)
 _HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)
 
 
@@ -151,6 +154,19 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
     return groups
 
 
+# Levels that a degenerative bridge or a fusion reaches, not the fracture beside it:
+# "vertebra plana of T9 with bridging osteophytes between T8 and T10",
+# "wedge deformity of L3 with anterior osteophytes bridging to L2".
+_BRIDGED = re.compile(
+    r"\b(?:bridg\w*|fused|fusion|ankylos\w*|osteophytes?|spurs?|spurring|syndesmophytes?)"
+    r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
+    re.IGNORECASE)
+
+
+def _bridged(text: str, sentence_start: int, group: LevelGroup) -> bool:
+    return _BRIDGED.search(text, max(sentence_start, group.start - 40), group.start) is not None
+
+
 # Clause boundaries inside a sentence: a mention takes levels from its own clause.
 CLAUSE_BREAK = re.compile(r";|\bbut\b|\bwhereas\b|\bwhile\b|\bhowever\b|\balso\b|\badditionally\b|\bas well as\b|\. ", re.IGNORECASE)
 
@@ -174,19 +190,25 @@ def _gap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
 
 
 def link_levels(text: str, sentence_start: int, sentence_end: int,
-                mentions: list[tuple[int, int]]) -> list[list[str]]:
+                mentions: list[tuple[int, int]], concepts: list[str] | None = None) -> list[list[str]]:
     """Link the level groups of a sentence to the mentions in it.
 
     Each level group goes to the nearest mention of its clause; a mention that
     receives no group takes the levels of the other mentions of its clause
-    ("acute L1 fracture with retropulsion": retropulsion → L1). A group
-    overlapping a mention ("T12 compression fracture" matched whole) belongs
-    to it. Returns the levels of each mention, in the order given.
+    ("acute L1 fracture with retropulsion": retropulsion → L1), of those of its
+    own concept when there are any (given ``concepts``, one per mention: "L3-4
+    discitis with L4 collapse (pathologic fracture)": the fracture → L4). A
+    group overlapping a mention ("T12 compression fracture" matched whole)
+    belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
+    and T10") belongs to none. Returns the levels of each mention, in the
+    order given.
     """
     linked: list[set[str]] = [set() for _ in mentions]
     if not mentions:
         return []
-    groups = find_level_groups(text, sentence_start, sentence_end)
+    groups = [group for group in find_level_groups(text, sentence_start, sentence_end)
+              if not _bridged(text, sentence_start, group)
+              or any(_gap(start, end, group.start, group.end) == 0 for start, end in mentions)]
     if not groups:
         return [[] for _ in mentions]
     clauses = clause_bounds(text, sentence_start, sentence_end)
@@ -208,8 +230,12 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         linked[nearest].update(group.levels)
     own = [set(levels) for levels in linked]
     for index, levels in enumerate(linked):
-        if not levels:
-            for other, other_levels in enumerate(own):
-                if other != index and mention_clause[other] == mention_clause[index]:
-                    levels.update(other_levels)
+        if levels:
+            continue
+        donors = [other for other, other_levels in enumerate(own)
+                  if other != index and other_levels and mention_clause[other] == mention_clause[index]]
+        if concepts is not None:
+            donors = [other for other in donors if concepts[other] == concepts[index]] or donors
+        for other in donors:
+            levels.update(own[other])
     return [sort_levels(levels) for levels in linked]
