@@ -189,6 +189,11 @@ def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
     ("The port had been aspirated and irrigated with heparin solution.", "ANTICOAGULANT"),
     ("Low molecular weight heparin test was low at 0.27 units/mL.", "ANTICOAGULANT"),
     ("Marrow oedema in the lateral tibial plateau in keeping with an insufficiency fracture.", "FRACTURE"),
+    # "T1" here is the MRI sequence, not a vertebra that would make the fracture vertebral
+    ("Marrow oedema within the lateral tibial plateau with a thin subchondral T1 hypointense line, in keeping "
+     "with a subchondral insufficiency fracture.", "FRACTURE"),
+    ("A linear area of T1 hypointensity becoming hyperintense on T2 images in the left para-atrial region "
+     "represents edema.", "OEDEMA"),
 ])
 def test_not_a_mention(extractor, text, concept):
     affirmed = [m for m in find(extractor.mentions(text), concept)

@@ -25,7 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .levels import link_levels
+from .levels import find_level_groups, link_levels
 from .sentences import doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -38,8 +38,7 @@ FLAGS = {"NEGATED_EXISTENCE": "negated", "POSSIBLE_EXISTENCE": "uncertain",
 
 VERTEBRAL_CUE = re.compile(
     r"vertebra|vertebral|spine|spinal|\bspinous|lumbar|thoracic|cervical|sacral|sacrum|coccy|"
-    r"thoracolumbar|lumbosacral|endplate|end plate|\bVB\b|body height|kyphoplast|vertebroplast|"
-    r"\b(?:Th|[CTLSD])\s?-?\s?\d{1,2}\b",
+    r"thoracolumbar|lumbosacral|endplate|end plate|\bVB\b|body height|kyphoplast|vertebroplast",
     re.IGNORECASE,
 )
 NON_VERTEBRAL = re.compile(
@@ -126,13 +125,18 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     after = text[span.end_char:min(sentence.end_char, span.end_char + 30)]
     if NON_VERTEBRAL.search(before) or NON_VERTEBRAL.search(after):
         return False
-    if OWN_SITE.match(after) and not (VERTEBRAL_CUE.search(after) or VERTEBRAL_PART.search(after)):
+    if OWN_SITE.match(after) and not (_vertebral_cue(after) or VERTEBRAL_PART.search(after)):
         return False
     sentence_text = text[sentence.start_char:sentence.end_char]  # sentence.text, without joining its tokens
-    if NON_VERTEBRAL.search(sentence_text) and not VERTEBRAL_CUE.search(sentence_text):
+    if NON_VERTEBRAL.search(sentence_text) and not _vertebral_cue(sentence_text):
         # "marrow oedema within the lateral tibial plateau ... insufficiency fracture"
         return False
-    return anatomy == "likely" or span.doc._.spine_note or bool(VERTEBRAL_CUE.search(sentence_text))
+    return anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
+
+
+def _vertebral_cue(text: str) -> bool:
+    """A vertebral word or a level; "T1" in "subchondral T1 hypointense line" is the MRI sequence."""
+    return VERTEBRAL_CUE.search(text) is not None or bool(find_level_groups(text))
 
 
 #: ``doc.user_data`` key of :func:`reported_targets`' answer (it reads only the targets,
