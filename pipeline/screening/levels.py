@@ -40,8 +40,9 @@ class Evidence(IntEnum):
 
     HISTORY_ONLY = 0    # "history of T9 fracture"
     MENTION_ONLY = 1    # "L2 compression fracture" (nothing about acuity)
-    CHRONIC = 2         # "healed L3 fracture", "chronic-appearing", "unchanged from prior"
-    ACUTE = 3           # "acute L1 fracture", "new T12 deformity", oedema at the level
+    INDETERMINATE = 2   # "L2 compression fracture, age indeterminate" (says the age is not known)
+    CHRONIC = 3         # "healed L3 fracture", "chronic-appearing", "unchanged from prior"
+    ACUTE = 4           # "acute L1 fracture", "new T12 deformity", oedema at the level
 
 
 _ACUTE_WORDS = ("acute", "subacute")
@@ -127,16 +128,19 @@ def fracture_evidence_rank(fractures: pd.DataFrame) -> np.ndarray:
        "interval development of L2 fracture".
     4. acuity chronic/healed -> CHRONIC
        "chronic-appearing L3 wedge deformity", "healed", "unchanged from prior".
-    5. otherwise -> MENTION_ONLY
-       "L2 compression fracture", "age-indeterminate L4 fracture".
+    5. acuity indeterminate -> INDETERMINATE
+       "age-indeterminate L4 fracture": a reading of its age, that it cannot be told.
+    6. otherwise -> MENTION_ONLY
+       "L2 compression fracture".
     """
     acuity = fractures["acuity"].str.lower()
     historical = fractures["historical"].to_numpy()
     chronic_word = acuity.isin(_CHRONIC_WORDS).to_numpy()
     acute = (acuity.isin(_ACUTE_WORDS) | fractures["new"]).to_numpy()
+    indeterminate = (acuity == "indeterminate").to_numpy()
     return np.select(
-        [historical & chronic_word, historical, acute, chronic_word],
-        [Evidence.CHRONIC, Evidence.HISTORY_ONLY, Evidence.ACUTE, Evidence.CHRONIC],
+        [historical & chronic_word, historical, acute, chronic_word, indeterminate],
+        [Evidence.CHRONIC, Evidence.HISTORY_ONLY, Evidence.ACUTE, Evidence.CHRONIC, Evidence.INDETERMINATE],
         default=Evidence.MENTION_ONLY,
     ).astype("int64")
 
@@ -192,12 +196,15 @@ def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
 
     Precedence:
 
-    1. Evidence with an acuity (ACUTE or CHRONIC) exists -> the most recent
-       dated note carrying such evidence decides (undated notes are the
-       oldest); within that note, and between notes of the same day, acute
-       beats chronic.
+    1. Evidence that reads the age (ACUTE, CHRONIC or INDETERMINATE) exists
+       -> the most recent dated note carrying such evidence decides (undated
+       notes are the oldest); within that note, and between notes of the same
+       day, acute beats chronic beats indeterminate.
        "2025-03 MRI: acute L1 fracture with oedema" then "2025-06 XR: healed
        L1 fracture" -> chronic. The reverse order -> acute.
+       "2025-06-10 ED: acute L3 fracture" then "2025-06-11 CT: L3 compression
+       deformity, age-indeterminate" -> indeterminate (the notes disagree;
+       the latest wins, SPEC §4).
        A later note that only names the fracture ("L1 compression fracture")
        says nothing about acuity and does not override the earlier MRI.
     2. Else a current mention without acuity exists -> indeterminate.
@@ -222,7 +229,7 @@ def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
     # Acuity evidence outranks the rest whatever its date; among the rest a
     # plain mention outranks a historical one.
     rank = evidence["rank"].to_numpy()
-    strength = np.where(rank >= Evidence.CHRONIC, Evidence.CHRONIC + 1, rank)
+    strength = np.where(rank >= Evidence.INDETERMINATE, Evidence.ACUTE + 1, rank)
     date_key = evidence["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
     order = np.lexsort((evidence["seq"].to_numpy(), rank, date_key, strength, group))
     last = np.ones(len(order), dtype=bool)
@@ -231,7 +238,7 @@ def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
         [*KEYS, "note_id", "note_date", "modality", "rank"]].reset_index(drop=True)
     deciding_group = group[order[last]]
     deciding["status"] = np.select(
-        [deciding["rank"] == Evidence.ACUTE, deciding["rank"] == Evidence.MENTION_ONLY],
+        [deciding["rank"] == Evidence.ACUTE, deciding["rank"].isin([Evidence.MENTION_ONLY, Evidence.INDETERMINATE])],
         [LevelStatus.ACUTE.value, LevelStatus.INDETERMINATE.value],
         default=LevelStatus.CHRONIC.value)
 
@@ -257,8 +264,8 @@ def index_dates(evidence: pd.DataFrame, levels: pd.DataFrame) -> pd.Series:
     """person_id -> index date, for every patient with a fracture level.
 
     1. The patient has an acute or indeterminate level -> the date of the
-       latest note with an acute or indeterminate fracture mention (ACUTE or
-       MENTION_ONLY evidence, linked oedema included) at such a level
+       latest note with an acute or indeterminate fracture mention (ACUTE,
+       INDETERMINATE or MENTION_ONLY evidence, linked oedema included) at such a level
        (SPEC §4). Chronic levels and historical mentions do not move it:
        "2025-01 MRI: acute L1 fracture" and "2025-09 XR: healed T6
        fracture" -> 2025-01.
@@ -275,7 +282,7 @@ def index_dates(evidence: pd.DataFrame, levels: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype="datetime64[ns]")
     status = evidence[KEYS].merge(levels[[*KEYS, "status"]], on=KEYS, how="left")["status"]
     active_level = (status != LevelStatus.CHRONIC).to_numpy()
-    active_mention = evidence["rank"].isin([Evidence.ACUTE, Evidence.MENTION_ONLY]).to_numpy()
+    active_mention = evidence["rank"].isin([Evidence.ACUTE, Evidence.INDETERMINATE, Evidence.MENTION_ONLY]).to_numpy()
     active_person = evidence["person_id"].isin(evidence.loc[active_level, "person_id"]).to_numpy()
     counts = np.where(active_person, active_level & active_mention, True)
     return evidence[counts].groupby("person_id")["note_date"].max()
