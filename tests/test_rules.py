@@ -52,6 +52,35 @@ def one(extractor, text, concept, title="", needle=None):
     ("Compression fractures of T11 through L1.", "FRACTURE", dict(levels=["T11", "T12", "L1"])),
     ("Compression deformity at the thoracolumbar junction.", "FRACTURE", dict(levels=["T12", "L1"])),
     ("Fracture of the first lumbar vertebra.", "FRACTURE", dict(levels=["L1"])),
+    # UK and Australian shorthand: '#' for fracture, VF, MSCC, dorsal levels
+    ("Conclusion: New L1 wedge #. Old T8 wedge #.", "FRACTURE", dict(levels=["L1"], **AFFIRMED)),
+    ("Old # T8.", "FRACTURE", dict(acuity="chronic", levels=["T8"])),
+    ("Imp: L1 VF of uncertain age; old T12 VF.", "FRACTURE", dict(acuity="indeterminate", levels=["L1"])),
+    ("Acute osteoporotic VF L1 - severe pain limiting mobility.", "FRACTURE",
+     dict(acuity="acute", aetiology="osteoporotic", levels=["L1"])),
+    ("Mild anterior wedge compression of D12 of indeterminate age.", "FRACTURE",
+     dict(acuity="indeterminate", levels=["T12"])),
+    ("Clinical details: Fall. ?T11 #", "FRACTURE", dict(uncertain=True, levels=["T11"])),
+    ("MRI: MSCC at L1 secondary to acute pathological #.", "EPIDURAL_DISEASE", dict(levels=["L1"], **AFFIRMED)),
+    ("Extradural tumour at L1 causing compression of the conus.", "EPIDURAL_DISEASE", dict(levels=["L1"], **AFFIRMED)),
+    # held-out corpus, US and EHR-export phrasing
+    ("Back pain after coughing, chronic steroids. High suspicion for osteoporotic VCF at T12.", "FRACTURE",
+     dict(uncertain=True, acuity="", levels=["T12"])),
+    ("78F on chronic steroids with an L1 compression fracture.", "FRACTURE", dict(acuity="", levels=["L1"])),
+    ("Severe acute L1 compression fracture with 70% anterior height loss, new since 2025.", "FRACTURE",
+     dict(historical=False, acuity="acute", levels=["L1"])),
+    ("Fever/active infection: denies; T 36.7.", "INFECTION", dict(negated=True)),
+    ("Consent: risks incl. bleeding, infection, headache.", "INFECTION", dict(hypothetical=True)),
+    ("Consent signed; risks (bleeding, infection, cement extravasation) reviewed again.", "INFECTION",
+     dict(hypothetical=True)),
+    ("Return precautions: fever, new weakness, bowel/bladder symptoms.", "INFECTION", dict(hypothetical=True)),
+    ("Risks: infection, bleeding, cement leak.", "INFECTION", dict(hypothetical=True)),
+    ("Complications: wound infection requiring antibiotics.", "INFECTION", dict(AFFIRMED)),
+    ("Bleeding risk: INR 1.8 today.", "COAGULOPATHY", dict(AFFIRMED, value=1.8)),
+    ("Discharge Diagnosis:\nCoagulopathy due to warfarin, reversed\nAtrial fibrillation", "COAGULOPATHY",
+     dict(corrected="reversed")),
+    ("Low-grade fever (38.1 C) on POD1 attributed to atelectasis, resolved with incentive spirometry.",
+     "INFECTION", dict(corrected="resolved")),
     # oedema
     ("Marrow oedema in the L1 vertebral body.", "OEDEMA", dict(levels=["L1"], **AFFIRMED)),
     ("Bone marrow edema at T12.", "OEDEMA", dict(levels=["T12"], **AFFIRMED)),
@@ -192,6 +221,24 @@ def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
     # "T1" here is the MRI sequence, not a vertebra that would make the fracture vertebral
     ("Marrow oedema within the lateral tibial plateau with a thin subchondral T1 hypointense line, in keeping "
      "with a subchondral insufficiency fracture.", "FRACTURE"),
+    # a UK pre-procedure checklist's field, and bowing the report itself calls no retropulsion
+    ("Infection: afebrile, no current infection, CRP 9.", "INFECTION"),
+    ("Mild posterior bowing of the posterior cortex but no retropulsed fragment.", "RETROPULSION"),
+    ("Palliative RT 20 Gy/5# to T10.", "FRACTURE"),
+    # posterior elements and processes are not the vertebral body augmentation treats
+    ("Acute nondisplaced fractures of the left transverse processes of L2 and L3.", "FRACTURE"),
+    ("3. Acute nondisplaced left L2 and L3 transverse process fractures.", "FRACTURE"),
+    ("# L2-L3 transverse process fxs: stable injury per spine service.", "FRACTURE"),
+    ("Laminar fracture at T12.", "FRACTURE"),
+    ("PMH: none. Left L2/L3 TP fx.", "FRACTURE"),
+    # radiotherapy is given in fractions
+    ("Plan conventional EBRT 20 Gy in 5 fx to T7-T9 starting 2/11.", "FRACTURE"),
+    ("Diffuse osteopenia limits sensitivity for a nondisplaced fracture.", "FRACTURE"),
+    # a fracture written against another bone is that bone's, whatever levels its sentence names
+    ("Discharge Diagnosis:\nLeft 7th-9th rib fractures\nLeft L2 and L3 transverse process fractures", "FRACTURE"),
+    ("Most pronounced at C5-C6 with moderate disc height loss and uncovertebral hypertrophy.", "FRACTURE"),
+    ("MRN # 40213. Referred for MRI T12.", "FRACTURE"),
+    ("VF arrest in 2019, ICD in situ. T12 tender.", "FRACTURE"),
     ("A linear area of T1 hypointensity becoming hyperintense on T2 images in the left para-atrial region "
      "represents edema.", "OEDEMA"),
 ])
@@ -248,6 +295,13 @@ def test_levels_a_mention_without_its_own_takes_those_of_its_concept(extractor):
     assert all(m["levels"] == ["L3", "L4"] for m in find(mentions, "INFECTION"))
     # with no mention of its own concept beside it, the clause's levels
     assert one(extractor, "Acute L1 burst fracture with retropulsion.", "RETROPULSION")["levels"] == ["L1"]
+
+
+def test_levels_a_bracketed_range_of_what_was_imaged_is_not_the_fracture(extractor):
+    text = "VFA (lateral spine T4-L4): Moderate (Genant grade 2) wedge deformity of L1."
+    assert one(extractor, text, "FRACTURE")["levels"] == ["L1"]
+    # a bracketed list of the fractured levels is theirs
+    assert one(extractor, "Compression fractures (T12, L1) unchanged.", "FRACTURE")["levels"] == ["T12", "L1"]
 
 
 def test_a_collapsed_level_is_a_fracture_of_its_own(extractor):
@@ -345,3 +399,11 @@ def test_lab_values_take_linear_time_on_a_line_of_joining_words():
             "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was ', ' - ', ' (PT) '):\n"
             "        assert not find_lab_values(head + filler * 30 + 'x')\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60, check=True)
+
+
+def test_a_fracture_written_against_another_bone_is_that_bones(extractor):
+    mentions = find(extractor.mentions("Rib fractures and T12 compression fracture."), "FRACTURE")
+    assert [m["lexical_variant"] for m in mentions] == ["compression fracture"]
+    # a body fracture reaching a pedicle is still the body's
+    burst = find(extractor.mentions("Burst fracture of T12 with involvement of the left pedicle."), "FRACTURE")
+    assert [m["levels"] for m in burst] == [["T12"]]

@@ -41,21 +41,33 @@ VERTEBRAL_CUE = re.compile(
     r"thoracolumbar|lumbosacral|endplate|end plate|\bVB\b|body height|kyphoplast|vertebroplast",
     re.IGNORECASE,
 )
-NON_VERTEBRAL = re.compile(
-    r"\b(?:rib|ribs|hip|femur|femoral|wrist|radius|radial|ulna|ulnar|humerus|humeral|ankle|"
+_NON_VERTEBRAL_WORDS = (
+    r"(?:rib|ribs|hip|femur|femoral|wrist|radius|radial|ulna|ulnar|humerus|humeral|ankle|"
     r"clavicle|clavicular|pelvis|pelvic|sternum|sternal|scapula|scapular|skull|nasal|tibia|"
     r"tibial|fibula|fibular|finger|toe|hand|foot|feet|acetabul\w*|pubic|ramus|rami|olecranon|"
     r"patella|orbital|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
     r"shoulder|colles|scaphoid|malleol\w*|tooth|teeth|condyle|trochanter\w*|intertrochanteric|"
-    r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal)\b",
-    re.IGNORECASE,
+    r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal)"
 )
+NON_VERTEBRAL = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}\b", re.IGNORECASE)
+# The bone a fracture is written against ("left 7th-9th rib fractures", "femoral neck
+# fracture"): that bone's, whatever levels its sentence names.
+NAMED_BONE_BEFORE = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}(?:\s+[\w-]+)?\s*$", re.IGNORECASE)
 
 
 # "fractures of several ribs": a fracture naming its own site, not a vertebral
 # one, is not vertebral even in a spine report
 OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indeterminate|indeterminant|uncertain|unknown|"
                       r"undetermined|unclear|age|chronicity|acuity)\b)", re.IGNORECASE)
+# A fracture of a vertebra's posterior elements or processes is not a vertebral body
+# fracture, the kind vertebral augmentation treats: "transverse process fractures of
+# L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4".
+_POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs?|pars(?:\s+interarticularis)?|"
+                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens)")
+POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
+POSTERIOR_ELEMENT_AFTER = re.compile(
+    rf"\s+(?:of|involving|in)\s+(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}})\s+){{0,4}}"
+    rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 VERTEBRAL_PART = re.compile(r"\b(?:pedicles?|laminae?|facets?|pars|transverse|posterior\s+elements?|odontoid|dens)\b",
                             re.IGNORECASE)
 
@@ -111,18 +123,23 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     """Whether a FRACTURE or OEDEMA span is about a vertebra (see the rule's ``anatomy``).
 
     "T12 fracture" and "fracture of the lumbar spine" are; "right hip
-    fracture" and "fractures of several ribs" are not; a bare "no acute
-    fracture" is in a spine report.
+    fracture" and "fractures of several ribs" are not, nor is a fracture of
+    a vertebra's processes or posterior elements ("L2 transverse process
+    fracture"); a bare "no acute fracture" is in a spine report.
     """
     anatomy = span._.rule_anatomy
+    before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
+    after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
+    if span.label_ == "FRACTURE" and (POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after)
+                                      or NAMED_BONE_BEFORE.search(before)):
+        return False
     if anatomy == "vertebral":
         return True
     if anatomy == "level":
         return bool(levels)
     if levels:
         return True
-    before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
-    after = text[span.end_char:min(sentence.end_char, span.end_char + 30)]
+    after = after[:30]
     if NON_VERTEBRAL.search(before) or NON_VERTEBRAL.search(after):
         return False
     if OWN_SITE.match(after) and not (_vertebral_cue(after) or VERTEBRAL_PART.search(after)):

@@ -63,6 +63,15 @@ _SEQUENCE_BEFORE = re.compile(
 _HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)
 
 
+# "D12" is the old dorsal name of T12, and "D2" day two after an operation: a dorsal level
+# counts when written as a level ("of D12", "D11/D12", "D12 vertebra").
+_DORSAL = re.compile(r"D\s?-?\s?\d", re.IGNORECASE)
+_DORSAL_BEFORE = re.compile(r"(?:\b(?:of|at|involving|the|to|and|through)\s+|[,/]\s*)$", re.IGNORECASE)
+_DORSAL_AFTER = re.compile(
+    r"\s*(?:[-–/]\s*(?:D|T|Th|L)?\s?-?\s?\d|(?:vertebra|vertebral|body|bodies|level|wedge|compression|collapse|"
+    r"fracture|fx|deformity)\b|#)", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class LevelGroup:
     """Levels named together in the text (``T11-L1`` → T11, T12, L1), with their span."""
@@ -141,6 +150,9 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
             continue
         if any(a <= match.start() < b for a, b in heart):
             continue
+        if _DORSAL.match(run) and not (_DORSAL_BEFORE.search(window, 0, match.start())
+                                       or _DORSAL_AFTER.match(window, match.end())):
+            continue
         if levels:
             groups.append(LevelGroup(start + match.start(), start + match.end(), tuple(levels)))
     for match in WORD_LEVEL.finditer(window):
@@ -165,6 +177,20 @@ _BRIDGED = re.compile(
 
 def _bridged(text: str, sentence_start: int, group: LevelGroup) -> bool:
     return _BRIDGED.search(text, max(sentence_start, group.start - 40), group.start) is not None
+
+
+# A range in brackets that says what was imaged, not where a finding is:
+# "VFA (lateral spine T4-L4): wedge deformity of L1", "(images T11 through L3)".
+_COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|scanned|coverage|VFA|DXA|DEXA)\b",
+                       re.IGNORECASE)
+
+
+def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
+    opening = text.rfind("(", max(sentence_start, group.start - 30), group.start)
+    if opening < 0 or ")" in text[opening:group.start]:
+        return False
+    closing = text.find(")", group.end, group.end + 10)
+    return closing >= 0 and _COVERAGE.search(text, max(sentence_start, opening - 6), closing) is not None
 
 
 # Clause boundaries inside a sentence: a mention takes levels from its own clause.
@@ -200,14 +226,15 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     discitis with L4 collapse (pathologic fracture)": the fracture → L4). A
     group overlapping a mention ("T12 compression fracture" matched whole)
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
-    and T10") belongs to none. Returns the levels of each mention, in the
+    and T10"), or a bracketed range of what was imaged ("VFA (lateral spine
+    T4-L4)"), belongs to none. Returns the levels of each mention, in the
     order given.
     """
     linked: list[set[str]] = [set() for _ in mentions]
     if not mentions:
         return []
     groups = [group for group in find_level_groups(text, sentence_start, sentence_end)
-              if not _bridged(text, sentence_start, group)
+              if not (_bridged(text, sentence_start, group) or _coverage(text, sentence_start, group))
               or any(_gap(start, end, group.start, group.end) == 0 for start, end in mentions)]
     if not groups:
         return [[] for _ in mentions]

@@ -5,7 +5,9 @@ Clinical text has a few habits a plain sentencizer gets wrong, handled here
 with regular expressions over the text (then mapped onto tokens at once):
 
 * headings (``FINDINGS:``, ``IMPRESSION``, ``Labs:``) start a sentence, and
-  the text after a heading's colon starts another;
+  the text after a heading's colon starts another — unless the heading is
+  itself what the list after it means (``Risks:``, ``Return precautions:``):
+  then ConText must see both in one sentence;
 * list items (``1.``, ``2)``, ``-``, ``*``, ``•``) start a sentence;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
@@ -52,6 +54,11 @@ _NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}
 _ENDS = frozenset(".!?:")
 _PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
+# Headings that make what follows them hypothetical ("Risks: bleeding, infection").
+_CUE_HEADING = re.compile(
+    r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
+    r"(?:\s+discussed)?))?|(?:return\s+)?precautions|complications\s+discussed|side\s+effects|"
+    r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?)\s*:", re.IGNORECASE)
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -76,7 +83,8 @@ def sentence_starts(text: str) -> list[int]:
             starts.add(match.end())
     for match in _HEADING_AT_LINE_START.finditer(text):
         starts.add(match.start("heading"))
-        starts.add(match.end())
+        if not _CUE_HEADING.fullmatch(match.group("heading")):
+            starts.add(match.end())
     for match in _TERMINAL.finditer(text):
         if match.group("mark") == ".":
             word = _previous_word(text, match.start())
