@@ -66,7 +66,7 @@ _POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs
                       r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens)")
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
-    rf"\s+(?:of|involving|in)\s+(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}})\s+){{0,4}}"
+    rf"\s+(?:(?:of|involving|in)\s+)?(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 VERTEBRAL_PART = re.compile(r"\b(?:pedicles?|laminae?|facets?|pars|transverse|posterior\s+elements?|odontoid|dens)\b",
                             re.IGNORECASE)
@@ -128,13 +128,13 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     fracture"); a bare "no acute fracture" is in a spine report.
     """
     anatomy = span._.rule_anatomy
+    if anatomy == "vertebral":
+        return True
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
     if span.label_ == "FRACTURE" and (POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after)
                                       or NAMED_BONE_BEFORE.search(before)):
         return False
-    if anatomy == "vertebral":
-        return True
     if anatomy == "level":
         return bool(levels)
     if levels:
