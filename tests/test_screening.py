@@ -329,6 +329,15 @@ def test_window_edges(name, date, counts):
     assert patient["tier"] == (Tier.CONTRAINDICATED if counts else Tier.CANDIDATE)
 
 
+@pytest.mark.parametrize("date, counts", WINDOW_CASES)
+def test_anticoagulant_is_reported_in_the_window_only(date, counts):
+    """Heparin during an admission weeks before the fracture is not what the procedure plans around."""
+    patient = one(*acute_mri("L1", note_date=INDEX),
+                  mention("ANTICOAGULANT", lexical_variant="heparin", note_id="other", note_date=date))
+    assert patient["anticoagulant"] == counts
+    assert patient["tier"] == Tier.CANDIDATE
+
+
 def test_window_days_from_config():
     rows = [*acute_mri("L1"), inr(2.5, note_id="later", note_date="2025-05-11")]
     assert one(rows)["tier"] == Tier.CONTRAINDICATED
@@ -366,7 +375,7 @@ def test_chronic_only_patient_window_is_centred_on_the_latest_fracture_note():
     assert far["index_date"] == "2020-01-15"
     assert far["tier"] == Tier.NOT_INDICATED
     assert not far["coagulopathy"]          # 44 days before: outside the window
-    assert far["anticoagulant"]             # reported whatever its date
+    assert far["anticoagulant"]             # no index date in SPEC §4: reported whatever its date
     near = one(rows, inr(2.4, note_id="c", note_date="2020-01-10"))
     assert near["coagulopathy"] and near["tier"] == Tier.NOT_INDICATED
 

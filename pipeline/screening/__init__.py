@@ -91,7 +91,8 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     latest = latest_labs(prepared, window)
     coagulopathic = coagulopathy(prepared, window, latest, max_inr=config.max_inr,
                                  min_platelets=config.min_platelets)
-    anticoagulants = current_anticoagulants(prepared, fracture_people)
+    chronic_only = fracture_people.difference(levels.loc[levels["status"] != LevelStatus.CHRONIC, "person_id"])
+    anticoagulants = current_anticoagulants(prepared, window, chronic_only)
 
     levels = _with_local(levels, local)
     status = levels["status"]

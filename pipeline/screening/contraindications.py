@@ -250,23 +250,31 @@ def coagulopathy(prepared: pd.DataFrame, window: np.ndarray, latest: pd.DataFram
                       diagnosis_findings.reindex(columns=columns)], ignore_index=True)
 
 
-def current_anticoagulants(prepared: pd.DataFrame, fracture_people: pd.Index | None = None
+def current_anticoagulants(prepared: pd.DataFrame, window: np.ndarray, chronic_only: pd.Index
                            ) -> pd.DataFrame:
     """Affirmed, non-historical anticoagulant mentions: reported, never disqualifying.
 
     "apixaban held since 2025-05-10" -> reported as "apixaban (held)".
-    "history of warfarin" -> not reported (historical). Not window-restricted:
-    long-term anticoagulation is a standing fact the proceduralist must plan
-    around whenever it was written down. SIR 2019 manages anticoagulants by
-    holding them before the procedure, so their use alone does not change
-    the tier. Reported only for patients with a fracture (``fracture_people``,
-    when given), like every fact about the procedure (see :func:`in_window`).
+    "history of warfarin" -> not reported (historical).
+    Which notes count:
+
+    * a patient with an acute or indeterminate level -> the window around the
+      index date, like every fact about the procedure (see :func:`in_window`):
+      "heparin 5000 u SC q8h" during an admission six weeks before the fracture
+      is not the anticoagulation a proceduralist plans around, and the second
+      pass of ``screen`` reads no other note of that kind outside the window.
+    * a patient with only chronic levels (``chronic_only``) -> every note:
+      SPEC §4 gives such a patient no index date, and long-term warfarin is a
+      standing fact the report shows ("on warfarin long term", 2019, beside a
+      2020 CT of old fractures).
+    * a patient without a fracture -> none (no procedure to plan).
+
+    SIR 2019 manages anticoagulants by holding them before the procedure, so
+    their use alone does not change the tier.
     """
     anticoagulants = of_concept(prepared, "ANTICOAGULANT")
-    current = anticoagulants[~anticoagulants["historical"]]
-    if fracture_people is not None:
-        current = current[current["person_id"].isin(fracture_people)]
-    return current
+    counts = window[anticoagulants["row"].to_numpy()] | anticoagulants["person_id"].isin(chronic_only).to_numpy()
+    return anticoagulants[~anticoagulants["historical"].to_numpy() & counts]
 
 
 def _number(value: float) -> str:
