@@ -236,9 +236,10 @@ class DeferredSelection:
     pass) is processed when its patient has an affirmed fracture (``people``),
     unless, with ``window_days``, it is dated more than ``window_days`` days
     from the patient's index date (``index_dates``) and can hold no mention of
-    a screened concept that counts at any date (``standing``: anticoagulants,
-    osteoporosis): then every mention it can hold (infection, coagulopathy,
-    pain: ``WINDOWED_CONCEPTS``) falls outside the window and changes no row of
+    a screened concept that can count at any date (``standing``: osteoporosis,
+    and anticoagulants, which count at any date for a patient with only chronic
+    levels): then every mention it can hold (infection, coagulopathy, pain:
+    ``WINDOWED_CONCEPTS``) falls outside the window and changes no row of
     patients.csv. The distance is :func:`~pipeline.screening.contraindications.in_window`'s;
     an undated note, or a patient without an index date, is processed.
     """

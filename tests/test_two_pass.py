@@ -193,7 +193,7 @@ def _window_notes() -> pd.DataFrame:
         ("1", "A", "2025-05-01", "MRI L-SPINE", "Acute L1 compression fracture with marrow oedema."),
         ("2", "A", "2024-01-10", "PROGRESS NOTE", "Urosepsis, on IV antibiotics."),          # out: skipped
         ("3", "A", "2025-05-20", "PROGRESS NOTE", "Fever and bacteraemia, blood cultures sent."),  # in
-        ("4", "A", "2023-01-01", "PROGRESS NOTE", "Atrial fibrillation, on apixaban."),      # any date
+        ("4", "A", "2023-01-01", "PROGRESS NOTE", "Atrial fibrillation, on apixaban."),      # read: see below
         ("5", "A", "", "LAB", "INR 3.4"),                                                     # undated
         ("6", "A", "2022-06-01", "CLINIC LETTER", "Known osteoporosis on alendronate."),      # any date
         ("7", "A", "2025-09-30", "PROGRESS NOTE", "Back pain 8/10, INR 1.1."),                # out: skipped
@@ -213,7 +213,10 @@ def test_deferred_notes_outside_the_window_are_skipped_without_changing_patients
     assert set(one.notes["status"]) == {"processed"}
     patient = two.patients.set_index("person_id").loc["A"]
     assert patient["index_date"] == "2025-05-01"
-    assert patient["infection"] and patient["coagulopathy"] and patient["anticoagulant"]
+    assert patient["infection"] and patient["coagulopathy"]
+    # an anticoagulant counts at any date for a patient with only chronic levels, so its
+    # notes are read whatever their date; A has an acute level and 2023 is outside A's window
+    assert not patient["anticoagulant"]
 
     path = tmp_path / "notes.csv"
     notes.to_csv(path, index=False)
