@@ -81,6 +81,25 @@ def one(extractor, text, concept, title="", needle=None):
      dict(corrected="reversed")),
     ("Low-grade fever (38.1 C) on POD1 attributed to atelectasis, resolved with incentive spirometry.",
      "INFECTION", dict(corrected="resolved")),
+    # second held-out corpus: terse and messy notes, Indian units, contaminants
+    ("Labs 15/06: Hb 12.1, Platelets 1.89 lakh/cumm, INR 1.12.", "COAGULOPATHY", dict(lab="platelets", value=189.0)),
+    ("Urine dip: leuc +++ nit +. ? UTI - MSU sent.", "INFECTION", dict(uncertain=True)),
+    ("hx osteoporsis dx 2019 never took the fosamax meds reviewed pt takes plavix 75 daily", "ANTICOAGULANT",
+     dict(AFFIRMED, med_status="continued")),
+    ("BCx x2 were drawn: 1 of 2 sets grew coagulase-negative Staph (S. epidermidis) in the aerobic bottle.",
+     "INFECTION", dict(uncertain=True)),
+    ("BCx 2/2 MRSA, on vancomycin.", "INFECTION", dict(AFFIRMED)),
+    ("h/o MSSA bacteremia complicated by T7-8 discitis-osteomyelitis in 03/2024.", "INFECTION",
+     dict(historical=True, levels=["T7", "T8"])),
+    ("No pathologic fracture, no endplate depression and no loss of vertebral body height.", "FRACTURE",
+     dict(negated=True)),
+    ("2. New T12 compression deformity since 06/2021.", "FRACTURE", dict(AFFIRMED, historical=False, new=True)),
+    ("Dx: lung adenocarcinoma, on osimertinib since 03/2023.", "MALIGNANCY", dict(historical=False)),
+    # a relative clause is about the noun before it
+    ("This was complicated by an E. coli UTI which was treated with IV gentamicin.", "INFECTION",
+     dict(corrected="treated")),
+    ("He worried he had a crushed vertebra like his mother, who had osteoporotic compression fractures.",
+     "FRACTURE", dict(family=True)),
     # oedema
     ("Marrow oedema in the L1 vertebral body.", "OEDEMA", dict(levels=["L1"], **AFFIRMED)),
     ("Bone marrow edema at T12.", "OEDEMA", dict(levels=["T12"], **AFFIRMED)),
@@ -230,6 +249,7 @@ def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
     ("3. Acute nondisplaced left L2 and L3 transverse process fractures.", "FRACTURE"),
     ("# L2-L3 transverse process fxs: stable injury per spine service.", "FRACTURE"),
     ("Laminar fracture at T12.", "FRACTURE"),
+    ("Pt: 71 M. Dx: acute L2 fracture.", "COAGULOPATHY"),
     ("PMH: none. Left L2/L3 TP fx.", "FRACTURE"),
     # radiotherapy is given in fractions
     ("Plan conventional EBRT 20 Gy in 5 fx to T7-T9 starting 2/11.", "FRACTURE"),
@@ -302,6 +322,16 @@ def test_levels_a_bracketed_range_of_what_was_imaged_is_not_the_fracture(extract
     assert one(extractor, text, "FRACTURE")["levels"] == ["L1"]
     # a bracketed list of the fractured levels is theirs
     assert one(extractor, "Compression fractures (T12, L1) unchanged.", "FRACTURE")["levels"] == ["T12", "L1"]
+
+
+@pytest.mark.parametrize("text, concept, levels", [
+    ("Known chronic T8/T12 fractures.", "FRACTURE", ["T8", "T12"]),       # a list; "L1/2" is a disc
+    ("MRI: acute T6 pathologic fracture with 3 mm retropulsion, and a new acute L2 pathologic compression "
+     "fracture.", "RETROPULSION", ["T6"]),                                 # the fracture it follows
+    ("There is 25% loss of height of L2 with mild disc bulge at L2-3.", "FRACTURE", ["L2"]),  # the disc's level
+])
+def test_levels_of_lists_followed_fractures_and_discs(extractor, text, concept, levels):
+    assert one(extractor, text, concept)["levels"] == levels
 
 
 def test_a_collapsed_level_is_a_fracture_of_its_own(extractor):
@@ -407,3 +437,10 @@ def test_a_fracture_written_against_another_bone_is_that_bones(extractor):
     # a body fracture reaching a pedicle is still the body's
     burst = find(extractor.mentions("Burst fracture of T12 with involvement of the left pedicle."), "FRACTURE")
     assert [m["levels"] for m in burst] == [["T12"]]
+
+
+def test_a_second_terminating_word_still_ends_a_scope(extractor):
+    """medspaCy 1.3.1 let a modifier's scope run past a terminating word once another had limited it."""
+    mentions = extractor.mentions("Patient has pneumonia but the fever resolved.")
+    assert [(m["lexical_variant"], m["corrected"]) for m in find(mentions, "INFECTION")] == [
+        ("pneumonia", ""), ("fever", "resolved")]

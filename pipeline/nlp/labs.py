@@ -4,10 +4,11 @@ Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
 ``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
 ``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
 ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
-and tabular lab lines (``Platelets     42   L   150-400``).
+``Platelets 1.89 lakh/cumm``, and tabular lab lines
+(``Platelets     42   L   150-400``).
 
-Platelet counts are normalised to ×10⁹/L (``45,000`` and ``45 K/uL`` are
-both 45).
+Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
+``0.45 lakh/cumm`` are all 45).
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ PT_PTT_INR = re.compile(
 )
 INR = re.compile(r"\bINR\b" + _JOIN + _NUMBER + _END, re.IGNORECASE)
 PT = re.compile(
-    r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER + r"\s*(?P<unit>s(?:ec(?:onds)?)?\b)?(?![\w/%])",
+    r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER
+    # "Pt: 71 M", "pt 68 yo": the patient's age, not a prothrombin time
+    + r"(?!\s*(?:[MF]\b|y/?o\b|yrs?\b|years?\b|-?\s*year|male\b|female\b|man\b|woman\b))"
+    + r"\s*(?P<unit>s(?:ec(?:onds)?)?\b)?(?![\w/%])",
     re.IGNORECASE,
 )
 PLATELETS = re.compile(
     r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?)" + _JOIN + _NUMBER
     + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
-    r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3)|K\b))?",
+    r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3|cumm)|K\b|"
+    r"lakhs?(?:\s*/\s*(?:cumm|cu\.?\s*mm|mm3|uL|µL))?))?",
     re.IGNORECASE,
 )
 
@@ -62,8 +67,11 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def _platelets(value: float) -> float:
-    """Counts written per microlitre (45,000) become ×10⁹/L (45)."""
+def _platelets(value: float, unit: str | None = None) -> float:
+    """Counts written per microlitre (45,000) become ×10⁹/L (45); in lakhs (Indian
+    reports: "1.89 lakh/cumm" is 189,000 per microlitre) they are hundreds."""
+    if unit and unit.lower().startswith("lakh"):
+        return value * 100.0
     return value / 1000.0 if value >= 1000 else value
 
 
@@ -96,7 +104,7 @@ def find_lab_values(text: str) -> list[LabValue]:
                 taken.append(match.span())
     for match in PLATELETS.finditer(text):
         if free(*match.span()):
-            value = _platelets(_number(match.group("value")))
+            value = _platelets(_number(match.group("value")), match.group("unit"))
             if 0 < value < 3000:
                 found.append(LabValue("platelets", round(value, 3), "10^9/L", match.start(), match.end()))
                 taken.append(match.span())

@@ -126,9 +126,12 @@ def _parse_run(run: str) -> list[str]:
         is_range = separator in {"-", "–", "to", "through", "thru"} or (separator == "/" and previous is not None)
         if previous is not None and is_range and separator != "/":
             levels.extend(expand(previous, level))
-        elif previous is not None and separator == "/":
+        elif previous is not None and separator == "/" and abs(RANK[level] - RANK[previous]) == 1:
             # "L1/2", "T12/L1": the two levels on either side of a disc
             levels.extend(expand(previous, level))
+        elif previous is not None and separator == "/":
+            # "T8/T12 fractures": two levels apart are a list, not a disc
+            levels.extend((previous, level))
         else:
             levels.append(level)
         previous = level
@@ -166,12 +169,17 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
     return groups
 
 
-# Levels that a degenerative bridge or a fusion reaches, not the fracture beside it:
+# Levels that a degenerative bridge or a fusion reaches, or a disc's, not the fracture beside it:
 # "vertebra plana of T9 with bridging osteophytes between T8 and T10",
 # "wedge deformity of L3 with anterior osteophytes bridging to L2".
 _BRIDGED = re.compile(
     r"\b(?:bridg\w*|fused|fusion|ankylos\w*|osteophytes?|spurs?|spurring|syndesmophytes?)"
-    r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
+    r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$"
+    # and the levels of a disc or a degenerative finding: "25% loss of height of L2 with mild
+    # disc bulge at L2-3", "canal stenosis at L4-5"
+    r"|\b(?:dis[ck]s?(?:\s+(?:bulges?|bulging|protrusions?|herniations?|extrusions?|space|height|desiccation|"
+    r"degeneration|disease))?|stenosis|(?:spondylo|antero|retro)listhesis|facet\s+(?:arthropathy|hypertrophy|joints?))"
+    r"\s+(?:(?:is|are|seen|noted|present)\s+)?(?:at|of|in)\s+$",
     re.IGNORECASE)
 
 
@@ -220,10 +228,12 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     """Link the level groups of a sentence to the mentions in it.
 
     Each level group goes to the nearest mention of its clause; a mention that
-    receives no group takes the levels of the other mentions of its clause
-    ("acute L1 fracture with retropulsion": retropulsion → L1), of those of its
-    own concept when there are any (given ``concepts``, one per mention: "L3-4
-    discitis with L4 collapse (pathologic fracture)": the fracture → L4). A
+    receives no group takes the levels of the other mentions of its clause:
+    those of its own concept when there are any (given ``concepts``, one per
+    mention: "L3-4 discitis with L4 collapse (pathologic fracture)": the
+    fracture → L4), else those of the mention it follows, or failing that the
+    one after it ("acute L1 fracture with retropulsion": retropulsion → L1;
+    "acute T6 fracture with retropulsion, and a new L2 fracture": → T6). A
     group overlapping a mention ("T12 compression fracture" matched whole)
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
     and T10"), or a bracketed range of what was imaged ("VFA (lateral spine
@@ -262,7 +272,16 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         donors = [other for other, other_levels in enumerate(own)
                   if other != index and other_levels and mention_clause[other] == mention_clause[index]]
         if concepts is not None:
-            donors = [other for other in donors if concepts[other] == concepts[index]] or donors
-        for other in donors:
-            levels.update(own[other])
+            same = [other for other in donors if concepts[other] == concepts[index]]
+            if same:
+                for other in same:
+                    levels.update(own[other])
+                continue
+        # a finding without a level belongs to the fracture it follows: "acute T6 fracture
+        # with 3 mm retropulsion, and a new L2 fracture" -> the retropulsion is at T6
+        before = [other for other in donors if mentions[other][1] <= mentions[index][0]]
+        if before:
+            levels.update(own[max(before, key=lambda other: mentions[other][1])])
+        elif donors:
+            levels.update(own[min(donors, key=lambda other: mentions[other][0])])
     return [sort_levels(levels) for levels in linked]

@@ -136,9 +136,48 @@ class LabFinder:
         return doc
 
 
+def _limit_scope(self, other) -> bool:
+    """``ConTextModifier.limit_scope`` of medspaCy 1.3.1, with "overlap" meaning overlap.
+
+    medspaCy asks ``tuple_overlaps(self.scope_span, other.scope_span)``, true
+    only when one of *other*'s ends lies inside *self*'s scope. Once a first
+    terminating word has shortened a modifier's scope, a second one whose
+    scope is the whole sentence encloses it and no longer limits it: in "The
+    patient is a 55-year-old woman with carcinoma, which was diagnosed two
+    years ago", "which" stopped "years ago" reaching the carcinoma only until
+    another terminating cue ("patient is") had limited it first. Everything
+    else is medspaCy's method as written.
+    """
+    (a_start, a_end), (b_start, b_end) = self.scope_span, other.scope_span
+    if not (a_start < b_end and b_start < a_end):
+        return False
+    if self.direction.upper() == "TERMINATE":
+        return False
+    if (other.direction.upper() != "TERMINATE" and other.category.upper() not in self.rule.terminated_by
+            and other.category.upper() != self.category.upper()):
+        return False
+    if self.category == other.category and (
+            self.allowed_types != other.allowed_types or self.excluded_types != other.excluded_types):
+        return False
+    original = self.scope_span
+    if self.direction.lower() in ("forward", "bidirectional") and other > self:
+        self._scope_end = min(self._scope_end, other.modifier_span[0])
+    if self.direction.lower() in ("backward", "bidirectional") and other < self:
+        self._scope_start = max(self._scope_start, other.modifier_span[1])
+    return original != self.scope_span
+
+
+def mend_context_scopes() -> None:
+    """Give ConText's modifiers :func:`_limit_scope` (idempotent; medspaCy 1.3.1's is replaced)."""
+    from medspacy.context.context_modifier import ConTextModifier
+
+    ConTextModifier.limit_scope = _limit_scope
+
+
 def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> Language:
     """Build the pipeline from the shipped rules plus extra rule folders."""
     register_extensions()
+    mend_context_scopes()
     rules = rules or load_rules(list(patterns))
     nlp = clinical_blank()
     # only a tokenizer and rules: spaCy's 1,000,000-character guard is for the parser and NER

@@ -55,8 +55,10 @@ TARGET_ATTRIBUTES = {
     "acuity": {"acute", "subacute", "chronic", "healed", "indeterminate"},
     # where the phrase is: "vertebral" always a vertebra; "likely" unless another
     # bone is named next to it; "level" only with a linked vertebral level;
-    # absent: needs a vertebral word or level in its sentence, or a spine report
-    "anatomy": {"vertebral", "likely", "level"},
+    # "height" a vertebra's unless a disc is named earlier in its phrase
+    # ("L4-5: disc desiccation and mild height loss"); absent: needs a vertebral
+    # word or level in its sentence, or a spine report
+    "anatomy": {"vertebral", "likely", "level", "height"},
     "historical": {True, False},
     # the word itself says "absent": "afebrile", "apyrexial"
     "negated": {True},

@@ -15,7 +15,7 @@ with regular expressions over the text (then mapped onto tokens at once):
   line is a heading or a list item;
 * ``.`` ends a sentence only before white space and a capital or digit, and
   not after an abbreviation (``Dr.``, ``approx.``, ``e.g.``, ``vs.``) or in a
-  number (``2.4``).
+  number (``2.4``); a ``?`` written before its word (``? UTI``) ends nothing.
 """
 
 
@@ -86,6 +86,8 @@ def sentence_starts(text: str) -> list[int]:
         if not _CUE_HEADING.fullmatch(match.group("heading")):
             starts.add(match.end())
     for match in _TERMINAL.finditer(text):
+        if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
+            continue  # "? UTI": a question mark before its word asks about it, it ends nothing
         if match.group("mark") == ".":
             word = _previous_word(text, match.start())
             if word in ABBREVIATIONS:
