@@ -329,6 +329,8 @@ def test_levels_a_bracketed_range_of_what_was_imaged_is_not_the_fracture(extract
     ("MRI: acute T6 pathologic fracture with 3 mm retropulsion, and a new acute L2 pathologic compression "
      "fracture.", "RETROPULSION", ["T6"]),                                 # the fracture it follows
     ("There is 25% loss of height of L2 with mild disc bulge at L2-3.", "FRACTURE", ["L2"]),  # the disc's level
+    # ... which stays the level of what the disc does there
+    ("Disc herniation at L4-5 causing thecal sac compression.", "EPIDURAL_DISEASE", ["L4", "L5"]),
 ])
 def test_levels_of_lists_followed_fractures_and_discs(extractor, text, concept, levels):
     assert one(extractor, text, concept)["levels"] == levels

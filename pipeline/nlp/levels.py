@@ -174,17 +174,22 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
 # "wedge deformity of L3 with anterior osteophytes bridging to L2".
 _BRIDGED = re.compile(
     r"\b(?:bridg\w*|fused|fusion|ankylos\w*|osteophytes?|spurs?|spurring|syndesmophytes?)"
-    r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$"
-    # and the levels of a disc or a degenerative finding: "25% loss of height of L2 with mild
-    # disc bulge at L2-3", "canal stenosis at L4-5"
-    r"|\b(?:dis[ck]s?(?:\s+(?:bulges?|bulging|protrusions?|herniations?|extrusions?|space|height|desiccation|"
+    r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
+    re.IGNORECASE)
+# The level of a disc or a degenerative finding: "25% loss of height of L2 with mild disc
+# bulge at L2-3", "canal stenosis at L4-5". Not a fracture's; but a disc compressing the
+# thecal sac there is epidural disease at that level.
+_DISC_LEVEL = re.compile(
+    r"\b(?:dis[ck]s?(?:\s+(?:bulges?|bulging|protrusions?|herniations?|extrusions?|space|height|desiccation|"
     r"degeneration|disease))?|stenosis|(?:spondylo|antero|retro)listhesis|facet\s+(?:arthropathy|hypertrophy|joints?))"
     r"\s+(?:(?:is|are|seen|noted|present)\s+)?(?:at|of|in)\s+$",
     re.IGNORECASE)
+#: The concepts a disc's level is never given to.
+_NOT_AT_A_DISC = frozenset({"FRACTURE", "OEDEMA"})
 
 
-def _bridged(text: str, sentence_start: int, group: LevelGroup) -> bool:
-    return _BRIDGED.search(text, max(sentence_start, group.start - 40), group.start) is not None
+def _preceded_by(pattern: re.Pattern, text: str, sentence_start: int, group: LevelGroup) -> bool:
+    return pattern.search(text, max(sentence_start, group.start - 40), group.start) is not None
 
 
 # A range in brackets that says what was imaged, not where a finding is:
@@ -237,14 +242,15 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     group overlapping a mention ("T12 compression fracture" matched whole)
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
     and T10"), or a bracketed range of what was imaged ("VFA (lateral spine
-    T4-L4)"), belongs to none. Returns the levels of each mention, in the
+    T4-L4)"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
+    or oedema (given ``concepts``). Returns the levels of each mention, in the
     order given.
     """
     linked: list[set[str]] = [set() for _ in mentions]
     if not mentions:
         return []
     groups = [group for group in find_level_groups(text, sentence_start, sentence_end)
-              if not (_bridged(text, sentence_start, group) or _coverage(text, sentence_start, group))
+              if not (_preceded_by(_BRIDGED, text, sentence_start, group) or _coverage(text, sentence_start, group))
               or any(_gap(start, end, group.start, group.end) == 0 for start, end in mentions)]
     if not groups:
         return [[] for _ in mentions]
@@ -260,6 +266,9 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     for group in groups:
         clause = clause_of(group.start)
         candidates = [i for i, c in enumerate(mention_clause) if c == clause]
+        if concepts is not None and _preceded_by(_DISC_LEVEL, text, sentence_start, group):
+            candidates = [i for i in candidates if concepts[i] not in _NOT_AT_A_DISC
+                          or _gap(*mentions[i], group.start, group.end) == 0]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
