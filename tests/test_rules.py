@@ -100,6 +100,11 @@ def one(extractor, text, concept, title="", needle=None):
      dict(corrected="treated")),
     ("He worried he had a crushed vertebra like his mother, who had osteoporotic compression fractures.",
      "FRACTURE", dict(family=True)),
+    # bone-health clinics
+    ("Counselled that several vertebral fractures can occur within months of stopping denosumab.", "FRACTURE",
+     dict(hypothetical=True)),
+    ("PMH: osteoporosis, AF.\nDH: apixaban 5 mg bd - continue for now.", "ANTICOAGULANT",
+     dict(AFFIRMED, historical=False, section="medications")),
     # oedema
     ("Marrow oedema in the L1 vertebral body.", "OEDEMA", dict(levels=["L1"], **AFFIRMED)),
     ("Bone marrow edema at T12.", "OEDEMA", dict(levels=["T12"], **AFFIRMED)),
@@ -250,6 +255,9 @@ def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
     ("# L2-L3 transverse process fxs: stable injury per spine service.", "FRACTURE"),
     ("Laminar fracture at T12.", "FRACTURE"),
     ("Pt: 71 M. Dx: acute L2 fracture.", "COAGULOPATHY"),
+    ("FRACTURE LIAISON SERVICE - letter to GP", "FRACTURE"),
+    ("L4-5 facet arthropathy with small joint effusions and mild periarticular edema at the right L4-5 facet.",
+     "OEDEMA"),
     ("PMH: none. Left L2/L3 TP fx.", "FRACTURE"),
     # radiotherapy is given in fractions
     ("Plan conventional EBRT 20 Gy in 5 fx to T7-T9 starting 2/11.", "FRACTURE"),
@@ -331,6 +339,8 @@ def test_levels_a_bracketed_range_of_what_was_imaged_is_not_the_fracture(extract
     ("There is 25% loss of height of L2 with mild disc bulge at L2-3.", "FRACTURE", ["L2"]),  # the disc's level
     # ... which stays the level of what the disc does there
     ("Disc herniation at L4-5 causing thecal sac compression.", "EPIDURAL_DISEASE", ["L4", "L5"]),
+    # a densitometry region is what was measured
+    ("DXA: L1-L3 T-score -1.9 (L4 excluded because of the fracture).", "FRACTURE", ["L4"]),
 ])
 def test_levels_of_lists_followed_fractures_and_discs(extractor, text, concept, levels):
     assert one(extractor, text, concept)["levels"] == levels

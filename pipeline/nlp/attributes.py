@@ -66,7 +66,7 @@ _POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs
                       r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens)")
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
-    rf"\s+(?:(?:of|involving|in)\s+)?(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
+    rf"\s+(?:(?:of|involving|in|at)\s+)?(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
@@ -137,9 +137,9 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         return DISC_BEFORE.search(before) is None or "vertebra" in span.text.lower()
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
-    if span.label_ == "FRACTURE" and (POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after)
-                                      or NAMED_BONE_BEFORE.search(before)):
-        return False
+    if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
+            or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
+        return False  # "periarticular edema at the right L4-5 facet" is not a vertebral body's
     if anatomy == "level":
         return bool(levels)
     if levels:

@@ -33,8 +33,9 @@ JUNCTIONS = {
 }
 
 _REGION = r"(?:Th|[CTLSD])"
-_ONE = rf"{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9])"
-_TAIL = rf"(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9])"
+# not a decimal: "femoral neck T -2.9" is a T-score
+_ONE = rf"{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
+_TAIL = rf"(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
 _LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
 # A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5".
@@ -198,7 +199,13 @@ _COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|sc
                        re.IGNORECASE)
 
 
+# A densitometry region: "L1-L3 T-score -1.9", "Lumbar spine L1-L4 BMD 0.812 g/cm2".
+_DENSITOMETRY_AFTER = re.compile(r"\s*\)?\s*:?\s*(?:[TZ]-?\s?scores?|BMD|bone\s+(?:mineral\s+)?density)", re.IGNORECASE)
+
+
 def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
+    if _DENSITOMETRY_AFTER.match(text, group.end):
+        return True
     opening = text.rfind("(", max(sentence_start, group.start - 30), group.start)
     if opening < 0 or ")" in text[opening:group.start]:
         return False
@@ -241,8 +248,8 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     "acute T6 fracture with retropulsion, and a new L2 fracture": → T6). A
     group overlapping a mention ("T12 compression fracture" matched whole)
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
-    and T10"), or a bracketed range of what was imaged ("VFA (lateral spine
-    T4-L4)"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
+    and T10"), or a range of what was imaged or measured ("VFA (lateral spine
+    T4-L4)", "L1-L3 T-score -1.9"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
     or oedema (given ``concepts``). Returns the levels of each mention, in the
     order given.
     """
