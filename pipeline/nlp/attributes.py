@@ -125,17 +125,18 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     """Whether a FRACTURE or OEDEMA span is about a vertebra (see the rule's ``anatomy``).
 
     "T12 fracture" and "fracture of the lumbar spine" are; "right hip
-    fracture" and "fractures of several ribs" are not, nor is a fracture of
-    a vertebra's processes or posterior elements ("L2 transverse process
-    fracture"); a bare "no acute fracture" is in a spine report.
+    fracture", "rib fractures" beside a level and "fractures of several ribs"
+    are not, nor is a fracture (or oedema) of a vertebra's processes or
+    posterior elements ("L2 transverse process fracture"), nor a height loss
+    a disc was named just before; a bare "no acute fracture" is in a spine
+    report.
     """
     anatomy = span._.rule_anatomy
     if anatomy == "vertebral":
         return True
-    if anatomy == "height":
-        before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
-        return DISC_BEFORE.search(before) is None or "vertebra" in span.text.lower()
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
+    if anatomy == "height":
+        return DISC_BEFORE.search(before) is None or "vertebra" in span.text.lower()
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
     if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
             or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
