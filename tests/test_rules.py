@@ -100,6 +100,8 @@ def one(extractor, text, concept, title="", needle=None):
      dict(corrected="treated")),
     ("He worried he had a crushed vertebra like his mother, who had osteoporotic compression fractures.",
      "FRACTURE", dict(family=True)),
+    ("Reviewed x-ray: L3 compression fracture, radiologist unable to say whether it is new.", "FRACTURE",
+     dict(AFFIRMED, new=False, acuity="", levels=["L3"])),
     # bone-health clinics
     ("Counselled that several vertebral fractures can occur within months of stopping denosumab.", "FRACTURE",
      dict(hypothetical=True)),
