@@ -70,8 +70,8 @@ POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
-VERTEBRAL_PART = re.compile(r"\b(?:pedicles?|laminae?|facets?|pars|transverse|posterior\s+elements?|odontoid|dens)\b",
-                            re.IGNORECASE)
+# A part of a vertebra: "fracture through the pedicles" (its own site, but a vertebra's)
+VERTEBRAL_PART = re.compile(rf"\b(?:{_POSTERIOR_ELEMENT}|transverse)\b", re.IGNORECASE)
 
 
 #: The span extensions :meth:`MentionAttributes._mentions` reads, in the order of :func:`_extension_values`.

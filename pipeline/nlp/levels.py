@@ -124,15 +124,11 @@ def _parse_run(run: str) -> list[str]:
             # "T12-1" style tails that wrap into the next region are not written; skip
             continue
         separator = (piece.group("sep") or "").strip().lower()
-        is_range = separator in {"-", "–", "to", "through", "thru"} or (separator == "/" and previous is not None)
-        if previous is not None and is_range and separator != "/":
+        # "T11-L1", and "L1/2" or "T12/L1": the two levels on either side of a disc;
+        # "T8/T12 fractures": two levels apart are a list
+        if previous is not None and (separator in {"-", "–", "to", "through", "thru"}
+                                     or (separator == "/" and abs(RANK[level] - RANK[previous]) == 1)):
             levels.extend(expand(previous, level))
-        elif previous is not None and separator == "/" and abs(RANK[level] - RANK[previous]) == 1:
-            # "L1/2", "T12/L1": the two levels on either side of a disc
-            levels.extend(expand(previous, level))
-        elif previous is not None and separator == "/":
-            # "T8/T12 fractures": two levels apart are a list, not a disc
-            levels.extend((previous, level))
         else:
             levels.append(level)
         previous = level

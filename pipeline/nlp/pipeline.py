@@ -530,8 +530,8 @@ def is_imaging_report(text: str, title: str = "") -> bool:
     Its indication asks a question ("HISTORY: back pain, fracture"); a clinical
     note's HISTORY: or INDICATIONS: states what the patient has.
     """
-    head = title.strip() if isinstance(title, str) and title.strip() else text[:400].lstrip()[:200].split("\n", 1)[0]
-    return bool(IMAGING_REPORT.search(head))
+    head = title.strip() if isinstance(title, str) else ""
+    return bool(IMAGING_REPORT.search(head or text[:400].lstrip()[:200].split("\n", 1)[0]))
 
 
 def mark_note(doc: Doc, text: str, title: str = "") -> None:
