@@ -458,3 +458,107 @@ def test_a_second_terminating_word_still_ends_a_scope(extractor):
     mentions = extractor.mentions("Patient has pneumonia but the fever resolved.")
     assert [(m["lexical_variant"], m["corrected"]) for m in find(mentions, "INFECTION")] == [
         ("pneumonia", ""), ("fever", "resolved")]
+
+
+@pytest.mark.parametrize("text, concept, negated", [
+    # an unticked box negates its item, up to the next box
+    ("[ ] fever   [x] anticoagulation   [ ] known malignancy", "INFECTION", True),
+    ("[ ] fever   [x] anticoagulation   [ ] known malignancy", "ANTICOAGULANT", False),
+    ("[ ] fever   [x] anticoagulation   [ ] known malignancy", "MALIGNANCY", True),
+    ("Checklist:\n[x] consent signed\n[ ] fever / active infection\n[x] on apixaban", "INFECTION", True),
+    ("Checklist:\n[x] consent signed\n[ ] fever / active infection\n[x] on apixaban", "ANTICOAGULANT", False),
+    ("[ ] retropulsion / posterior wall defect", "RETROPULSION", True),
+    # a ticked box affirms; lab flags and references in brackets are not boxes
+    ("[x] thrombocytopenia (plt 38)", "COAGULOPATHY", False),
+    ("Osteomyelitis of L2 [1].", "INFECTION", False),
+])
+def test_a_checklist_box_says_whether_its_item_is_there(extractor, text, concept, negated):
+    for mention in find(extractor.mentions(text, "PRE-PROCEDURE CHECKLIST"), concept):
+        assert mention["negated"] == negated, f"{concept} in {text!r}"
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # 'suspected' closing its clause looks back, a few words only; 'not suspected' negates
+    ("A: New axial pain in a myeloma patient - vertebral fracture suspected.", "FRACTURE", dict(uncertain=True)),
+    ("A: New axial pain in a myeloma patient - vertebral fracture suspected.", "MALIGNANCY", dict(uncertain=False)),
+    ("Infection suspected; cultures sent.", "INFECTION", dict(uncertain=True)),
+    ("Suspected T12 fracture, MRI requested.", "FRACTURE", dict(uncertain=True)),
+    ("The L1 fracture, suspected to be osteoporotic, is acute.", "FRACTURE", dict(uncertain=False)),
+    ("- DIC not suspected: fibrinogen normal.", "COAGULOPATHY", dict(negated=True, uncertain=False)),
+    # European shorthand: susp. (suspected), excl. (exclude)
+    ("X-ray: susp. fresh impression fracture of Th8.", "FRACTURE", dict(uncertain=True, levels=["T8"])),
+    ("Urgent MRI thoracic spine to excl. spinal cord compression.", "EPIDURAL_DISEASE", dict(uncertain=True)),
+    ("Amoxicillin susp 250 mg tds for pneumonia.", "INFECTION", dict(uncertain=False)),
+])
+def test_suspicion_written_after_or_abbreviated(extractor, text, concept, attrs):
+    mention = one(extractor, text, concept)
+    for name, expected in attrs.items():
+        assert mention[name] == expected, f"{name} of {concept} in {text!r}"
+
+
+@pytest.mark.parametrize("text, levels", [
+    ("Sintering of LWK 1 with approx. 25% loss of anterior height.", ["L1"]),
+    ("Old wedge deformity of BWK 12.", ["T12"]),
+    ("Painful sintering fracture LWK 1 of unclear age.", ["L1"]),
+    ("- Th9: sintered vertebral body, approx. 30% height loss, unchanged.", ["T9"]),
+])
+def test_european_spellings_of_collapse_and_levels(extractor, text, levels):
+    mentions = find(extractor.mentions(text, "MRI SPINE"), "FRACTURE")
+    assert mentions and all(m["levels"] == levels for m in mentions), text
+    assert not find(extractor.mentions("Slight sintering of the femoral stem of the hip prosthesis."), "FRACTURE")
+
+
+def test_levels_an_abbreviation_ends_no_clause_and_a_level_keys_its_item(extractor):
+    # "approx." does not cut the level from the finding; "PT." and "fx." still end a clause
+    assert one(extractor, "T9: approx. 30% height loss.", "FRACTURE")["levels"] == ["T9"]
+    assert one(extractor, "IMP: neg for fx. Mild L4-5 DDD.", "FRACTURE")["levels"] == []
+    # a level that heads its item reaches the clauses after it
+    text = "- Th6: radiotherapy 5 x 4 Gy; no vertebroplasty because of the epidural component."
+    assert one(extractor, text, "EPIDURAL_DISEASE")["levels"] == ["T6"]
+    text = "T12: old wedge deformity; L1: acute compression fracture with marrow oedema."
+    assert [m["levels"] for m in find(extractor.mentions(text), "FRACTURE")] == [["T12"], ["L1"]]
+
+
+def test_a_family_history_ends_with_its_paragraph(extractor):
+    text = ("Family history: sister with multiple myeloma; mother with diabetes.\n\n"
+            "Exams brought by the patient:\n- Labs: INR 2.9; platelets 148\n- X-ray: compression fracture of T8.")
+    mentions = extractor.mentions(text, "REFERRAL LETTER")
+    assert one(extractor, text, "MALIGNANCY")["family"]
+    assert not any(m["family"] for m in mentions if m["concept"] in ("COAGULOPATHY", "FRACTURE"))
+    # a heading alone on its line: its paragraph is the one after it
+    text = "FAMILY HISTORY:\n\nOsteoporosis in her mother.\nSister with myeloma.\n\nSOCIAL HISTORY: nonsmoker"
+    assert one(extractor, text, "MALIGNANCY")["family"]
+
+
+@pytest.mark.parametrize("text, title, hypothetical", [
+    # planned, requested or discussed: hypothetical
+    ("Reason for consult: L1 VCF, eval for vertebral augmentation.", "IR CONSULT", True),
+    ("Booked: L1 vertebroplasty - Thurs list 20/03.", "IR CLINIC", True),
+    ("IR referral for T11 vertebroplasty - provisionally booked 2024-11-14.", "RHEUMATOLOGY", True),
+    ("Procedure: L1 kyphoplasty (booked 04/03/2025, day case).", "IR PRE-ASSESSMENT CLINIC", True),
+    ("Kyphoplasty remains an option if his pain plateaus.", "SPINE CLINIC", True),
+    # done: the record of the procedure, the cement, a sign before or after it
+    ("Procedure: L1 bipedicular balloon kyphoplasty.", "IR PROCEDURE NOTE", False),
+    ("PROCEDURE:\n1. Balloon kyphoplasty at T12.\n\nBLOOD LOSS: Minimal", "", False),
+    ("Cement within the L2 vertebral body.", "XR LUMBAR SPINE", False),
+    ("Stable post-kyphoplasty L2.", "MRI", False),
+    ("Satisfactory appearance after T11 vertebroplasty.", "MRI", False),
+    ("HISTORY: T11 vertebroplasty 2024-11-12 for an osteoporotic fracture.", "MRI", False),
+    ("L1 vertebroplasty intact. No acute fracture.", "IR CONSULT", False),
+    ("She had an L1 kyphoplasty in March 2024.", "SPINE CLINIC LETTER", False),
+])
+def test_an_augmentation_not_shown_done_is_hypothetical(extractor, text, title, hypothetical):
+    mentions = find(extractor.mentions(text, title), "PRIOR_AUGMENTATION")
+    assert mentions, text
+    assert mentions[0]["hypothetical"] == hypothetical, text
+
+
+@pytest.mark.parametrize("text, values", [
+    ("Labs: INR 2,9 ; platelets 148.000/mm3", [("INR", 2.9), ("platelets", 148.0)]),
+    ("Thrombocytes 42.000/mm3 (L) | INR 1,2 | CRP 18", [("platelets", 42.0), ("INR", 1.2)]),
+    ("Thrombocytes     212      G/l", [("platelets", 212.0)]),
+    ("INR 1.2, 1.3 and 1.5 this week", [("INR", 1.2)]),
+])
+def test_lab_values_with_a_decimal_comma_and_thrombocytes(text, values):
+    from pipeline.nlp.labs import find_lab_values
+    assert [(v.lab, v.value) for v in find_lab_values(text)] == values

@@ -101,12 +101,57 @@ def _extension_values(span: Span, names) -> list:
     return values
 
 
-def _section_of(sections, token_index: int) -> str | None:
+def _section_at(sections, token_index: int):
+    """The section a token is in (its title or its body), or None."""
     for section in sections:
         if section.body_start <= token_index < section.body_end or \
                 section.title_start <= token_index < section.title_end:
-            return section.category
+            return section
     return None
+
+
+# The end of a paragraph that has begun: text, then a blank line.
+_PARAGRAPH_END = re.compile(r"\S[^\n]*\n[ \t]*\n")
+
+
+# PRIOR_AUGMENTATION names a procedure that was done ("prior L2 kyphoplasty", "cement in
+# L1"); one named with no sign of that is planned or discussed ("eval for kyphoplasty",
+# "Suitable for vertebroplasty", "Procedure: L1 kyphoplasty" before it): hypothetical.
+# The signs: the mention is the cement or the aftermath ("kyphoplasty cement",
+# "post-kyphoplasty changes"); a word before it says it happened ("s/p", "prior", "after",
+# "underwent", "treated with"); a word or a date with its year after it ("L2 vertebroplasty
+# done", "L1 vertebroplasty intact", "T9 vertebroplasty 2021", "kyphoplasty in March 2024");
+# or the note records the procedure.
+_DONE_IN_MENTION = re.compile(r"cement|pmma|post|augmented", re.IGNORECASE)
+_DONE_BEFORE = re.compile(
+    r"(?:\bpost[- ]?|\bs/p\s*|\bstatus\s+post\s+|\bafter\s+|\bfollowing\s+|\bsince\s+|\bprior\s+|"
+    r"\bprevious(?:ly)?\s+|\bhad\s+|\bunderwent\s+|\btreated\s+(?:with|by)\s+|\bh/o\s+|\bhx\s+(?:of\s+)?|"
+    r"\bhistory\s+of\s+|\bold\s+|\bremote\s+|\blevels?\s+of\s+)(?:[\w/&,()-]+\s+){0,4}$",
+    re.IGNORECASE)
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DONE_AFTER = re.compile(
+    r"[\s,;:(-]*(?:(?:at|of)\s+)?(?:(?:Th|[CTLS])\s?-?\d{1,2}\b[\s,;:(-]*)?(?:___\s+)?"
+    r"(?:(?:was\s+|were\s+|is\s+|are\s+)?(?:done|performed|completed|uncomplicated|successful|intact|in\s+situ|"
+    r"in\s+place|stable|unchanged|level|site|changes)\b|"
+    rf"(?:in\s+|on\s+)?(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d))",
+    re.IGNORECASE)
+
+
+def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
+    """Whether a PRIOR_AUGMENTATION span shows no sign of a procedure done (see above)."""
+    if span.doc._.procedure_note or _DONE_IN_MENTION.search(span.text):
+        return False
+    before = text[max(sentence.start_char, span.start_char - 80):span.start_char]
+    return _DONE_BEFORE.search(before) is None and \
+        _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is None
+
+
+def _past_first_paragraph(section, span: Span, text: str) -> bool:
+    """Whether ``span`` lies beyond the first paragraph of its section's body."""
+    doc = span.doc
+    body_start = doc[section.body_start].idx if section.body_start < len(doc) else len(text)
+    return span.start >= section.body_start and \
+        _PARAGRAPH_END.search(text, body_start, span.start_char) is not None
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -271,8 +316,11 @@ class MentionAttributes:
         flags["historical"] = flags["historical"] or bool(rule_historical)
         flags["negated"] = flags["negated"] or bool(rule_negated)
 
-        section = _section_of(sections, span.start) or "other"
+        found = _section_at(sections, span.start)
+        section = found.category if found is not None and found.category else "other"
         implied = self.section_implies.get(section, {})
+        if implied.get("paragraph") and _past_first_paragraph(found, span, text):
+            section, implied = "other", {}
         if implied.get("imaging_only") and not span.doc._.imaging_report:
             implied = {"section": implied["section"]} if "section" in implied else {}
         applies = implied.get("concepts")
@@ -281,6 +329,10 @@ class MentionAttributes:
                 if implied.get(name):
                     flags[name] = True
         section = implied.get("section", section)
+        if span.label_ == "PRIOR_AUGMENTATION" and not any(
+                flags[name] for name in ("negated", "historical", "hypothetical", "family")) \
+                and _planned_augmentation(span, sentence, text):
+            flags["hypothetical"] = True
 
         acuity = rule_acuity
         acuity_modifier = _nearest(span, modifiers, ACUITY)

@@ -4,7 +4,8 @@ Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
 ``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
 ``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
 ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
-``Platelets 1.89 lakh/cumm``, and tabular lab lines
+``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
+and tabular lab lines
 (``Platelets     42   L   150-400``).
 
 Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
@@ -37,7 +38,9 @@ PT_PTT_INR = re.compile(
     r"\bPT\s*/\s*PTT\s*/\s*INR\b" + _JOIN + rf"(?P<pt>{_DECIMAL})\s*/\s*{_DECIMAL}\s*/\s*(?P<inr>{_DECIMAL}){_END}",
     re.IGNORECASE,
 )
-INR = re.compile(r"\bINR\b" + _JOIN + _NUMBER + _END, re.IGNORECASE)
+# An INR is never in the thousands: "INR 2,9" (a decimal comma, as much of Europe and Latin
+# America writes it) is 2.9
+INR = re.compile(r"\bINR\b" + _JOIN + r"(?P<value>\d+(?:[.,]\d+)?)" + _END + r"(?!,\d)", re.IGNORECASE)
 PT = re.compile(
     r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER
     # "Pt: 71 M", "pt 68 yo": the patient's age, not a prothrombin time
@@ -46,7 +49,7 @@ PT = re.compile(
     re.IGNORECASE,
 )
 PLATELETS = re.compile(
-    r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?)" + _JOIN + _NUMBER
+    r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?|thrombocytes?(?:\s+count)?)" + _JOIN + _NUMBER
     + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
     r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3|cumm)|K\b|"
     r"lakhs?(?:\s*/\s*(?:cumm|cu\.?\s*mm|mm3|uL|µL))?))?",
@@ -92,7 +95,7 @@ def find_lab_values(text: str) -> list[LabValue]:
                 taken.append(match.span())
     for match in INR.finditer(text):
         if free(*match.span()):
-            value = _number(match.group("value"))
+            value = float(match.group("value").replace(",", "."))
             if value < 20:  # an INR above 20 is a reading error or another number
                 found.append(LabValue("INR", value, "", match.start(), match.end()))
                 taken.append(match.span())

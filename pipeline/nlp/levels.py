@@ -1,7 +1,7 @@
 """Vertebral levels: find them in text, expand ranges, link them to mentions.
 
 Spellings understood (SPEC §3): ``L1``, ``L-1``, ``L 1``, ``Th12``/``D12``
-(dorsal), ``T12-L2``, ``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``,
+(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T12-L2``, ``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``,
 ``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
 ``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
 ``lumbosacral junction`` (L5, S1), ``cervicothoracic junction`` (C7, T1).
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .sentences import previous_word
 
 REGION_SIZE = {"C": 7, "T": 12, "L": 5, "S": 5}
 ORDER = [f"{region}{n}" for region in "CTLS" for n in range(1, REGION_SIZE[region] + 1)]
@@ -32,7 +34,8 @@ JUNCTIONS = {
     "thoracolumbar": ["T12", "L1"], "lumbosacral": ["L5", "S1"],
 }
 
-_REGION = r"(?:Th|[CTLSD])"
+# "HWK 5", "BWK 12", "LWK 1": German reports' vertebral bodies (Hals-, Brust-, Lendenwirbelkörper)
+_REGION = r"(?:Th|[HBL]WK|[CTLSD])"
 # not a decimal: "femoral neck T -2.9" is a T-score
 _ONE = rf"{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
 _TAIL = rf"(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
@@ -82,9 +85,12 @@ class LevelGroup:
     levels: tuple[str, ...]
 
 
+_REGION_NAMES = {"TH": "T", "D": "T", "HWK": "C", "BWK": "T", "LWK": "L"}
+
+
 def normalise_region(region: str) -> str:
     region = region.upper()
-    return "T" if region in {"TH", "D"} else region
+    return _REGION_NAMES.get(region, region)
 
 
 def valid(level: str) -> bool:
@@ -209,14 +215,24 @@ def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
     return closing >= 0 and _COVERAGE.search(text, max(sentence_start, opening - 6), closing) is not None
 
 
+# Abbreviations whose full stop never ends a clause: "approx. 30% height loss". Not the
+# abbreviations the sentence splitter also knows that end clauses as words do ("failed PT.",
+# "neg for fx.", "breast ca.").
+_MID_CLAUSE_ABBREVIATIONS = frozenset({"approx", "appr", "e.g", "i.e", "eg", "ie", "vs", "incl", "resp", "cf",
+                                       "dr", "mr", "mrs", "ms", "prof", "fig"})
 # Clause boundaries inside a sentence: a mention takes levels from its own clause.
 CLAUSE_BREAK = re.compile(r";|\bbut\b|\bwhereas\b|\bwhile\b|\bhowever\b|\balso\b|\badditionally\b|\bas well as\b|\. ", re.IGNORECASE)
 
 
 def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Split ``text[start:end]`` into clauses (half-open offsets into ``text``)."""
+    """Split ``text[start:end]`` into clauses (half-open offsets into ``text``).
+
+    The full stop of some abbreviations ends no clause ("approx. 30% height loss").
+    """
     bounds, cursor = [], start
     for match in CLAUSE_BREAK.finditer(text, start, end):
+        if match.group() == ". " and previous_word(text, match.start()) in _MID_CLAUSE_ABBREVIATIONS:
+            continue
         bounds.append((cursor, match.start()))
         cursor = match.end()
     bounds.append((cursor, end))
@@ -246,8 +262,10 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
     and T10"), or a range of what was imaged or measured ("VFA (lateral spine
     T4-L4)", "L1-L3 T-score -1.9"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
-    or oedema (given ``concepts``). Returns the levels of each mention, in the
-    order given.
+    or oedema (given ``concepts``). A mention with no level of its clause and
+    no donor takes the level that keys its sentence ("- T6: radiotherapy; no
+    vertebroplasty because of the epidural component": → T6). Returns the
+    levels of each mention, in the order given.
     """
     linked: list[set[str]] = [set() for _ in mentions]
     if not mentions:
@@ -258,6 +276,7 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     if not groups:
         return [[] for _ in mentions]
     clauses = clause_bounds(text, sentence_start, sentence_end)
+    key = _level_key(text, sentence_start, groups)
 
     def clause_of(position: int) -> int:
         for index, (a, b) in enumerate(clauses):
@@ -296,4 +315,21 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
             levels.update(own[max(before, key=lambda other: mentions[other][1])])
         elif donors:
             levels.update(own[min(donors, key=lambda other: mentions[other][0])])
+        elif key is not None:
+            levels.update(key.levels)
     return [sort_levels(levels) for levels in linked]
+
+
+# A level that heads its item: "- Th6: radiotherapy; no vertebroplasty because of the epidural
+# component", "L2: old compression fracture ..." in a report written level by level
+_ITEM_START = re.compile(r"[\s\-*•▪]*(?:\d{1,2}[.)]\s*)?")
+_KEY_COLON = re.compile(r"\s*:")
+
+
+def _level_key(text: str, sentence_start: int, groups: list[LevelGroup]) -> LevelGroup | None:
+    """The level group that starts the sentence as a key ("T12: ..."), if any: the levels
+    of every mention of the sentence that no level of its own clause reaches."""
+    first = groups[0]
+    if _ITEM_START.fullmatch(text, sentence_start, first.start) and _KEY_COLON.match(text, first.end):
+        return first
+    return None

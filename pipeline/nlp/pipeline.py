@@ -56,6 +56,8 @@ def register_extensions() -> None:
     if not Doc.has_extension("imaging_report"):
         # unknown (a Doc no one marked): as an imaging report, the stricter reading
         Doc.set_extension("imaging_report", default=True)
+    if not Doc.has_extension("procedure_note"):
+        Doc.set_extension("procedure_note", default=False)
 
 
 def clinical_tokenizer(nlp: Language) -> None:
@@ -534,7 +536,36 @@ def is_imaging_report(text: str, title: str = "") -> bool:
     return bool(IMAGING_REPORT.search(head or text[:400].lstrip()[:200].split("\n", 1)[0]))
 
 
+# The record of a procedure done ("IR PROCEDURE NOTE", "Operative report", "Post-procedure
+# note"), not a note before one ("PRE-PROCEDURE CHECKLIST", "Procedure request").
+PROCEDURE_NOTE = re.compile(
+    r"\b(?:procedure|operative|operation|op)\s+(?:note|report|record)\b|\bpost[- ]?(?:procedure|procedural|op)\b",
+    re.IGNORECASE)
+_BEFORE_PROCEDURE = re.compile(
+    r"\bpre[- ]?(?:procedure|procedural|op|operative|assessment)\b|\brequest|\bchecklist|\bconsent|\bbooking|"
+    r"\breferral|\bplanning|\bcancell?ation",
+    re.IGNORECASE)
+
+
+# Headings only the record of a procedure done has ("POST-OP DIAGNOSIS:", "OPERATION
+# PERFORMED:", "BLOOD LOSS:"), for a note whose title does not say what it is.
+_PROCEDURE_RECORD = re.compile(
+    r"(?im)^[ \t]*(?:post[- ]?(?:op|operative|procedure|procedural)\s+diagnos[ie]s|(?:operations?|procedures?)\s+performed|"
+    r"(?:estimated\s+)?blood\s+loss|EBL|description\s+of\s+(?:the\s+)?(?:procedure|operation))[ \t]*:")
+
+
+def is_procedure_note(title: str = "", text: str = "") -> bool:
+    """The record of a procedure that was done: its title says so, or (a title that does not
+    say it comes before one) its headings do."""
+    head = title.strip() if isinstance(title, str) else ""
+    if _BEFORE_PROCEDURE.search(head):
+        return False
+    return bool(PROCEDURE_NOTE.search(head) or _PROCEDURE_RECORD.search(text))
+
+
 def mark_note(doc: Doc, text: str, title: str = "") -> None:
-    """Set what the rules read about the whole note: ``spine_note`` and ``imaging_report``."""
+    """Set what the rules read about the whole note: ``spine_note``, ``imaging_report`` and
+    ``procedure_note``."""
     doc._.spine_note = is_spine_note(text, title)
     doc._.imaging_report = is_imaging_report(text, title)
+    doc._.procedure_note = is_procedure_note(title, text)

@@ -8,7 +8,7 @@ with regular expressions over the text (then mapped onto tokens at once):
   the text after a heading's colon starts another — unless the heading is
   itself what the list after it means (``Risks:``, ``Return precautions:``):
   then ConText must see both in one sentence;
-* list items (``1.``, ``2)``, ``-``, ``*``, ``•``) start a sentence;
+* list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``, ``[x]``) start a sentence;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
   unless the line before ends with ``.``, ``!``, ``?`` or ``:``, or the next
@@ -47,7 +47,7 @@ def doc_text(doc: Doc) -> str:
 
 
 HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
-LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s)"
+LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|\[[ \t_xX✓✔*]?\]|[☐☒☑])"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"\n[ \t]*(?=\S)")
 _NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
@@ -62,7 +62,8 @@ _CUE_HEADING = re.compile(
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
-def _previous_word(text: str, end: int) -> str:
+def previous_word(text: str, end: int) -> str:
+    """The word (letters, digits, dots) ending at ``end``, lower case, without its last dot."""
     start = end
     while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "."):
         start -= 1
@@ -89,7 +90,7 @@ def sentence_starts(text: str) -> list[int]:
         if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
             continue  # "? UTI": a question mark before its word asks about it, it ends nothing
         if match.group("mark") == ".":
-            word = _previous_word(text, match.start())
+            word = previous_word(text, match.start())
             if word in ABBREVIATIONS:
                 continue
             if match.start() > 0 and len(word) == 1 \
