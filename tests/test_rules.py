@@ -562,3 +562,21 @@ def test_an_augmentation_not_shown_done_is_hypothetical(extractor, text, title, 
 def test_lab_values_with_a_decimal_comma_and_thrombocytes(text, values):
     from pipeline.nlp.labs import find_lab_values
     assert [(v.lab, v.value) for v in find_lab_values(text)] == values
+
+
+@pytest.mark.parametrize("text, acuity, uncertain", [
+    # the age asked, in any pairing: indeterminate, and its "?" asks about the age only
+    ("A) Osteoporotic compression fractures T12, L4 - acute vs old?", "indeterminate", False),
+    ("T12 fracture - new or old? MRI requested.", "indeterminate", False),
+    ("Fresh or old T12 fracture on the radiograph.", "indeterminate", False),
+    ("L1 compression fracture, acute/chronic.", "indeterminate", False),
+    ("?T12 fracture.", "", True),
+])
+def test_an_age_asked_is_indeterminate(extractor, text, acuity, uncertain):
+    mention = one(extractor, text, "FRACTURE")
+    assert (mention["acuity"], mention["uncertain"]) == (acuity, uncertain), text
+
+
+def test_levels_a_level_measured_against_is_not_the_fractures(extractor):
+    text = "Compression fracture of L1 with approx. 40% reduction of anterior height compared with L2."
+    assert all(m["levels"] == ["L1"] for m in find(extractor.mentions(text), "FRACTURE"))

@@ -179,6 +179,10 @@ _BRIDGED = re.compile(
     r"\b(?:bridg\w*|fused|fusion|ankylos\w*|osteophytes?|spurs?|spurring|syndesmophytes?)"
     r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
     re.IGNORECASE)
+# A level a finding is measured against: "40% reduction of anterior height compared with L2".
+_COMPARED = re.compile(r"\b(?:compared\s+(?:with|to)|relative\s+to|than)\s+(?:that\s+of\s+)?(?:the\s+)?"
+                       r"(?:(?:adjacent|normal|neighbouring|neighboring)\s+)?(?:vertebral\s+bod(?:y|ies)\s+(?:of\s+)?)?$",
+                       re.IGNORECASE)
 # The level of a disc or a degenerative finding: "25% loss of height of L2 with mild disc
 # bulge at L2-3", "canal stenosis at L4-5". Not a fracture's; but a disc compressing the
 # thecal sac there is epidural disease at that level.
@@ -260,8 +264,9 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     "acute T6 fracture with retropulsion, and a new L2 fracture": → T6). A
     group overlapping a mention ("T12 compression fracture" matched whole)
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
-    and T10"), or a range of what was imaged or measured ("VFA (lateral spine
-    T4-L4)", "L1-L3 T-score -1.9"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
+    and T10"), a level it is measured against ("height loss compared with L2"),
+    or a range of what was imaged or measured ("VFA (lateral spine T4-L4)",
+    "L1-L3 T-score -1.9"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
     or oedema (given ``concepts``). A mention with no level of its clause and
     no donor takes the level that keys its sentence ("- T6: radiotherapy; no
     vertebroplasty because of the epidural component": → T6). Returns the
@@ -271,7 +276,8 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     if not mentions:
         return []
     groups = [group for group in find_level_groups(text, sentence_start, sentence_end)
-              if not (_preceded_by(_BRIDGED, text, sentence_start, group) or _coverage(text, sentence_start, group))
+              if not (_preceded_by(_BRIDGED, text, sentence_start, group) or _preceded_by(_COMPARED, text, sentence_start, group)
+                      or _coverage(text, sentence_start, group))
               or any(_gap(start, end, group.start, group.end) == 0 for start, end in mentions)]
     if not groups:
         return [[] for _ in mentions]
