@@ -122,7 +122,7 @@ _PARAGRAPH_END = re.compile(r"\S[^\n]*\n[ \t]*\n")
 # "underwent", "treated with"); a word or a date with its year after it ("L2 vertebroplasty
 # done", "L1 vertebroplasty intact", "T9 vertebroplasty 2021", "kyphoplasty in March 2024");
 # or the note records the procedure.
-_DONE_IN_MENTION = re.compile(r"cement|pmma|post|augmented", re.IGNORECASE)
+_DONE_IN_MENTION = re.compile(r"cement|pmma|\bpost|augmented", re.IGNORECASE)
 _DONE_BEFORE = re.compile(
     r"(?:\bpost[- ]?|\bs/p\s*|\bstatus\s+post\s+|\bafter\s+|\bfollowing\s+|\bsince\s+|\bprior\s+|"
     r"\bprevious(?:ly)?\s+|\bhad\s+|\bunderwent\s+|\btreated\s+(?:with|by)\s+|\bh/o\s+|\bhx\s+(?:of\s+)?|"

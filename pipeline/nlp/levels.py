@@ -1,8 +1,8 @@
 """Vertebral levels: find them in text, expand ranges, link them to mentions.
 
 Spellings understood (SPEC §3): ``L1``, ``L-1``, ``L 1``, ``Th12``/``D12``
-(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T12-L2``, ``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``,
-``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
+(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T12-L2``,
+``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``, ``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
 ``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
 ``lumbosacral junction`` (L5, S1), ``cervicothoracic junction`` (C7, T1).
 
@@ -180,9 +180,10 @@ _BRIDGED = re.compile(
     r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
     re.IGNORECASE)
 # A level a finding is measured against: "40% reduction of anterior height compared with L2".
-_COMPARED = re.compile(r"\b(?:compared\s+(?:with|to)|relative\s+to|than)\s+(?:that\s+of\s+)?(?:the\s+)?"
-                       r"(?:(?:adjacent|normal|neighbouring|neighboring)\s+)?(?:vertebral\s+bod(?:y|ies)\s+(?:of\s+)?)?$",
-                       re.IGNORECASE)
+_COMPARED = re.compile(
+    r"\b(?:compared\s+(?:with|to)|relative\s+to|than)\s+(?:that\s+of\s+)?(?:the\s+)?"
+    r"(?:(?:adjacent|normal|neighbouring|neighboring)\s+)?(?:vertebral\s+bod(?:y|ies)\s+(?:of\s+)?)?$",
+    re.IGNORECASE)
 # The level of a disc or a degenerative finding: "25% loss of height of L2 with mild disc
 # bulge at L2-3", "canal stenosis at L4-5". Not a fracture's; but a disc compressing the
 # thecal sac there is epidural disease at that level.
@@ -276,7 +277,8 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     if not mentions:
         return []
     groups = [group for group in find_level_groups(text, sentence_start, sentence_end)
-              if not (_preceded_by(_BRIDGED, text, sentence_start, group) or _preceded_by(_COMPARED, text, sentence_start, group)
+              if not (_preceded_by(_BRIDGED, text, sentence_start, group)
+                      or _preceded_by(_COMPARED, text, sentence_start, group)
                       or _coverage(text, sentence_start, group))
               or any(_gap(start, end, group.start, group.end) == 0 for start, end in mentions)]
     if not groups:

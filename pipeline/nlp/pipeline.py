@@ -550,8 +550,9 @@ _BEFORE_PROCEDURE = re.compile(
 # Headings only the record of a procedure done has ("POST-OP DIAGNOSIS:", "OPERATION
 # PERFORMED:", "BLOOD LOSS:"), for a note whose title does not say what it is.
 _PROCEDURE_RECORD = re.compile(
-    r"(?im)^[ \t]*(?:post[- ]?(?:op|operative|procedure|procedural)\s+diagnos[ie]s|(?:operations?|procedures?)\s+performed|"
-    r"(?:estimated\s+)?blood\s+loss|EBL|description\s+of\s+(?:the\s+)?(?:procedure|operation))[ \t]*:")
+    r"(?im)^[ \t]*(?:post[- ]?(?:op|operative|procedure|procedural)\s+diagnos[ie]s|"
+    r"(?:operations?|procedures?)\s+performed|(?:estimated\s+)?blood\s+loss|EBL|"
+    r"description\s+of\s+(?:the\s+)?(?:procedure|operation))[ \t]*:")
 
 
 def is_procedure_note(title: str = "", text: str = "") -> bool:
