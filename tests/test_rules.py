@@ -580,3 +580,39 @@ def test_an_age_asked_is_indeterminate(extractor, text, acuity, uncertain):
 def test_levels_a_level_measured_against_is_not_the_fractures(extractor):
     text = "Compression fracture of L1 with approx. 40% reduction of anterior height compared with L2."
     assert all(m["levels"] == ["L1"] for m in find(extractor.mentions(text), "FRACTURE"))
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # someone else's illness
+    ('Husband at bedside, states he is "just getting over pneumonia" - mask provided.', "INFECTION",
+     dict(family=True)),
+    ("Her roommate had pneumonia last week.", "INFECTION", dict(family=True)),
+    # ... not the patient's, told by a spouse or brought in by others
+    ("Wife states she has had a cough; patient denies fever.", "INFECTION", dict(family=False, negated=True)),
+    ("He was brought in by his coworkers after he had vomiting and fever.", "INFECTION", dict(family=False)),
+    # a fear is not a finding
+    ("my mom had those spine fractures and im scared I have a fracture like she did.", "FRACTURE",
+     dict(uncertain=True, family=False)),
+    # the age asked
+    ("An MRI to see how old the L2 fracture is.", "FRACTURE", dict(acuity="indeterminate")),
+    # a problem heading and its state are one sentence
+    ("Pneumonia: abx course completed 6/7, resolved per CXR.", "INFECTION", dict(corrected="treated")),
+    ("UTI: treated with nitrofurantoin.", "INFECTION", dict(corrected="treated")),
+    # ... and the words of another heading stay out of its text
+    ("Procedure planned: T12 balloon kyphoplasty for acute compression fractures.", "FRACTURE",
+     dict(hypothetical=False)),
+    ("CT L-spine w/o: compression fx of L1.", "FRACTURE", dict(negated=False)),
+])
+def test_other_people_fears_and_problem_states(extractor, text, concept, attrs):
+    mentions = find(extractor.mentions(text, "PROGRESS NOTE"), concept)
+    assert mentions, text
+    mention = mentions[-1]
+    for name, expected in attrs.items():
+        assert mention[name] == expected, f"{name} of {concept} in {text!r}"
+
+
+def test_a_discontinued_medication_is_not_current(extractor):
+    text = "MEDICATIONS\n  apixaban 5 mg bid\n\nDISCONTINUED MEDICATIONS\n  enoxaparin 40 mg SC daily (stop 06/26)"
+    by_drug = {m["lexical_variant"]: m for m in find(extractor.mentions(text, "OT NOTE"), "ANTICOAGULANT")}
+    assert not by_drug["apixaban"]["historical"] and by_drug["enoxaparin"]["historical"]
+    assert by_drug["enoxaparin"]["section"] == "medications"

@@ -44,7 +44,7 @@ CONTEXT_CATEGORIES = frozenset({
 
 SECTION_NAMES = frozenset({
     "indication", "history", "past_history", "family_history", "comparison",
-    "technique", "findings", "impression", "medications", "labs",
+    "technique", "findings", "impression", "medications", "past_medications", "labs",
     "assessment_plan", "plan", "other",
 })
 

@@ -6,8 +6,10 @@ with regular expressions over the text (then mapped onto tokens at once):
 
 * headings (``FINDINGS:``, ``IMPRESSION``, ``Labs:``) start a sentence, and
   the text after a heading's colon starts another — unless the heading is
-  itself what the list after it means (``Risks:``, ``Return precautions:``):
-  then ConText must see both in one sentence;
+  itself what the list after it means (``Risks:``, ``Return precautions:``),
+  or what follows tells the state of the heading's problem (``Pneumonia:
+  abx course completed, resolved``, ``Fever: none``): then ConText must see
+  both in one sentence;
 * list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``, ``[x]``) start a sentence;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
@@ -59,6 +61,13 @@ _CUE_HEADING = re.compile(
     r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
     r"(?:\s+discussed)?))?|(?:return\s+)?precautions|complications\s+discussed|side\s+effects|"
     r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?)\s*:", re.IGNORECASE)
+# What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
+# course completed, resolved", "UTI: treated", "Fever: none"): heading and state stay one
+# sentence, so that ConText reads the state onto the problem.
+_STATE_AFTER_HEADING = re.compile(
+    r"[ \t]*(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?(?:abx|antibiotics)|"
+    r"abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|reversed)\b",
+    re.IGNORECASE)
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -84,7 +93,7 @@ def sentence_starts(text: str) -> list[int]:
             starts.add(match.end())
     for match in _HEADING_AT_LINE_START.finditer(text):
         starts.add(match.start("heading"))
-        if not _CUE_HEADING.fullmatch(match.group("heading")):
+        if not _CUE_HEADING.fullmatch(match.group("heading")) and not _STATE_AFTER_HEADING.match(text, match.end()):
             starts.add(match.end())
     for match in _TERMINAL.finditer(text):
         if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
