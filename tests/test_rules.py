@@ -611,6 +611,20 @@ def test_other_people_fears_and_problem_states(extractor, text, concept, attrs):
         assert mention[name] == expected, f"{name} of {concept} in {text!r}"
 
 
+@pytest.mark.parametrize("text, acuity, new", [
+    # "new" is acute (SPEC §4): the acuity says so, and the flag stays
+    ("There is a new compression fracture of T12.", "acute", True),
+    ("New T11 pathologic fracture with retropulsion.", "acute", True),
+    # ... unless an age is written, or the fracture is denied, asked about or a risk
+    ("L4 compression deformity, new since 2019, age indeterminate.", "indeterminate", False),
+    ("No new compression fracture.", "", True),
+    ("?new L1 fracture.", "", True),
+])
+def test_a_new_fracture_is_acute(extractor, text, acuity, new):
+    mention = one(extractor, text, "FRACTURE", title="MRI SPINE")
+    assert (mention["acuity"], mention["new"]) == (acuity, new), text
+
+
 def test_a_discontinued_medication_is_not_current(extractor):
     text = "MEDICATIONS\n  apixaban 5 mg bid\n\nDISCONTINUED MEDICATIONS\n  enoxaparin 40 mg SC daily (stop 06/26)"
     by_drug = {m["lexical_variant"]: m for m in find(extractor.mentions(text, "OT NOTE"), "ANTICOAGULANT")}

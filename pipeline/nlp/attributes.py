@@ -377,7 +377,10 @@ class MentionAttributes:
             "section": section,
             **flags,
             "levels": levels,
-            "acuity": acuity or "",
+            # "a new L2 fracture": new is acute (SPEC §4), unless an age is written; not in
+            # "no new fracture", "?new fracture", "risk of new adjacent fractures"
+            "acuity": acuity or ("acute" if span.label_ == "FRACTURE" and "NEW" in categories and not (
+                flags["negated"] or flags["uncertain"] or flags["hypothetical"]) else ""),
             "aetiology": aetiology or "",
             "scope": rule_scope or "",
             "lab": "",
