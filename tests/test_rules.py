@@ -630,3 +630,14 @@ def test_a_discontinued_medication_is_not_current(extractor):
     by_drug = {m["lexical_variant"]: m for m in find(extractor.mentions(text, "OT NOTE"), "ANTICOAGULANT")}
     assert not by_drug["apixaban"]["historical"] and by_drug["enoxaparin"]["historical"]
     assert by_drug["enoxaparin"]["section"] == "medications"
+
+
+def test_levels_spelled_out_by_speech_recognition(extractor):
+    text = ("FINDINGS there is a new compression fracture of T twelve. Known chronic L one compression "
+            "deformity with mild retropulsion.")
+    mentions = extractor.mentions(text, "XR THORACOLUMBAR SPINE")
+    assert [m["levels"] for m in find(mentions, "FRACTURE")] == [["T12"], ["L1"]]
+    assert one(extractor, text, "RETROPULSION")["levels"] == ["L1"]
+    # not a level: a vitamin's dose, a sequence, a number in words
+    from pipeline.nlp.levels import find_level_groups
+    assert [g.levels for g in find_level_groups("Vitamin C one daily; T one weighted images; at one point")] == []

@@ -1,7 +1,8 @@
 """Vertebral levels: find them in text, expand ranges, link them to mentions.
 
 Spellings understood (SPEC §3): ``L1``, ``L-1``, ``L 1``, ``Th12``/``D12``
-(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T12-L2``,
+(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T twelve``/``L one``
+(speech recognition), ``T12-L2``,
 ``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``, ``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
 ``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
 ``lumbosacral junction`` (L5, S1), ``cervicothoracic junction`` (C7, T1).
@@ -37,8 +38,13 @@ JUNCTIONS = {
 # "HWK 5", "BWK 12", "LWK 1": German reports' vertebral bodies (Hals-, Brust-, Lendenwirbelkörper)
 _REGION = r"(?:Th|[HBL]WK|[CTLSD])"
 # not a decimal: "femoral neck T -2.9" is a T-score
-_ONE = rf"{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
-_TAIL = rf"(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)"
+# Speech recognition writes numbers out: "T twelve", "L one" (thoracic and lumbar only: "vitamin C
+# one daily" is not a level)
+SPELLED = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+           "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_SPELLED = r"(?:Th|[TL])\s?-?\s?(?:" + "|".join(SPELLED) + r")\b"
+_ONE = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
+_TAIL = rf"(?:(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
 _LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
 # A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5".
@@ -52,7 +58,8 @@ _SEQUENCE_AFTER = re.compile(
     r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*(?:t[12]|stir|flair|pd)\b|,\s*t[12]\b)",
     re.IGNORECASE,
 )
-_PIECE = re.compile(rf"(?P<sep>{_RANGE_SEP}|{_LIST_SEP})?(?P<region>{_REGION})?\s?-?\s?(?P<number>1[0-2]|[1-9])", re.IGNORECASE)
+_PIECE = re.compile(rf"(?P<sep>{_RANGE_SEP}|{_LIST_SEP})?(?P<region>{_REGION})?\s?-?\s?"
+                    rf"(?P<number>1[0-2]|[1-9]|{'|'.join(SPELLED)})", re.IGNORECASE)
 WORD_LEVEL = re.compile(
     r"\b(?P<ordinal>" + "|".join(sorted(ORDINALS, key=len, reverse=True)) + r")\s+"
     r"(?P<region>cervical|thoracic|dorsal|lumbar|sacral)\b",
@@ -125,7 +132,8 @@ def _parse_run(run: str) -> list[str]:
             region = normalise_region(piece.group("region"))
         if region is None:
             continue
-        level = f"{region}{int(piece.group('number'))}"
+        number = piece.group("number")
+        level = f"{region}{SPELLED.get(number.lower()) or int(number)}"
         if not valid(level):
             # "T12-1" style tails that wrap into the next region are not written; skip
             continue
