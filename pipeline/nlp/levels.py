@@ -1,10 +1,10 @@
 """Vertebral levels: find them in text, expand ranges, link them to mentions.
 
 Spellings understood (SPEC §3): ``L1``, ``L-1``, ``L 1``, ``Th12``/``D12``
-(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T twelve``/``L one``
-(speech recognition), ``T12-L2``,
-``T11-12``, ``T11 through L1``, ``L1/2``, ``T12/L1``, ``L1 and L2``, ``T7, T8 and T10``, ``first lumbar (vertebra)``,
-``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
+(dorsal), ``LWK 1``/``BWK 12``/``HWK 5`` (German reports), ``T twelve``/``L
+one`` (speech recognition), ``T12-L2``, ``T11-12``, ``T11 through L1``,
+``L1/2``, ``T12/L1``, ``L1 and L2``, ``T7, T8 and T10``, ``first lumbar
+(vertebra)``, ``twelfth thoracic``, ``thoracolumbar junction`` (T12, L1),
 ``lumbosacral junction`` (L5, S1), ``cervicothoracic junction`` (C7, T1).
 
 MRI sequence names (``T1``/``T2``-weighted, ``T2 hyperintense``) and heart

@@ -10,7 +10,8 @@ with regular expressions over the text (then mapped onto tokens at once):
   or what follows tells the state of the heading's problem (``Pneumonia:
   abx course completed, resolved``, ``Fever: none``): then ConText must see
   both in one sentence;
-* list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``, ``[x]``) start a sentence;
+* list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``,
+  ``[x]``) start a sentence;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
   unless the line before ends with ``.``, ``!``, ``?`` or ``:``, or the next
@@ -65,8 +66,9 @@ _CUE_HEADING = re.compile(
 # course completed, resolved", "UTI: treated", "Fever: none"): heading and state stay one
 # sentence, so that ConText reads the state onto the problem.
 _STATE_AFTER_HEADING = re.compile(
-    r"[ \t]*(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?(?:abx|antibiotics)|"
-    r"abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|reversed)\b",
+    r"[ \t]*(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
+    r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|"
+    r"reversed)\b",
     re.IGNORECASE)
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
@@ -93,7 +95,8 @@ def sentence_starts(text: str) -> list[int]:
             starts.add(match.end())
     for match in _HEADING_AT_LINE_START.finditer(text):
         starts.add(match.start("heading"))
-        if not _CUE_HEADING.fullmatch(match.group("heading")) and not _STATE_AFTER_HEADING.match(text, match.end()):
+        if not (_CUE_HEADING.fullmatch(match.group("heading"))
+                or _STATE_AFTER_HEADING.match(text, match.end())):
             starts.add(match.end())
     for match in _TERMINAL.finditer(text):
         if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
