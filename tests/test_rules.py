@@ -641,3 +641,13 @@ def test_levels_spelled_out_by_speech_recognition(extractor):
     # not a level: a vitamin's dose, a sequence, a number in words
     from pipeline.nlp.levels import find_level_groups
     assert [g.levels for g in find_level_groups("Vitamin C one daily; T one weighted images; at one point")] == []
+
+
+def test_levels_a_forms_level_field_on_the_mentions_line(extractor):
+    text = "Level: T9. Pathologic fracture (subacute), STIR signal persists."
+    assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == ["T9"]
+    text = "Fracture on MRI: [x] yes   Level: T11   Age: [x] acute (STIR +)"
+    assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == ["T11"]
+    # a field on another line is another item's
+    text = "Level: T9.\nPathologic fracture, STIR signal persists."
+    assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == []

@@ -255,6 +255,27 @@ def reported_targets(doc: Doc) -> list[tuple[Span, Span, list[str]]]:
 REFERENCE_WINDOW = 300
 
 
+# A form's level field: "Level: T9. Pathologic fracture (subacute)", "Fracture on MRI: [x] yes
+# Level: T11"
+_LEVEL_FIELD = re.compile(r"\blevels?(?:\(s\))?(?:\s+(?:requested|treated|involved|affected))?[ \t]*:[ \t]*",
+                          re.IGNORECASE)
+
+
+def field_levels(mentions: list[dict], text: str) -> None:
+    """A level-less mention takes the levels of a level field on its own line. In place."""
+    for mention in mentions:
+        if mention["concept"] not in LEVELLED or mention["levels"] or mention["scope"] == "systemic":
+            continue
+        line_start = text.rfind("\n", 0, mention["start"]) + 1
+        line_end = text.find("\n", mention["end"])
+        line_end = len(text) if line_end < 0 else line_end
+        for field in _LEVEL_FIELD.finditer(text, line_start, line_end):
+            groups = find_level_groups(text, field.end(), line_end)
+            if groups and groups[0].start == field.end():
+                mention["levels"] = list(groups[0].levels)
+                break
+
+
 def inherit_levels(mentions: list[dict]) -> None:
     """A level-less mention refers back to the fracture just described.
 
@@ -300,6 +321,7 @@ class MentionAttributes:
         for span, sentence, levels in reported_targets(doc):
             mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
+        field_levels(mentions, text)
         inherit_levels(mentions)
         doc._.vertebro_mentions = mentions
         return doc
