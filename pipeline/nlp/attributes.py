@@ -261,23 +261,22 @@ _LEVEL_FIELD = re.compile(r"\blevels?(?:\(s\))?(?:\s+(?:requested|treated|involv
                           re.IGNORECASE)
 
 
-def field_levels(mentions: list[dict], text: str) -> None:
-    """A level-less mention takes the levels of a level field on its own line. In place."""
-    for mention in mentions:
-        if mention["concept"] not in LEVELLED or mention["levels"] or mention["scope"] == "systemic":
-            continue
-        line_start = text.rfind("\n", 0, mention["start"]) + 1
-        line_end = text.find("\n", mention["end"])
-        line_end = len(text) if line_end < 0 else line_end
-        for field in _LEVEL_FIELD.finditer(text, line_start, line_end):
-            groups = find_level_groups(text, field.end(), line_end)
-            if groups and groups[0].start == field.end():
-                mention["levels"] = list(groups[0].levels)
-                break
+def _field_levels(mention: dict, text: str) -> list[str]:
+    """The levels of a level field on the mention's own line (none: [])."""
+    line_start = text.rfind("\n", 0, mention["start"]) + 1
+    line_end = text.find("\n", mention["end"])
+    line_end = len(text) if line_end < 0 else line_end
+    for field in _LEVEL_FIELD.finditer(text, line_start, line_end):
+        groups = find_level_groups(text, field.end(), line_end)
+        if groups and groups[0].start == field.end():
+            return list(groups[0].levels)
+    return []
 
 
-def inherit_levels(mentions: list[dict]) -> None:
-    """A level-less mention refers back to the fracture just described.
+def inherit_levels(mentions: list[dict], text: str) -> None:
+    """A level-less mention takes the levels of a form's level field on its
+    own line ("Level: T9. Pathologic fracture"), or else refers back to the
+    fracture just described.
 
     "L1 burst fracture. There is 4 mm retropulsion of the posterosuperior
     fragment." — the retropulsion is at L1. A mention in LEVELLED with no
@@ -289,6 +288,8 @@ def inherit_levels(mentions: list[dict]) -> None:
     for mention in mentions:
         if mention["concept"] not in LEVELLED or mention["scope"] == "systemic":
             continue  # a fever in the next sentence is not at the fractured level
+        if not mention["levels"]:
+            mention["levels"] = _field_levels(mention, text)
         if mention["levels"]:
             if mention["concept"] in ("FRACTURE", "OEDEMA"):
                 last = mention
@@ -321,8 +322,7 @@ class MentionAttributes:
         for span, sentence, levels in reported_targets(doc):
             mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
-        field_levels(mentions, text)
-        inherit_levels(mentions)
+        inherit_levels(mentions, text)
         doc._.vertebro_mentions = mentions
         return doc
 

@@ -37,12 +37,12 @@ JUNCTIONS = {
 
 # "HWK 5", "BWK 12", "LWK 1": German reports' vertebral bodies (Hals-, Brust-, Lendenwirbelkörper)
 _REGION = r"(?:Th|[HBL]WK|[CTLSD])"
-# not a decimal: "femoral neck T -2.9" is a T-score
 # Speech recognition writes numbers out: "T twelve", "L one" (thoracic and lumbar only: "vitamin C
 # one daily" is not a level)
 SPELLED = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
            "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
 _SPELLED = r"(?:Th|[TL])\s?-?\s?(?:" + "|".join(SPELLED) + r")\b"
+# not a decimal: "femoral neck T -2.9" is a T-score
 _ONE = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
 _TAIL = rf"(?:(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
