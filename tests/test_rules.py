@@ -651,3 +651,15 @@ def test_levels_a_forms_level_field_on_the_mentions_line(extractor):
     # a field on another line is another item's
     text = "Level: T9.\nPathologic fracture, STIR signal persists."
     assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == []
+
+
+def test_an_icd_titles_classification_words_negate_nothing(extractor):
+    text = ("M48.56XA Collapsed vertebra, not elsewhere classified, lumbar region, "
+            "initial encounter for fracture")
+    fractures = [m for m in extractor.mentions(text, "PROBLEM LIST") if m["concept"] == "FRACTURE"]
+    assert len(fractures) == 2
+    assert not any(m["negated"] for m in fractures)
+    # a real negation after such a title still negates
+    text = "Pathological fracture, not otherwise specified. No fracture of the sacrum."
+    fractures = [m for m in extractor.mentions(text, "PROBLEM LIST") if m["concept"] == "FRACTURE"]
+    assert [m["negated"] for m in fractures] == [False, True]
