@@ -663,3 +663,145 @@ def test_an_icd_titles_classification_words_negate_nothing(extractor):
     text = "Pathological fracture, not otherwise specified. No fracture of the sacrum."
     fractures = [m for m in extractor.mentions(text, "PROBLEM LIST") if m["concept"] == "FRACTURE"]
     assert [m["negated"] for m in fractures] == [False, True]
+
+
+@pytest.mark.parametrize("text, concept, needle, levels", [
+    # a fusion's levels, a posterior element's and a curvature's range are not the fracture's
+    ("1. Acute L2 burst fracture (junctional level above L3-L5 fusion) with 40% height loss and 6 mm "
+     "retropulsion narrowing the canal.", "RETROPULSION", None, ["L2"]),
+    ("1. Acute L2 burst fracture (junctional level above L3-L5 fusion) with 40% height loss and 6 mm "
+     "retropulsion narrowing the canal.", "FRACTURE", "height loss", ["L2"]),
+    ("74M D1 post fall. Acute junctional L2 burst # + L1 TP #.", "FRACTURE", "burst", ["L2"]),
+    ("Pedicle screws at L3 and L4 with new fracture of L2 and marrow edema.", "OEDEMA", None, ["L2"]),
+    ("Acute fracture of the L2 vertebral body. 40% loss of anterior vertebral body height with focal "
+     "kyphosis of 14 degrees at L1-L3.", "FRACTURE", "loss", ["L2"]),
+    # ... a single level after an angle is the fracture's, and an adjective is not a curvature
+    ("Kyphotic angulation at T12 compression fracture.", "FRACTURE", None, ["T12"]),
+    ("Issues: COPD, thoracic kyphosis, osteoporosis with previous T8/L1 vertebral fractures.", "FRACTURE",
+     None, ["T8", "L1"]),
+    # a location class of the SINS is not a level
+    ("SINS score:\n Location (T3-T10, semi-rigid)        1\n Vertebral body collapse (<50%)      2",
+     "FRACTURE", None, []),
+])
+def test_levels_of_a_fusion_a_posterior_element_or_a_curvature(extractor, text, concept, needle, levels):
+    mentions = find(extractor.mentions(text, "CT LUMBAR SPINE"), concept, needle)
+    assert mentions, text
+    assert mentions[0]["levels"] == levels, text
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a form's answers: boxes answered Y/N, dot leaders, columns, ticked "none"
+    ("EXCLUSION (all must be N)\n [N] 1. Retropulsion / posterior wall defect on CT or MRI", "RETROPULSION",
+     None, dict(negated=True)),
+    ("[Y] 6. Neurological deficit / cord compression", "EPIDURAL_DISEASE", None, dict(negated=False)),
+    ("5. Absence of contraindications:\n    - active infection ............................. NONE",
+     "INFECTION", None, dict(negated=True)),
+    ("    - retropulsion / posterior wall compromise ...... NOT ASSESSED (plain films)", "RETROPULSION", None,
+     dict(negated=False, uncertain=True)),
+    ("E2  Known malignancy / suspected metastasis                             NO\nE3  Fever   YES",
+     "MALIGNANCY", "malignancy", dict(negated=True)),
+    ("E2  Known malignancy                 NO\nE3  Fever                  YES", "INFECTION", None,
+     dict(negated=False)),
+    ("I2  Acute VCF confirmed on MRI with STIR oedema at the\n    fracture level          NO - see note",
+     "FRACTURE", "VCF", dict(negated=True)),
+    ("Anticoagulants/antiplatelets: [x] none", "ANTICOAGULANT", None, dict(negated=True)),
+    ("Fever: [ ] yes [x] no", "INFECTION", None, dict(negated=True)),
+    ("Fever: [x] yes [ ] no", "INFECTION", None, dict(negated=False)),
+    # ... but a "no" that starts its item's words negates them, and prose keeps its sentences
+    ("[x] No local infection (osteomyelitis / discitis)                Y", "INFECTION", "osteomyelitis",
+     dict(negated=True)),
+    ("Focal lesions ........ No lytic lesions.", "MALIGNANCY", None, dict(negated=True)),
+    ("Compression fracture of L1.   No retropulsion.", "FRACTURE", None, dict(negated=False)),
+    ("The posterior wall at T12 is obscured by ribs and retropulsion cannot be assessed on this study.",
+     "RETROPULSION", None, dict(uncertain=True)),
+    ("Acute L1 fracture with marrow oedema; posterior wall not assessed.", "FRACTURE", None,
+     dict(uncertain=False)),
+])
+def test_a_forms_answers(extractor, text, concept, needle, attrs):
+    mentions = find(extractor.mentions(text, "RESEARCH SCREENING LOG"), concept, needle)
+    assert mentions, text
+    for name, expected in attrs.items():
+        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # text for patients and payers' criteria are about anyone
+    ("WHAT ARE THE RISKS?\nSerious complications are uncommon. They include:\n - Infection at the needle site\n"
+     " - New fractures in nearby vertebrae", "FRACTURE", None, dict(hypothetical=True)),
+    ("WHAT ARE THE RISKS?\nSerious complications are uncommon. They include:\n - Infection at the needle site",
+     "INFECTION", None, dict(hypothetical=True)),
+    ("Vertebral augmentation is considered medically necessary for a painful osteoporotic vertebral "
+     "compression fracture when ALL of the following are met: (a) fracture age confirmed by MRI.",
+     "FRACTURE", "compression", dict(hypothetical=True)),
+    ("Advised re: signs of wound infection, call DSU or GP.", "INFECTION", None, dict(hypothetical=True)),
+    # ... while the note's own text after the pasted block is the patient's
+    ("WHAT IS KYPHOPLASTY?\nKyphoplasty is a treatment for painful compression fractures.\n\n"
+     "Acute L1 burst fracture on MRI 02/05.", "FRACTURE", "burst", dict(hypothetical=False)),
+    ("There are signs of wound infection.", "INFECTION", None, dict(hypothetical=False)),
+    # a rated risk is not a risk of the drug
+    ("Clopidogrel continued (low-risk procedure).", "ANTICOAGULANT", None,
+     dict(hypothetical=False, med_status="continued")),
+    # a course finished is over
+    ("Finished 10 days enoxaparin 30/08, no issues.", "ANTICOAGULANT", None, dict(historical=True)),
+    ("Completed her enoxaparin course last month.", "ANTICOAGULANT", None, dict(historical=True)),
+    ("Resume warfarin when cleared by spine.", "ANTICOAGULANT", None, dict(historical=False)),
+    ("Atrial fibrillation on warfarin, previously treated with L1 kyphoplasty.", "ANTICOAGULANT", None,
+     dict(historical=False)),
+    ("Warfarin held for 5 days.", "ANTICOAGULANT", None, dict(historical=False, med_status="held")),
+    # the levels after "previous" are part of the cue; "post-" an infection is what it left
+    ("Issues: osteoporosis with previous T8/L1 vertebral fractures.", "FRACTURE", None, dict(historical=True)),
+    ("Compared with the prior study, new L1 fracture.", "FRACTURE", None, dict(historical=False)),
+    ("Degenerative/post-discitis change L4/5.", "INFECTION", None, dict(historical=True)),
+    ("L4/5 microdiscectomy complicated by post-op discitis.", "INFECTION", None, dict(historical=False)),
+    ("Stable post-kyphoplasty L2.", "PRIOR_AUGMENTATION", None, dict(historical=False)),
+    # alternatives ranked lower
+    ("Degenerative endplate change is favored over early discitis.", "INFECTION", None, dict(uncertain=True)),
+    ("Modic type 1 change L4-L5. Early discitis considered less likely; recommend ESR/CRP.", "INFECTION", None,
+     dict(uncertain=True)),
+    ("The differential is a Schmorl's node or a mild compression fracture.", "FRACTURE", None,
+     dict(uncertain=True)),
+    ("Pt preferred to defer vertebroplasty; remains a vertebroplasty candidate.", "PRIOR_AUGMENTATION", None,
+     dict(uncertain=False)),
+    # a stated cause outranks "pathological"
+    ("M80.08XA Age-related osteoporosis with current pathological fracture, vertebra(e), initial "
+     "encounter for fracture", "FRACTURE", "pathological", dict(aetiology="osteoporotic")),
+    ("Pathological fracture of L2 due to osteoporosis.", "FRACTURE", None, dict(aetiology="osteoporotic")),
+    ("Pathologic fracture L1 from metastasis in an osteoporotic patient.", "FRACTURE", None,
+     dict(aetiology="malignant")),
+])
+def test_documents_about_anyone_courses_over_and_ranked_alternatives(extractor, text, concept, needle, attrs):
+    mentions = find(extractor.mentions(text, "CLINIC NOTE"), concept, needle)
+    assert mentions, text
+    for name, expected in attrs.items():
+        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+
+
+@pytest.mark.parametrize("text, concept", [
+    # metabolic equivalents are not metastases
+    ("Assessment: ASA 3. RCRI 1. METs >4. Functional capacity 4 METs; can climb 2 flights (>4 METs).",
+     "MALIGNANCY"),
+    # scar after surgery is not epidural disease
+    ("Thin linear dorsal epidural enhancement at L4-5 without a drainable component, likely postoperative "
+     "granulation.", "EPIDURAL_DISEASE"),
+    ("Epidural fibrosis at L5-S1.", "EPIDURAL_DISEASE"),
+    # wedging explained as physiological or Scheuermann's is not a fracture
+    ("Mild anterior wedging of T11 and T12 with smooth, intact endplates, within the physiological range "
+     "at the thoracolumbar junction.", "FRACTURE"),
+    ("Anterior wedging of T7, T8 and T9 with irregular endplates and multiple Schmorl's nodes, in keeping "
+     "with old Scheuermann's disease.", "FRACTURE"),
+    # nor a fracture of an ossified interspinous ligament
+    ("Increased STIR signal along the fractured interspinous ossification at T11-T12.", "FRACTURE"),
+])
+def test_look_alikes_are_not_mentions(extractor, text, concept):
+    assert find(extractor.mentions(text, "MRI SPINE"), concept) == [], text
+
+
+@pytest.mark.parametrize("text, concept", [
+    ("T3/L2 mets. Bone + lung mets 06/2025.", "MALIGNANCY"),
+    ("Rim-enhancing epidural collection and epidural enhancement at L4-5 consistent with phlegmon.",
+     "EPIDURAL_DISEASE"),
+    ("Acute wedge compression fracture of T12; congenital butterfly vertebra at T8.", "FRACTURE"),
+    ("Mild wedging of L1, likely acute. Physiological wedging elsewhere.", "FRACTURE"),
+])
+def test_what_the_look_alike_rules_leave(extractor, text, concept):
+    assert find(extractor.mentions(text, "MRI SPINE"), concept), text

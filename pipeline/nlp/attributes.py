@@ -25,7 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .levels import find_level_groups, link_levels
+from .levels import CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, find_level_groups, link_levels
 from .sentences import doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -62,8 +62,6 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # A fracture of a vertebra's posterior elements or processes is not a vertebral body
 # fracture, the kind vertebral augmentation treats: "transverse process fractures of
 # L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4".
-_POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs?|pars(?:\s+interarticularis)?|"
-                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens)")
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"\s+(?:(?:of|involving|in|at)\s+)?(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
@@ -173,9 +171,12 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     fracture", "rib fractures" beside a level and "fractures of several ribs"
     are not, nor is a fracture (or oedema) of a vertebra's processes or
     posterior elements ("L2 transverse process fracture"), nor a height loss
-    a disc was named just before; a bare "no acute fracture" is in a spine
+    a disc was named just before, nor wedging its clause calls physiological,
+    developmental or Scheuermann's; a bare "no acute fracture" is in a spine
     report.
     """
+    if _explained_wedging(span, sentence, text):
+        return False
     anatomy = span._.rule_anatomy
     if anatomy == "vertebral":
         return True
@@ -200,6 +201,25 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         # "marrow oedema within the lateral tibial plateau ... insufficiency fracture"
         return False
     return anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
+
+
+_COURSE_OVER = re.compile(r"complet|finish", re.IGNORECASE)
+# ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
+# encounter for fracture": both fractures are osteoporotic
+_OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+with\s+(?:current\s+)?patholog", re.IGNORECASE)
+# Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
+# wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
+# with irregular endplates ..., in keeping with old Scheuermann's disease".
+_VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|"
+                      r"juvenile\s+kyphosis)", re.IGNORECASE)
+
+
+def _explained_wedging(span: Span, sentence: Span, text: str) -> bool:
+    if "wedg" not in text[span.start_char:span.end_char].lower():
+        return False
+    end = min(sentence.end_char, span.end_char + 200)
+    clause_end = CLAUSE_BREAK.search(text, span.end_char, end)
+    return _VARIANT.search(text, span.end_char, clause_end.start() if clause_end else end) is not None
 
 
 def _vertebral_cue(text: str) -> bool:
@@ -365,8 +385,12 @@ class MentionAttributes:
 
         aetiology = rule_aetiology
         aetiology_modifier = _nearest(span, modifiers, {"AETIOLOGY"})
-        if not aetiology and aetiology_modifier is not None:
+        if aetiology_modifier is not None and (
+                # "osteoporosis with current pathological fracture": a stated cause outranks the rule's
+                not aetiology or aetiology_modifier.rule.metadata.get("overrides") == aetiology):
             aetiology = aetiology_modifier.rule.metadata["value"]
+        if aetiology == "malignant" and _OSTEOPOROSIS_WITH.search(text, sentence.start_char, sentence.end_char):
+            aetiology = "osteoporotic"  # the title of ICD-10 M80, not a tumour's fracture
 
         corrected_modifier = _nearest(span, modifiers, {"CORRECTED"})
         corrected = corrected_modifier.rule.metadata["value"] if corrected_modifier is not None else ""
@@ -388,6 +412,10 @@ class MentionAttributes:
                 med_status = "continued" if med_modifier.category == "MED_CONTINUED" else "held"
             if corrected == "held":
                 corrected = ""
+            elif corrected_modifier is not None and _COURSE_OVER.search(
+                    span.doc[slice(*corrected_modifier.modifier_span)].text):
+                # "finished 10 days enoxaparin", "completed her warfarin course": a course that is over
+                flags["historical"] = True
 
         base = {
             "concept": span.label_,

@@ -202,6 +202,36 @@ _DISC_LEVEL = re.compile(
     re.IGNORECASE)
 #: The concepts a disc's level is never given to.
 _NOT_AT_A_DISC = frozenset({"FRACTURE", "OEDEMA"})
+# A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4").
+POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs?|pars(?:\s+interarticularis)?|"
+                     r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
+                     r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
+_SURGERY = (r"(?:fusion|fused|[PTAX]LIF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
+            r"arthrodesis|laminectom(?:y|ies)|laminoplasty)")
+# The level of a posterior element or of a fusion or its hardware, not of a vertebral body:
+# "acute L2 burst # + L1 TP #", "burst fracture (junctional level above L3-L5 fusion) with 40%
+# height loss and 6 mm retropulsion", "pedicle screws at L3 and L4".
+_ELSEWHERE_AFTER = re.compile(
+    r"(?:[\s-]*(?:left|right|bilateral|bilat|posterior|anterior|posterolateral|instrumented|interbody|solid)\b)*"
+    rf"[\s-]*(?:{POSTERIOR_ELEMENT}|{_SURGERY})\b", re.IGNORECASE)
+_ELSEWHERE_BEFORE = re.compile(
+    rf"\b(?:{POSTERIOR_ELEMENT}|{_SURGERY})(?:\s+(?:fractures?|fx|defects?))?\s+"
+    r"(?:at|of|from|across|spanning|involving)\s+(?:the\s+)?(?:(?:left|right|bilateral)\s+)?$", re.IGNORECASE)
+# A range a curvature is measured across: "focal kyphosis of 14 degrees at L1-L3", "Cobb angle
+# T12-L2". A single level after an angle is usually the fracture's ("angulation at T12").
+_CURVATURE_BEFORE = re.compile(
+    r"\b(?:(?:kyphosis|kyphotic|lordosis|lordotic|scoliosis|scoliotic)(?:\s+(?:angle|angulation|curve))?|angulation|"
+    r"(?:Cobb\s+)?angle)(?:\s+(?:of|measuring|measures|measured\s+at)\s+\d+(?:\.\d+)?\s*(?:degrees|deg|°))?"
+    r"\s+(?:(?:at|of|from|across|between|spanning|over|measured\s+(?:at|from|across))\s+)?(?:the\s+)?$", re.IGNORECASE)
+#: The concepts the level of a posterior element, a fusion or a curvature is never given to.
+_NOT_AT_ELSEWHERE = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION"})
+
+
+def _elsewhere(text: str, sentence_start: int, group: LevelGroup) -> bool:
+    """Whether a level group names a posterior element, a fusion or a curvature's range."""
+    return (_ELSEWHERE_AFTER.match(text, group.end) is not None
+            or _preceded_by(_ELSEWHERE_BEFORE, text, sentence_start, group)
+            or (len(group.levels) > 1 and _preceded_by(_CURVATURE_BEFORE, text, sentence_start, group)))
 
 
 def _preceded_by(pattern: re.Pattern, text: str, sentence_start: int, group: LevelGroup) -> bool:
@@ -218,8 +248,16 @@ _COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|sc
 _DENSITOMETRY_AFTER = re.compile(r"\s*\)?\s*:?\s*(?:[TZ]-?\s?scores?|BMD|bone\s+(?:mineral\s+)?density)", re.IGNORECASE)
 
 
+# A location class of the Spinal Instability Neoplastic Score: "Location (T3-T10, rigid)",
+# "junctional (T11-L1)".
+_SINS_CLASS_BEFORE = re.compile(r"\b(?:location|(?:semi-?)?rigid|junctional|mobile(?:\s+spine)?)\s*[(:]\s*$",
+                                re.IGNORECASE)
+_SINS_CLASS_AFTER = re.compile(r"\s*,\s*(?:(?:semi-?)?rigid|junctional|mobile)\b", re.IGNORECASE)
+
+
 def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
-    if _DENSITOMETRY_AFTER.match(text, group.end):
+    if _DENSITOMETRY_AFTER.match(text, group.end) or _SINS_CLASS_AFTER.match(text, group.end) \
+            or _preceded_by(_SINS_CLASS_BEFORE, text, sentence_start, group):
         return True
     opening = text.rfind("(", max(sentence_start, group.start - 30), group.start)
     if opening < 0 or ")" in text[opening:group.start]:
@@ -304,9 +342,13 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     for group in groups:
         clause = clause_of(group.start)
         candidates = [i for i, c in enumerate(mention_clause) if c == clause]
-        if concepts is not None and _preceded_by(_DISC_LEVEL, text, sentence_start, group):
-            candidates = [i for i in candidates if concepts[i] not in _NOT_AT_A_DISC
-                          or _gap(*mentions[i], group.start, group.end) == 0]
+        if concepts is not None:
+            if _preceded_by(_DISC_LEVEL, text, sentence_start, group):
+                candidates = [i for i in candidates if concepts[i] not in _NOT_AT_A_DISC
+                              or _gap(*mentions[i], group.start, group.end) == 0]
+            if _elsewhere(text, sentence_start, group):
+                candidates = [i for i in candidates if concepts[i] not in _NOT_AT_ELSEWHERE
+                              or _gap(*mentions[i], group.start, group.end) == 0]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),

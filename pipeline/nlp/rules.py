@@ -45,7 +45,7 @@ CONTEXT_CATEGORIES = frozenset({
 SECTION_NAMES = frozenset({
     "indication", "history", "past_history", "family_history", "comparison",
     "technique", "findings", "impression", "medications", "past_medications", "labs",
-    "assessment_plan", "plan", "other",
+    "assessment_plan", "plan", "patient_education", "other",
 })
 
 #: Attributes a target rule may set on its spans.
@@ -173,6 +173,10 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
                 value = (rule.get("metadata") or {}).get("value")
                 if value not in CONTEXT_VALUES[category]:
                     problems.append(f"R010 {where}: {category} needs metadata.value in {sorted(CONTEXT_VALUES[category])}")
+                # metadata.overrides: the value of the target rule's own attribute this stated one replaces
+                overrides = (rule.get("metadata") or {}).get("overrides")
+                if overrides is not None and overrides not in CONTEXT_VALUES[category]:
+                    problems.append(f"R010 {where}: metadata.overrides {overrides!r} not in {sorted(CONTEXT_VALUES[category])}")
             for key in ("allowed_types", "excluded_types"):
                 for target in rule.get(key) or []:
                     if target not in TARGET_CATEGORIES:

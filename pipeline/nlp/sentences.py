@@ -50,26 +50,35 @@ def doc_text(doc: Doc) -> str:
 
 
 HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
-LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|\[[ \t_xX✓✔*]?\]|[☐☒☑])"
+LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|\[(?:[ \t_xX✓✔*]?|[YyNn]|[Yy]es|YES|[Nn]o|NO)\]|[☐☒☑])"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"\n[ \t]*(?=\S)")
 _NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
 _ENDS = frozenset(".!?:")
-_PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40})[ \t]*$")
+# A line ends its sentence after a full stop or colon, as a heading in capitals, or as a table's
+# row whose last column is a short value or a yes/no answer with its remark ("Location (T3-T10,
+# rigid)       1", "Posterior wall intact    Y", "fracture level     NO - see note"): the next
+# row is not the same sentence.
+_PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40}|\S[ \t]{2,}\S{1,8}|"
+                            r"\S[ \t]{3,}(?i:yes|no|n/a|none)\b[^\n(]{0,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
 # Headings that make what follows them hypothetical ("Risks: bleeding, infection").
 _CUE_HEADING = re.compile(
     r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
     r"(?:\s+discussed)?))?|(?:return\s+)?precautions|complications\s+discussed|side\s+effects|"
-    r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?)\s*:", re.IGNORECASE)
+    r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?|"
+    r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on))\s*:", re.IGNORECASE)
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
-# course completed, resolved", "UTI: treated", "Fever: none"): heading and state stay one
-# sentence, so that ConText reads the state onto the problem.
+# course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no"): heading
+# and state stay one sentence, so that ConText reads the state onto the problem.
 _STATE_AFTER_HEADING = re.compile(
-    r"[ \t]*(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
+    r"[ \t]*(?:(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
     r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|"
-    r"reversed)\b",
+    r"reversed)\b|\[[^\]\n]{0,3}\]|[☐☒☑])",
     re.IGNORECASE)
+# A checklist box and its item's number: "[N] 1. Retropulsion on CT or MRI" is one sentence, so
+# that the box's answer reaches its item.
+_BOX_AND_NUMBER = re.compile(r"[ \t]*(?:\[[^\]\n]{0,3}\]|[☐☒☑])[ \t]*\d{1,2}")
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -101,9 +110,15 @@ def sentence_starts(text: str) -> list[int]:
     for match in _TERMINAL.finditer(text):
         if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
             continue  # "? UTI": a question mark before its word asks about it, it ends nothing
-        if match.group("mark") == ".":
+        mark = match.group("mark")
+        if len(mark) > 3 and not mark.strip("."):
+            continue  # a dot leader: "- active infection ........ NONE" answers its item
+        if mark == ".":
             word = previous_word(text, match.start())
             if word in ABBREVIATIONS:
+                continue
+            if word.isdigit() and _BOX_AND_NUMBER.fullmatch(
+                    text, text.rfind("\n", 0, match.start()) + 1, match.start()):
                 continue
             if match.start() > 0 and len(word) == 1 \
                     and text[match.start() - 1].isupper() and not text[match.start() - 1].isdigit():
