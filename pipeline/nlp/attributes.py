@@ -203,6 +203,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     return anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
 
 
+# The correction words that end a course rather than hold it ("completed", "finished")
 _COURSE_OVER = re.compile(r"complet|finish", re.IGNORECASE)
 # ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
 # encounter for fracture": both fractures are osteoporotic
@@ -386,7 +387,7 @@ class MentionAttributes:
         aetiology = rule_aetiology
         aetiology_modifier = _nearest(span, modifiers, {"AETIOLOGY"})
         if aetiology_modifier is not None and (
-                # "osteoporosis with current pathological fracture": a stated cause outranks the rule's
+                # "pathological fracture of L2 due to osteoporosis": a stated cause outranks the rule's
                 not aetiology or aetiology_modifier.rule.metadata.get("overrides") == aetiology):
             aetiology = aetiology_modifier.rule.metadata["value"]
         if aetiology == "malignant" and _OSTEOPOROSIS_WITH.search(text, sentence.start_char, sentence.end_char):

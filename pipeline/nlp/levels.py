@@ -313,8 +313,10 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     belongs to it; a group that osteophytes or a fusion reach ("bridging to T8
     and T10"), a level it is measured against ("height loss compared with L2"),
     or a range of what was imaged or measured ("VFA (lateral spine T4-L4)",
-    "L1-L3 T-score -1.9"), belongs to none; a disc's ("disc bulge at L2-3") to no fracture
-    or oedema (given ``concepts``). A mention with no level of its clause and
+    "L1-L3 T-score -1.9", "Location (T3-T10, rigid)"), belongs to none; a disc's ("disc
+    bulge at L2-3") to no fracture or oedema, and a posterior element's, a fusion's or a
+    curvature's range ("L1 TP #", "above the L3-L5 fusion", "kyphosis of 14 degrees at
+    L1-L3") to no fracture, oedema or retropulsion (given ``concepts``). A mention with no level of its clause and
     no donor takes the level that keys its sentence ("- T6: radiotherapy; no
     vertebroplasty because of the epidural component": → T6). Returns the
     levels of each mention, in the order given.
