@@ -648,8 +648,8 @@ def test_levels_a_forms_level_field_on_the_mentions_line(extractor):
     assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == ["T9"]
     text = "Fracture on MRI: [x] yes   Level: T11   Age: [x] acute (STIR +)"
     assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == ["T11"]
-    # a field on another line is another item's
-    text = "Level: T9.\nPathologic fracture, STIR signal persists."
+    # a field on another line is another item's (in a note that names more than one level)
+    text = "Level: T9.\nPathologic fracture, STIR signal persists. Cement in L2 from 2021."
     assert one(extractor, text, "FRACTURE", title="MRI THORACIC SPINE")["levels"] == []
 
 
@@ -805,3 +805,69 @@ def test_look_alikes_are_not_mentions(extractor, text, concept):
 ])
 def test_what_the_look_alike_rules_leave(extractor, text, concept):
     assert find(extractor.mentions(text, "MRI SPINE"), concept), text
+
+
+def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
+    text = ("                                        Y    N    N/A\n"
+            "Consent form signed                     x\n"
+            "Anticoagulant in last 7 days                 x\n"
+            "Current infection / on antibiotics           x\n"
+            "Known bleeding disorder                           x\n"
+            "Fever in last 48 h                      x\n"
+            "\n"
+            "Warfarin restarted after the procedure.")
+    by_concept = {m["concept"]: m for m in extractor.mentions(text, "IR PRE-PROCEDURE CHECKLIST")}
+    assert by_concept["ANTICOAGULANT"]["negated"] is False  # the last line is past the grid
+    flags = {(m["concept"], m["lexical_variant"]): (m["negated"], m["hypothetical"])
+             for m in extractor.mentions(text, "IR PRE-PROCEDURE CHECKLIST")}
+    assert flags[("ANTICOAGULANT", "Anticoagulant")] == (True, False)
+    assert flags[("INFECTION", "Current infection")] == (True, False)
+    assert flags[("COAGULOPATHY", "bleeding disorder")] == (False, True)
+    assert flags[("INFECTION", "Fever")] == (False, False)
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a consent's list under its heading, a relative with a bracket, a course finished
+    ("Consent discussed by IR reg (Dr Pillay): bleeding, cement leakage,\ninfection, nerve injury.", "INFECTION",
+     None, dict(hypothetical=True)),
+    ("Her sister (aged 79) has recently had two vertebral fractures and I have suggested she asks her GP.",
+     "FRACTURE", None, dict(family=True)),
+    ("Contributing factors: finished a\n7-day course of cipro for UTI at the end of Dec.", "INFECTION", None,
+     dict(corrected="treated")),
+    # the age: denied signs of an old fracture say nothing; "unable to age it"; ", old" after it
+    ("CT: T12 superior endplate fracture with ~35% height loss, no sclerotic margins.", "FRACTURE", "endplate",
+     dict(acuity="")),
+    ("L1 compression deformity - radiology unable to age it.", "FRACTURE", None, dict(acuity="indeterminate")),
+    ("  3. T10 wedge fracture, old (present on MRI 2024, unchanged)", "FRACTURE", None, dict(acuity="chronic")),
+    # an imaging request's "Eval" asks
+    ("INDICATION: bacteremia, new T11 compression fracture on CT. Eval\nacuity, osteomyelitis/discitis.",
+     "INFECTION", "osteomyelitis", dict(uncertain=True)),
+])
+def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, attrs):
+    mentions = find(extractor.mentions(text, "MRI THORACIC SPINE"), concept, needle)
+    assert mentions, text
+    for name, expected in attrs.items():
+        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+
+
+@pytest.mark.parametrize("text, levels", [
+    # the one level a note names is its level-less fracture's
+    ("SPECIMEN: L1 vertebral body, core biopsy.\nDIAGNOSIS: Benign bone with reparative callus at a recent "
+     "fracture site.", [["L1"]]),
+    # ... not when its sentence names another region, nor across an age that says it is another fracture
+    ("XR: L1 compression fracture. There is also a fracture of the sacrum.", [["L1"], []]),
+    ("L4: old compression fracture, healed (2019).\nPlan: fall w/ two acute thoracolumbar fractures.",
+     [["L4"], []]),
+])
+def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, text, levels):
+    mentions = find(extractor.mentions(text, "PATHOLOGY"), "FRACTURE")
+    assert [m["levels"] for m in mentions] == levels, text
+
+
+@pytest.mark.parametrize("text, concept", [
+    ("3. Parkinson's / falls - PT/OT. Retropulsion is his\n   baseline per neuro notes.", "RETROPULSION"),
+    ("MDS-UPDRS part III (ON): 34 (previously 29).", "MALIGNANCY"),
+    ("Old healed fracture of the L L2 transverse process.", "FRACTURE"),
+])
+def test_more_look_alikes(extractor, text, concept):
+    assert find(extractor.mentions(text, "PROGRESS NOTE"), concept) == [], text

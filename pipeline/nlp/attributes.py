@@ -64,7 +64,7 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4".
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
-    rf"\s+(?:(?:of|involving|in|at)\s+)?(?:the\s+)?(?:(?:left|right|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
+    rf"\s+(?:(?:of|involving|in|at)\s+)?(?:the\s+)?(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
@@ -303,7 +303,9 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
     fragment." — the retropulsion is at L1. A mention in LEVELLED with no
     level takes the levels of the nearest preceding levelled FRACTURE or
     OEDEMA mention of the same section within ``REFERENCE_WINDOW``
-    characters, when that mention names exactly one level group. In place.
+    characters, when that mention names exactly one level group, unless a
+    fracture's age says it is another one; a fracture left without a level in
+    a note naming one level takes it (:func:`_the_notes_one_level`). In place.
     """
     last = None
     for mention in mentions:
@@ -316,8 +318,94 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
                 last = mention
             continue
         if (last is not None and last["section"] == mention["section"]
-                and mention["start"] - last["end"] <= REFERENCE_WINDOW):
+                and mention["start"] - last["end"] <= REFERENCE_WINDOW
+                and not _other_age(mention, last) and _in_regions(last["levels"], mention, text)):
             mention["levels"] = list(last["levels"])
+    _the_notes_one_level(mentions, text)
+
+
+# Region words, and the level regions each can name
+_REGION_WORD = re.compile(r"\b(?:cervical|thoracolumbar|thoracic|dorsal|lumbosacral|lumbar|sacr|coccy)",
+                          re.IGNORECASE)
+_REGIONS_OF = {"cervical": "C", "thoracolumbar": "TL", "thoracic": "T", "dorsal": "T", "lumbar": "L",
+               "lumbosacral": "LS", "sacr": "S", "coccy": "S"}
+
+
+def _in_regions(levels: list[str], mention: dict, text: str) -> bool:
+    """Whether the regions its sentence names allow a mention these levels ("a fracture of the
+    sacrum" after an L1 fracture is not at L1)."""
+    regions = {_REGIONS_OF[word.lower()]
+               for word in _REGION_WORD.findall(text, mention["sentence_start"], mention["sentence_end"])}
+    return all(any(level[0] in region for level in levels) for region in regions)
+
+
+def _the_notes_one_level(mentions: list[dict], text: str) -> None:
+    """An affirmed fracture left without a level, in a note that names one vertebral level
+    and nothing else, is that level's: the pathology of "SPECIMEN: L1 vertebral
+    body core" that finds "reparative callus at a recent fracture site", "the
+    fracture" of a letter about the L2 fracture. Not when its sentence names
+    another region ("a fracture of the sacrum" in a note about L1), nor when
+    its age says it is not the one described ("old L4 fracture ... two acute
+    thoracolumbar fractures")."""
+    orphans = [m for m in mentions if m["concept"] == "FRACTURE" and not m["levels"]
+               and not any(m[flag] for flag in ("negated", "uncertain", "hypothetical", "family"))]
+    if not orphans:
+        return
+    named = {level for group in find_level_groups(text) for level in group.levels}
+    if len(named) != 1:
+        return
+    described = [m for m in mentions if m["concept"] == "FRACTURE" and m["levels"]]
+    for mention in orphans:
+        if _in_regions(list(named), mention, text) and not any(_other_age(mention, m) for m in described):
+            mention["levels"] = list(named)
+
+
+#: The ages of a fracture that cannot describe the same fracture at once.
+_AGE_CLASS = {"acute": "new", "subacute": "new", "chronic": "old", "healed": "old"}
+
+
+def _other_age(mention: dict, last: dict) -> bool:
+    """Whether a fracture's age says it is not the one just described ("L4: old compression
+    fracture, healed. ... fall with two acute thoracolumbar fractures")."""
+    if mention["concept"] != "FRACTURE":
+        return False
+    ages = _AGE_CLASS.get(mention["acuity"]), _AGE_CLASS.get(last["acuity"])
+    return None not in ages and ages[0] != ages[1]
+
+
+# A checklist's column heads ("Y    N    N/A", "Yes  No") on a line of their own, and a row's
+# mark ("x", a tick) after a gap
+_GRID_HEAD = re.compile(r"(?im)^[ \t]*(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
+_GRID_MARK = re.compile(r"(?<=\S[ \t])[ \t]+(?P<mark>[xX✓✔*])(?=[ \t]|$)")
+#: What a mark in each column says of the row's mentions.
+_GRID_FLAG = {"no": "negated", "na": "hypothetical"}
+
+
+def grid_answers(mentions: list[dict], text: str) -> None:
+    """A checklist answered by a mark under its column ("Anticoagulant in last 7 days      x"
+    under the N of "Y    N    N/A"): a mark under N negates the row's mentions, under N/A makes
+    them hypothetical. Rows run from the head to the first blank line. In place."""
+    if not mentions:
+        return
+    for head in _GRID_HEAD.finditer(text):
+        line_start = text.rfind("\n", 0, head.start("yes")) + 1
+        columns = {name: head.start(name) - line_start for name in ("yes", "no", "na") if head.group(name)}
+        end = text.find("\n\n", head.end())
+        end = len(text) if end < 0 else end
+        row_start = head.end() + 1
+        while row_start < end:
+            row_end = text.find("\n", row_start, end)
+            row_end = end if row_end < 0 else row_end
+            mark = _GRID_MARK.search(text, row_start, row_end)
+            if mark is not None:
+                where = mark.start("mark") - row_start
+                column = min(columns, key=lambda name: abs(columns[name] - where))
+                flag = _GRID_FLAG.get(column)
+                if flag is not None and abs(columns[column] - where) <= 3:
+                    for mention in mentions:
+                        if row_start <= mention["start"] < mark.start():
+                            mention[flag] = True
+            row_start = row_end + 1
 
 
 @Language.factory("vertebro_attributes", default_config={"section_implies": {}})
@@ -344,6 +432,7 @@ class MentionAttributes:
             mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         inherit_levels(mentions, text)
+        grid_answers(mentions, text)
         doc._.vertebro_mentions = mentions
         return doc
 

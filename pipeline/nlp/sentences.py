@@ -67,7 +67,8 @@ _CUE_HEADING = re.compile(
     r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
     r"(?:\s+discussed)?))?|(?:return\s+)?precautions|complications\s+discussed|side\s+effects|"
     r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?|"
-    r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on))\s*:", re.IGNORECASE)
+    r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on)|consent\w*\b[^:\n]{0,40})\s*:",
+    re.IGNORECASE)
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
 # course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no"): heading
 # and state stay one sentence, so that ConText reads the state onto the problem.
