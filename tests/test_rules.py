@@ -839,6 +839,17 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      dict(acuity="")),
     ("L1 compression deformity - radiology unable to age it.", "FRACTURE", None, dict(acuity="indeterminate")),
     ("  3. T10 wedge fracture, old (present on MRI 2024, unchanged)", "FRACTURE", None, dict(acuity="chronic")),
+    # an age after a semicolon reads back, over a likeness to a recent study
+    ("Mild compression deformity of L1, similar in appearance to the CT of 06/10/2025; age remains "
+     "indeterminate radiographically.", "FRACTURE", None, dict(acuity="indeterminate")),
+    ("Acute L1 fracture; chronic T12 deformity.", "FRACTURE", "fracture", dict(acuity="acute")),
+    # an infection that has settled, a course completed at the end of a long item, a "Past:" list
+    ("The line infection has settled, no fevers since the end of January.", "INFECTION", "infection",
+     dict(corrected="resolved")),
+    ("2. Catheter-related MSSA bacteraemia Jan 2025 - line salvaged, 14 days\n   vancomycin completed 28/01.",
+     "INFECTION", None, dict(corrected="treated")),
+    ("Past: PD (ESKD), PD peritonitis 2023, Parkinson's disease, HTN.", "INFECTION", None,
+     dict(historical=True)),
     # an imaging request's "Eval" asks
     ("INDICATION: bacteremia, new T11 compression fracture on CT. Eval\nacuity, osteomyelitis/discitis.",
      "INFECTION", "osteomyelitis", dict(uncertain=True)),
