@@ -377,6 +377,7 @@ def _other_age(mention: dict, last: dict) -> bool:
 # mark ("x", a tick) after a gap
 _GRID_HEAD = re.compile(r"(?im)^[ \t]*(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
 _GRID_MARK = re.compile(r"(?<=\S[ \t])[ \t]+(?P<mark>[xX✓✔*])(?=[ \t]|$)")
+_GRID_GAPS = ("  N", "  n", "\tN", "\tn")
 #: What a mark in each column says of the row's mentions.
 _GRID_FLAG = {"no": "negated", "na": "hypothetical"}
 
@@ -385,8 +386,8 @@ def grid_answers(mentions: list[dict], text: str) -> None:
     """A checklist answered by a mark under its column ("Anticoagulant in last 7 days      x"
     under the N of "Y    N    N/A"): a mark under N negates the row's mentions, under N/A makes
     them hypothetical. Rows run from the head to the first blank line. In place."""
-    if not mentions:
-        return
+    if not mentions or not any(gap in text for gap in _GRID_GAPS):
+        return  # no column head ("Y    N") can be there
     for head in _GRID_HEAD.finditer(text):
         line_start = text.rfind("\n", 0, head.start("yes")) + 1
         columns = {name: head.start(name) - line_start for name in ("yes", "no", "na") if head.group(name)}
