@@ -632,6 +632,11 @@ def test_a_discontinued_medication_is_not_current(extractor):
     assert by_drug["enoxaparin"]["section"] == "medications"
 
 
+def test_levels_not_the_s_of_a_saints_name():
+    from pipeline.nlp.levels import find_level_groups
+    assert find_level_groups("Admitted from St Luke's 2/3 s/p fall") == []
+
+
 def test_levels_spelled_out_by_speech_recognition(extractor):
     text = ("FINDINGS there is a new compression fracture of T twelve. Known chronic L one compression "
             "deformity with mild retropulsion.")
@@ -850,6 +855,10 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      "INFECTION", None, dict(corrected="treated")),
     ("Past: PD (ESKD), PD peritonitis 2023, Parkinson's disease, HTN.", "INFECTION", None,
      dict(historical=True)),
+    # a checklist field answered N, a pain "she had before"
+    ("Active infection / fever in last 48h: N\nINR: 1.0", "INFECTION", "fever", dict(negated=True)),
+    ("Back pain. Says it does not feel like the fracture pain she had before, at T11.", "FRACTURE", None,
+     dict(historical=True)),
     # an imaging request's "Eval" asks
     ("INDICATION: bacteremia, new T11 compression fracture on CT. Eval\nacuity, osteomyelitis/discitis.",
      "INFECTION", "osteomyelitis", dict(uncertain=True)),
@@ -879,6 +888,9 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
     ("3. Parkinson's / falls - PT/OT. Retropulsion is his\n   baseline per neuro notes.", "RETROPULSION"),
     ("MDS-UPDRS part III (ON): 34 (previously 29).", "MALIGNANCY"),
     ("Old healed fracture of the L L2 transverse process.", "FRACTURE"),
+    ("There is a minimally displaced fracture through the right L3 transverse process.", "FRACTURE"),
+    ("Standing balance: marked retropulsion when eyes closed and on reaching.", "RETROPULSION"),
+    ("Care plan meeting. Attendees: DON, MDS coordinator, PT, dietitian.", "MALIGNANCY"),
 ])
 def test_more_look_alikes(extractor, text, concept):
     assert find(extractor.mentions(text, "PROGRESS NOTE"), concept) == [], text

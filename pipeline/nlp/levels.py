@@ -47,9 +47,10 @@ _ONE = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
 _TAIL = rf"(?:(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
 _LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
-# A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5".
+# A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5" (not the
+# "s" of "St Luke's 2/3").
 LEVEL_RUN = re.compile(
-    rf"(?<![A-Za-z0-9])(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
+    rf"(?<![A-Za-z0-9'’])(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 # After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted").
