@@ -21,6 +21,12 @@ def one(extractor, text, concept, title="", needle=None):
     return found[0]
 
 
+def assert_attrs(mention, attrs, text):
+    """Each of ``attrs`` (name -> expected value) is the mention's."""
+    for name, expected in attrs.items():
+        assert mention[name] == expected, f"{name} of {mention['concept']} in {text!r}: {mention[name]!r}"
+
+
 @pytest.mark.parametrize("text, concept, attrs", [
     # fractures and their acuity
     ("Acute compression fracture of L1.", "FRACTURE", dict(acuity="acute", levels=["L1"], **AFFIRMED)),
@@ -195,9 +201,7 @@ def one(extractor, text, concept, title="", needle=None):
     ("Prior kyphoplasty at L2.", "PRIOR_AUGMENTATION", dict(levels=["L2"])),
 ])
 def test_trap_phrases(extractor, text, concept, attrs):
-    mention = one(extractor, text, concept, title="MRI THORACOLUMBAR SPINE")
-    for name, expected in attrs.items():
-        assert mention[name] == expected, f"{name} of {concept} in {text!r}: {mention[name]!r}"
+    assert_attrs(one(extractor, text, concept, title="MRI THORACOLUMBAR SPINE"), attrs, text)
 
 
 def test_an_indication_asks_a_question_only_in_an_imaging_report(extractor):
@@ -491,9 +495,7 @@ def test_a_checklist_box_says_whether_its_item_is_there(extractor, text, concept
     ("Amoxicillin susp 250 mg tds for pneumonia.", "INFECTION", dict(uncertain=False)),
 ])
 def test_suspicion_written_after_or_abbreviated(extractor, text, concept, attrs):
-    mention = one(extractor, text, concept)
-    for name, expected in attrs.items():
-        assert mention[name] == expected, f"{name} of {concept} in {text!r}"
+    assert_attrs(one(extractor, text, concept), attrs, text)
 
 
 @pytest.mark.parametrize("text, levels", [
@@ -606,9 +608,7 @@ def test_levels_a_level_measured_against_is_not_the_fractures(extractor):
 def test_other_people_fears_and_problem_states(extractor, text, concept, attrs):
     mentions = find(extractor.mentions(text, "PROGRESS NOTE"), concept)
     assert mentions, text
-    mention = mentions[-1]
-    for name, expected in attrs.items():
-        assert mention[name] == expected, f"{name} of {concept} in {text!r}"
+    assert_attrs(mentions[-1], attrs, text)
 
 
 @pytest.mark.parametrize("text, acuity, new", [
@@ -689,9 +689,7 @@ def test_an_icd_titles_classification_words_negate_nothing(extractor):
      "FRACTURE", None, []),
 ])
 def test_levels_of_a_fusion_a_posterior_element_or_a_curvature(extractor, text, concept, needle, levels):
-    mentions = find(extractor.mentions(text, "CT LUMBAR SPINE"), concept, needle)
-    assert mentions, text
-    assert mentions[0]["levels"] == levels, text
+    assert one(extractor, text, concept, "CT LUMBAR SPINE", needle)["levels"] == levels, text
 
 
 @pytest.mark.parametrize("text, concept, needle, attrs", [
@@ -723,10 +721,7 @@ def test_levels_of_a_fusion_a_posterior_element_or_a_curvature(extractor, text, 
      dict(uncertain=False)),
 ])
 def test_a_forms_answers(extractor, text, concept, needle, attrs):
-    mentions = find(extractor.mentions(text, "RESEARCH SCREENING LOG"), concept, needle)
-    assert mentions, text
-    for name, expected in attrs.items():
-        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+    assert_attrs(one(extractor, text, concept, "RESEARCH SCREENING LOG", needle), attrs, text)
 
 
 @pytest.mark.parametrize("text, concept, needle, attrs", [
@@ -775,10 +770,7 @@ def test_a_forms_answers(extractor, text, concept, needle, attrs):
      dict(aetiology="malignant")),
 ])
 def test_documents_about_anyone_courses_over_and_ranked_alternatives(extractor, text, concept, needle, attrs):
-    mentions = find(extractor.mentions(text, "CLINIC NOTE"), concept, needle)
-    assert mentions, text
-    for name, expected in attrs.items():
-        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle), attrs, text)
 
 
 @pytest.mark.parametrize("text, concept", [
@@ -864,10 +856,7 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      "INFECTION", "osteomyelitis", dict(uncertain=True)),
 ])
 def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, attrs):
-    mentions = find(extractor.mentions(text, "MRI THORACIC SPINE"), concept, needle)
-    assert mentions, text
-    for name, expected in attrs.items():
-        assert mentions[0][name] == expected, f"{name} of {concept} in {text!r}"
+    assert_attrs(one(extractor, text, concept, "MRI THORACIC SPINE", needle), attrs, text)
 
 
 @pytest.mark.parametrize("text, levels", [

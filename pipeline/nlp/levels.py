@@ -346,11 +346,10 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         clause = clause_of(group.start)
         candidates = [i for i, c in enumerate(mention_clause) if c == clause]
         if concepts is not None:
-            if _preceded_by(_DISC_LEVEL, text, sentence_start, group):
-                candidates = [i for i in candidates if concepts[i] not in _NOT_AT_A_DISC
-                              or _gap(*mentions[i], group.start, group.end) == 0]
-            if _elsewhere(text, sentence_start, group):
-                candidates = [i for i in candidates if concepts[i] not in _NOT_AT_ELSEWHERE
+            barred = (_NOT_AT_A_DISC if _preceded_by(_DISC_LEVEL, text, sentence_start, group) else frozenset()) \
+                | (_NOT_AT_ELSEWHERE if _elsewhere(text, sentence_start, group) else frozenset())
+            if barred:
+                candidates = [i for i in candidates if concepts[i] not in barred
                               or _gap(*mentions[i], group.start, group.end) == 0]
         if not candidates:
             continue

@@ -11,7 +11,9 @@ with regular expressions over the text (then mapped onto tokens at once):
   abx course completed, resolved``, ``Fever: none``): then ConText must see
   both in one sentence;
 * list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``,
-  ``[x]``) start a sentence;
+  ``[x]``, ``[N]``) start a sentence; a box keeps its item's number and a
+  dot leader ends nothing (``[N] 1. Retropulsion``, ``infection ..... NONE``);
+* a table's row ending in a short value or a yes/no answer ends its sentence;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
   unless the line before ends with ``.``, ``!``, ``?`` or ``:``, or the next
@@ -72,14 +74,16 @@ _CUE_HEADING = re.compile(
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
 # course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no"): heading
 # and state stay one sentence, so that ConText reads the state onto the problem.
+# A checklist box, ticked, answered or empty: "[ ]", "[x]", "[N]", "☐"
+_BOX = r"(?:\[[^\]\n]{0,3}\]|[☐☒☑])"
 _STATE_AFTER_HEADING = re.compile(
     r"[ \t]*(?:(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
     r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|"
-    r"reversed)\b|\[[^\]\n]{0,3}\]|[☐☒☑])",
+    rf"reversed)\b|{_BOX})",
     re.IGNORECASE)
 # A checklist box and its item's number: "[N] 1. Retropulsion on CT or MRI" is one sentence, so
 # that the box's answer reaches its item.
-_BOX_AND_NUMBER = re.compile(r"[ \t]*(?:\[[^\]\n]{0,3}\]|[☐☒☑])[ \t]*\d{1,2}")
+_BOX_AND_NUMBER = re.compile(rf"[ \t]*{_BOX}[ \t]*\d{{1,2}}")
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -109,9 +113,9 @@ def sentence_starts(text: str) -> list[int]:
                 or _STATE_AFTER_HEADING.match(text, match.end())):
             starts.add(match.end())
     for match in _TERMINAL.finditer(text):
-        if match.group("mark").startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
-            continue  # "? UTI": a question mark before its word asks about it, it ends nothing
         mark = match.group("mark")
+        if mark.startswith("?") and (match.start() == 0 or text[match.start() - 1].isspace()):
+            continue  # "? UTI": a question mark before its word asks about it, it ends nothing
         if len(mark) > 3 and not mark.strip("."):
             continue  # a dot leader: "- active infection ........ NONE" answers its item
         if mark == ".":
