@@ -120,10 +120,10 @@ def test_a_note_that_breaks_the_pipeline_is_an_error_row(tmp_path, monkeypatch):
     from pipeline.nlp import pipeline as nlp_pipeline
     original = nlp_pipeline.Extractor.mentions
 
-    def explode(self, text, title=""):
+    def explode(self, text, title="", date=None):
         if "EXPLODE" in text:
             raise RuntimeError("secret note text must not leak")
-        return original(self, text, title)
+        return original(self, text, title, date)
 
     monkeypatch.setattr(nlp_pipeline.Extractor, "mentions", explode)
     path = tmp_path / "notes.csv"

@@ -83,6 +83,15 @@ def test_two_workers_write_what_one_writes(tmp_path):
     assert len(read(one, "mentions.csv")) > 20
 
 
+def test_the_notes_date_reaches_the_rules():
+    """ "L1 fracture 2021" is history in a note of 2024, not in one of 2021 (a date the rules read)."""
+    batch = canonical([("Seen today. L1 compression fracture 2021.", "CLINIC NOTE")] * 2)
+    batch["note_date"] = pd.to_datetime(["2024-03-12", "2021-11-02"])
+    _, mentions = process_batch(batch, BatchProcessor())
+    fractures = mentions[mentions["concept"] == "FRACTURE"].sort_values("note_id")
+    assert fractures["historical"].tolist() == [True, False]
+
+
 def test_a_batch_without_mentions_gives_frames_typed_as_filled_ones():
     import warnings
     processor = BatchProcessor()

@@ -423,6 +423,18 @@ def test_rule_check_reports_modifiers_of_two_categories_on_the_same_words(tmp_pa
     assert check_rules(_folder(tmp_path, "context", [held, corrected])) == []
 
 
+@pytest.mark.parametrize("metadata, category, refused", [
+    ({"dated": True}, "HISTORICAL", False),
+    ({"dated": "yes"}, "HISTORICAL", True),
+    ({"dated": True}, "NEGATED_EXISTENCE", True),
+])
+def test_rule_check_reads_the_dated_mark(tmp_path, metadata, category, refused):
+    rule = {"literal": "a year", "category": category, "direction": "BACKWARD",
+            "pattern": "(?:19|20)\\d\\d", "metadata": metadata}
+    problems = check_rules(_folder(tmp_path, "context", [rule]))
+    assert any(problem.startswith("R010") for problem in problems) is refused, problems
+
+
 def test_extra_rule_folder_adds_a_rule(tmp_path):
     folder = _folder(tmp_path, "target", [{"literal": "Kummell disease", "category": "FRACTURE",
                                            "attributes": {"anatomy": "vertebral"}}])
@@ -883,3 +895,28 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
 ])
 def test_more_look_alikes(extractor, text, concept):
     assert find(extractor.mentions(text, "PROGRESS NOTE"), concept) == [], text
+
+
+@pytest.mark.parametrize("text, date, concept, historical", [
+    # a year after a finding dates it, when the date is more than six months before the note's
+    ("Hx: L1 compression fracture 2021 treated with kyphoplasty at Mercy.", "2024-03-12", "FRACTURE", True),
+    ("Old T12 fracture (2019).", "2024-03-12", "FRACTURE", True),
+    ("L1 fracture March 2021.", "2024-03-12", "FRACTURE", True),
+    ("L2 fracture 03/2021.", "2024-03-12", "FRACTURE", True),
+    ("MRSA bacteremia 2018, treated.", "2024-03-12", "INFECTION", True),
+    ("L1 fracture 2021.", None, "FRACTURE", True),  # no note date: as written
+    # a recent date is not history, whichever rule reads it
+    ("L1 compression fracture 2024.", "2024-03-12", "FRACTURE", False),
+    ("L1 compression fracture Sep 2023.", "2024-03-12", "FRACTURE", False),
+    ("Discitis dx 01/2024, on IV antibiotics.", "2024-03-12", "INFECTION", False),
+    ("Discitis dx 01/2021, treated.", "2024-03-12", "INFECTION", True),
+    # a year compared with, a range, a dose
+    ("New T7 compression deformity since March 2021.", "2024-03-12", "FRACTURE", False),
+    ("L1 fracture, new compared to 2019.", "2024-03-12", "FRACTURE", False),
+    ("L1 fracture 2019-2024 follow-up series.", "2024-03-12", "FRACTURE", False),
+    ("Vancomycin 2000 mg for discitis.", "2024-03-12", "INFECTION", False),
+])
+def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, text, date, concept, historical):
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept)
+    assert found, f"no {concept} mention in {text!r}"
+    assert found[0]["historical"] is historical, f"historical of {concept} in {text!r} dated {date}"

@@ -19,6 +19,7 @@ The result is ``doc._.vertebro_mentions``: a list of plain dicts.
 """
 
 
+import datetime as _dt
 import re
 
 from spacy.language import Language
@@ -150,6 +151,47 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
     body_start = doc[section.body_start].idx if section.body_start < len(doc) else len(text)
     return span.start >= section.body_start and \
         _PARAGRAPH_END.search(text, body_start, span.start_char) is not None
+
+
+# A date a HISTORICAL rule reads (``metadata.dated``: "discitis in 2019", "L1 fracture
+# (2021)"): the year, with the month when written ("Mar 2024", "03/2024", "2024-03").
+_DATE_NAMED = re.compile(
+    rf"(?:(?P<month_name>{_MONTH})\s+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
+    re.IGNORECASE)
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+# A date compared with or counted from: "new since March 2024", "worse compared to 2019"
+_COMPARED_WITH = re.compile(rf"\b(?:since|from|to|with|than|vs\.?|versus|until|till)\s+(?:{_MONTH}\s+)?\(?$",
+                            re.IGNORECASE)
+#: A date this many days or fewer before the note's (or after it) is not the past:
+#: "dx 03/2024" in a note of April 2024 names a disease found last month.
+RECENT_DAYS = 183
+
+
+def _not_history(modifier, doc: Doc, text: str) -> bool:
+    """Whether a dated HISTORICAL modifier's date does not make its finding history.
+
+    It does not when the date is compared with or counted from, or when the last day
+    the date can mean (31 December of a bare year, the end of a named month) is at most
+    :data:`RECENT_DAYS` before the note's date. Without a note date, the date counts.
+    """
+    if not (modifier.rule.metadata or {}).get("dated"):
+        return False
+    start, end = doc[modifier.modifier_span[0]].idx, doc[modifier.modifier_span[1] - 1].idx
+    if _COMPARED_WITH.search(text, max(0, start - 30), start):
+        return True
+    note_date = doc._.note_date
+    found = _DATE_NAMED.search(text, start, end + len(doc[modifier.modifier_span[1] - 1]))
+    if note_date is None or found is None:
+        return False
+    year = int(found["year"])
+    if found["month_name"]:
+        month = _MONTHS.index(found["month_name"][:3].lower()) + 1
+    else:
+        month = int(found["month"] or found["iso_month"] or 12)
+    if not 1 <= month <= 12:
+        month = 12
+    last_day = _dt.date(year + month // 12, month % 12 + 1, 1) - _dt.timedelta(days=1)
+    return (note_date - last_day).days <= RECENT_DAYS
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -443,7 +485,8 @@ class MentionAttributes:
         # medspaCy's overlap test misses a modifier lying strictly inside its
         # target ("neck supple, no lymphadenopathy" as one target is not negated)
         modifiers = [modifier for modifier in all_modifiers
-                     if not (span.start <= modifier.modifier_span[0] and modifier.modifier_span[1] <= span.end)]
+                     if not (span.start <= modifier.modifier_span[0] and modifier.modifier_span[1] <= span.end)
+                     and not _not_history(modifier, span.doc, text)]
         categories = {modifier.category for modifier in modifiers}
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["historical"] = flags["historical"] or bool(rule_historical)

@@ -209,7 +209,7 @@ def process_batch(batch: pd.DataFrame, processor: BatchProcessor) -> tuple[pd.Da
             continue
         try:
             title = note.note_title if isinstance(note.note_title, str) else ""
-            mentions = processor.extractor.mentions(text, title)
+            mentions = processor.extractor.mentions(text, title, note.note_date)
             modality = modality_of(title, text)
             rows = [_mention_row(note, text, mention, modality, processor) for mention in mentions]
         except Exception as error:  # a bad note never kills the batch

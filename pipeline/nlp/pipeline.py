@@ -14,6 +14,7 @@ mention (not a fracture of the hip, say): otherwise they have nothing to do.
 """
 
 
+import datetime as _dt
 import logging
 import re
 from pathlib import Path
@@ -58,6 +59,8 @@ def register_extensions() -> None:
         Doc.set_extension("imaging_report", default=True)
     if not Doc.has_extension("procedure_note"):
         Doc.set_extension("procedure_note", default=False)
+    if not Doc.has_extension("note_date"):
+        Doc.set_extension("note_date", default=None)
 
 
 def clinical_tokenizer(nlp: Language) -> None:
@@ -483,13 +486,13 @@ class Extractor:
             self.renewals += 1
             self._build()
 
-    def __call__(self, text: str, title: str = "") -> Doc:
+    def __call__(self, text: str, title: str = "", date=None) -> Doc:
         from .sentences import DOC_TEXT
 
         self._renew_if_due()
         doc = self.nlp.make_doc(text)
         doc.user_data[DOC_TEXT] = text
-        mark_note(doc, text, title)
+        mark_note(doc, text, title, date)
         for name, proc in self._always:
             if name == "vertebro_labs" and self._lab_keys.isdisjoint(self._gate.scan(text)):
                 continue  # no lab anchor: no lab value to find
@@ -501,8 +504,8 @@ class Extractor:
             doc._.vertebro_mentions = []
         return doc
 
-    def mentions(self, text: str, title: str = "") -> list[dict]:
-        return self(text, title)._.vertebro_mentions
+    def mentions(self, text: str, title: str = "", date=None) -> list[dict]:
+        return self(text, title, date)._.vertebro_mentions
 
 
 
@@ -564,9 +567,23 @@ def is_procedure_note(title: str = "", text: str = "") -> bool:
     return bool(PROCEDURE_NOTE.search(head) or _PROCEDURE_RECORD.search(text))
 
 
-def mark_note(doc: Doc, text: str, title: str = "") -> None:
-    """Set what the rules read about the whole note: ``spine_note``, ``imaging_report`` and
-    ``procedure_note``."""
+def mark_note(doc: Doc, text: str, title: str = "", date=None) -> None:
+    """Set what the rules read about the whole note: ``spine_note``, ``imaging_report``,
+    ``procedure_note`` and ``note_date`` (a ``datetime.date``, or None when not known)."""
     doc._.spine_note = is_spine_note(text, title)
     doc._.imaging_report = is_imaging_report(text, title)
     doc._.procedure_note = is_procedure_note(title, text)
+    doc._.note_date = as_date(date)
+
+
+def as_date(value) -> _dt.date | None:
+    """A note's date as a ``datetime.date``: from a date, a datetime or Timestamp, or an ISO
+    string; None for None, NaT and anything else."""
+    if isinstance(value, str):
+        try:
+            return _dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    if isinstance(value, _dt.datetime):
+        return None if value != value else value.date()  # NaT is a datetime unequal to itself
+    return value if isinstance(value, _dt.date) else None

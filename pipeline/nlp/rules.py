@@ -177,6 +177,11 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
                 overrides = (rule.get("metadata") or {}).get("overrides")
                 if overrides is not None and overrides not in CONTEXT_VALUES[category]:
                     problems.append(f"R010 {where}: metadata.overrides {overrides!r} not in {sorted(CONTEXT_VALUES[category])}")
+            # metadata.dated: a HISTORICAL rule whose match is a date, history only when the
+            # date is long enough before the note's (attributes._recent_date)
+            dated = (rule.get("metadata") or {}).get("dated")
+            if dated is not None and (dated is not True or category != "HISTORICAL"):
+                problems.append(f"R010 {where}: metadata.dated must be true, on a HISTORICAL rule")
             for key in ("allowed_types", "excluded_types"):
                 for target in rule.get(key) or []:
                     if target not in TARGET_CATEGORIES:
