@@ -920,3 +920,15 @@ def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, 
     found = find(extractor.mentions(text, "CLINIC NOTE", date), concept)
     assert found, f"no {concept} mention in {text!r}"
     assert found[0]["historical"] is historical, f"historical of {concept} in {text!r} dated {date}"
+
+
+@pytest.mark.parametrize("text, levels", [
+    # a disc named by its two levels is not the fracture's level, before the disc word or after it
+    ("Loss of height of L3 vertebral body with irregular superior endplate, L2/3 disc space narrowed.", ["L3"]),
+    ("Wedge deformity of T12, with T11-12 intervertebral disc narrowing.", ["T12"]),
+    ("Mild loss of height of L2 with disc bulge at L2-3.", ["L2"]),
+    # a range that is not a disc still is
+    ("Compression fractures T11-12 with disc bulges elsewhere.", ["T11", "T12"]),
+])
+def test_a_discs_levels_are_not_the_fractures(extractor, text, levels):
+    assert one(extractor, text, "FRACTURE", "CT LUMBAR SPINE")["levels"] == levels

@@ -203,6 +203,22 @@ _DISC_LEVEL = re.compile(
     re.IGNORECASE)
 #: The concepts a disc's level is never given to.
 _NOT_AT_A_DISC = frozenset({"FRACTURE", "OEDEMA"})
+# A disc named by its two levels before it: "L2/3 disc space narrowed", "L4-5 disc bulge". Not
+# a fracture's level; oedema on both sides of the disc is at those levels ("The L4-L5 disc ...
+# edema-type signal on both sides of the disc").
+_DISC_AFTER = re.compile(r"\s*(?:intervertebral\s+)?(?:dis[ck]s?|interspaces?)\b", re.IGNORECASE)
+_NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
+
+
+def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset:
+    """The concepts a level group that names a disc or a degenerative finding's level bars (see above)."""
+    if _preceded_by(_DISC_LEVEL, text, sentence_start, group):
+        return _NOT_AT_A_DISC
+    if len(group.levels) > 1 and _DISC_AFTER.match(text, group.end) is not None:
+        return _NOT_BEFORE_A_DISC
+    return frozenset()
+
+
 # A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4").
 POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs?|pars(?:\s+interarticularis)?|"
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
@@ -315,7 +331,7 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
     and T10"), a level it is measured against ("height loss compared with L2"),
     or a range of what was imaged or measured ("VFA (lateral spine T4-L4)",
     "L1-L3 T-score -1.9", "Location (T3-T10, rigid)"), belongs to none; a disc's ("disc
-    bulge at L2-3") to no fracture or oedema, and a posterior element's, a fusion's or a
+    bulge at L2-3", "L2/3 disc space narrowed") to no fracture or oedema, and a posterior element's, a fusion's or a
     curvature's range ("L1 TP #", "above the L3-L5 fusion", "kyphosis of 14 degrees at
     L1-L3") to no fracture, oedema or retropulsion (given ``concepts``). A mention with no level of its clause and
     no donor takes the level that keys its sentence ("- T6: radiotherapy; no
@@ -346,7 +362,7 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         clause = clause_of(group.start)
         candidates = [i for i, c in enumerate(mention_clause) if c == clause]
         if concepts is not None:
-            barred = (_NOT_AT_A_DISC if _preceded_by(_DISC_LEVEL, text, sentence_start, group) else frozenset()) \
+            barred = _disc_barred(text, sentence_start, group) \
                 | (_NOT_AT_ELSEWHERE if _elsewhere(text, sentence_start, group) else frozenset())
             if barred:
                 candidates = [i for i in candidates if concepts[i] not in barred
