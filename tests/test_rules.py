@@ -932,3 +932,17 @@ def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, 
 ])
 def test_a_discs_levels_are_not_the_fractures(extractor, text, levels):
     assert one(extractor, text, "FRACTURE", "CT LUMBAR SPINE")["levels"] == levels
+
+
+@pytest.mark.parametrize("text, negated", [
+    # "No." for number negates nothing
+    ("Patient No. 4411 - acute L1 compression fracture.", False),
+    ("No. of levels: 2. No. 1: L1 compression fracture.", False),
+    ("Fractures (No.): 2 - acute L1 compression fracture.", False),
+    # "No." as an answer ends its sentence, and negates in it
+    ("Trauma? No. Acute L1 compression fracture.", False),
+    ("Prior vertebral fracture: No.", True),
+    ("No compression fracture.", True),
+])
+def test_no_as_a_number_and_as_an_answer(extractor, text, negated):
+    assert one(extractor, text, "FRACTURE", "CLINIC NOTE")["negated"] is negated

@@ -51,6 +51,10 @@ def doc_text(doc: Doc) -> str:
     return text if text is not None else doc.text
 
 
+# What follows "No." when it means number ("No. 4411", "No. #2", "No. of levels", "(No.)"),
+# not the answer "no" ("Fever: No. Acute L1 fracture.")
+_NUMBER_AFTER = re.compile(r"\s*(?:#\s*)?\d|\s*of\b|\s*\)", re.IGNORECASE)
+
 HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
 LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|\[(?:[ \t_xX✓✔*]?|[YyNn]|[Yy]es|YES|[Nn]o|NO)\]|[☐☒☑])"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
@@ -120,8 +124,8 @@ def sentence_starts(text: str) -> list[int]:
             continue  # a dot leader: "- active infection ........ NONE" answers its item
         if mark == ".":
             word = previous_word(text, match.start())
-            if word in ABBREVIATIONS:
-                continue
+            if word in ABBREVIATIONS and (word != "no" or _NUMBER_AFTER.match(text, match.end())):
+                continue  # "No." is the number's only before one: "No. 4411", "No. of levels"
             if word.isdigit() and _BOX_AND_NUMBER.fullmatch(
                     text, text.rfind("\n", 0, match.start()) + 1, match.start()):
                 continue
