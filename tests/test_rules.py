@@ -427,8 +427,10 @@ def test_rule_check_reports_modifiers_of_two_categories_on_the_same_words(tmp_pa
     ({"dated": True}, "HISTORICAL", False),
     ({"dated": "yes"}, "HISTORICAL", True),
     ({"dated": True}, "NEGATED_EXISTENCE", True),
+    ({"value": "treated", "course_over": True}, "CORRECTED", False),
+    ({"course_over": True}, "HISTORICAL", True),
 ])
-def test_rule_check_reads_the_dated_mark(tmp_path, metadata, category, refused):
+def test_rule_check_reads_the_dated_and_course_over_marks(tmp_path, metadata, category, refused):
     rule = {"literal": "a year", "category": category, "direction": "BACKWARD",
             "pattern": "(?:19|20)\\d\\d", "metadata": metadata}
     problems = check_rules(_folder(tmp_path, "context", [rule]))

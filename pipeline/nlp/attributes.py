@@ -245,8 +245,6 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     return anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
 
 
-# The correction words that end a course rather than hold it ("completed", "finished")
-_COURSE_OVER = re.compile(r"complet|finish", re.IGNORECASE)
 # ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
 # encounter for fracture": both fractures are osteoporotic
 _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+with\s+(?:current\s+)?patholog", re.IGNORECASE)
@@ -546,8 +544,7 @@ class MentionAttributes:
                 med_status = "continued" if med_modifier.category == "MED_CONTINUED" else "held"
             if corrected == "held":
                 corrected = ""
-            elif corrected_modifier is not None and _COURSE_OVER.search(
-                    span.doc[slice(*corrected_modifier.modifier_span)].text):
+            elif corrected_modifier is not None and corrected_modifier.rule.metadata.get("course_over"):
                 # "finished 10 days enoxaparin", "completed her warfarin course": a course that is over
                 flags["historical"] = True
 

@@ -179,9 +179,12 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
                     problems.append(f"R010 {where}: metadata.overrides {overrides!r} not in {sorted(CONTEXT_VALUES[category])}")
             # metadata.dated: a HISTORICAL rule whose match is a date, history only when the
             # date is long enough before the note's (attributes._recent_date)
-            dated = (rule.get("metadata") or {}).get("dated")
-            if dated is not None and (dated is not True or category != "HISTORICAL"):
-                problems.append(f"R010 {where}: metadata.dated must be true, on a HISTORICAL rule")
+            # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished"):
+            # an anticoagulant it reaches is historical, not held
+            for key, on in (("dated", "HISTORICAL"), ("course_over", "CORRECTED")):
+                mark = (rule.get("metadata") or {}).get(key)
+                if mark is not None and (mark is not True or category != on):
+                    problems.append(f"R010 {where}: metadata.{key} must be true, on a {on} rule")
             for key in ("allowed_types", "excluded_types"):
                 for target in rule.get(key) or []:
                     if target not in TARGET_CATEGORIES:
