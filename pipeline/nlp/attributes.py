@@ -128,11 +128,12 @@ _DONE_BEFORE = re.compile(
     r"\bhistory\s+of\s+|\bold\s+|\bremote\s+|\blevels?\s+of\s+)(?:[\w/&,()-]+\s+){0,4}$",
     re.IGNORECASE)
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+# A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12"; not a range
+_DATE = rf"(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
 _DONE_AFTER = re.compile(
     r"[\s,;:(-]*(?:(?:at|of)\s+)?(?:(?:Th|[CTLS])\s?-?\d{1,2}\b[\s,;:(-]*)?(?:___\s+)?"
     r"(?:(?:was\s+|were\s+|is\s+|are\s+)?(?:done|performed|completed|uncomplicated|successful|intact|in\s+situ|"
-    r"in\s+place|stable|unchanged|level|site|changes)\b|"
-    rf"(?:in\s+|on\s+)?(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d))",
+    rf"in\s+place|stable|unchanged|level|site|changes)\b|(?:in\s+|on\s+)?{_DATE})",
     re.IGNORECASE)
 
 
@@ -153,36 +154,37 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
         _PARAGRAPH_END.search(text, body_start, span.start_char) is not None
 
 
-# A date a HISTORICAL rule reads (``metadata.dated``: "discitis in 2019", "L1 fracture
-# (2021)"): the year, with the month when written ("Mar 2024", "03/2024", "2024-03").
-_DATE_NAMED = re.compile(
+# A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
+# treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
+# 2019)", "osteomyelitis R toe 2019". Not a date compared with or counted from ("new since
+# 2025", "compared to 2019"), nor one after a comma and words ("fractures, L2 kyphoplasty
+# 2022": the kyphoplasty's), not a dose ("2000 mg"). Dates after words are ConText's rules
+# ("discitis in 2019").
+_DATE_AFTER = re.compile(
+    r"[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|compared|new|and|or)\b)"
+    rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)",
+    re.IGNORECASE)
+#: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
+DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
+# The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
+_DATE_PARTS = re.compile(
     rf"(?:(?P<month_name>{_MONTH})\s+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
     re.IGNORECASE)
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-# A date compared with or counted from: "new since March 2024", "worse compared to 2019"
-_COMPARED_WITH = re.compile(rf"\b(?:since|from|to|with|than|vs\.?|versus|until|till)\s+(?:{_MONTH}\s+)?\(?$",
-                            re.IGNORECASE)
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.
 RECENT_DAYS = 183
 
 
-def _not_history(modifier, doc: Doc, text: str) -> bool:
-    """Whether a dated HISTORICAL modifier's date does not make its finding history.
+def _long_before(date_text: str, note_date: _dt.date | None) -> bool:
+    """Whether a written date ends more than :data:`RECENT_DAYS` before the note's date.
 
-    It does not when the date is compared with or counted from, or when the last day
-    the date can mean (31 December of a bare year, the end of a named month) is at most
-    :data:`RECENT_DAYS` before the note's date. Without a note date, the date counts.
+    The end is the last day the date can mean: 31 December of a bare year, the end of
+    its month when one is written. Without a note date the date counts as the past.
     """
-    if not (modifier.rule.metadata or {}).get("dated"):
-        return False
-    start, end = doc[modifier.modifier_span[0]].idx, doc[modifier.modifier_span[1] - 1].idx
-    if _COMPARED_WITH.search(text, max(0, start - 30), start):
-        return True
-    note_date = doc._.note_date
-    found = _DATE_NAMED.search(text, start, end + len(doc[modifier.modifier_span[1] - 1]))
+    found = _DATE_PARTS.search(date_text)
     if note_date is None or found is None:
-        return False
+        return True
     year = int(found["year"])
     if found["month_name"]:
         month = _MONTHS.index(found["month_name"][:3].lower()) + 1
@@ -191,7 +193,20 @@ def _not_history(modifier, doc: Doc, text: str) -> bool:
     if not 1 <= month <= 12:
         month = 12
     last_day = _dt.date(year + month // 12, month % 12 + 1, 1) - _dt.timedelta(days=1)
-    return (note_date - last_day).days <= RECENT_DAYS
+    return (note_date - last_day).days > RECENT_DAYS
+
+
+def _recent_history(modifier, doc: Doc) -> bool:
+    """Whether a dated HISTORICAL modifier ("discitis in 2019", ``metadata.dated``) names a
+    date too close to the note's to make its finding history (:func:`_long_before`)."""
+    return bool((modifier.rule.metadata or {}).get("dated")) and not _long_before(
+        doc[slice(*modifier.modifier_span)].text, doc._.note_date)
+
+
+def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
+    """Whether a date right after ``span`` (:data:`_DATE_AFTER`) is long before the note's."""
+    found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
+    return found is not None and _long_before(found["date"], span.doc._.note_date)
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -484,10 +499,11 @@ class MentionAttributes:
         # target ("neck supple, no lymphadenopathy" as one target is not negated)
         modifiers = [modifier for modifier in all_modifiers
                      if not (span.start <= modifier.modifier_span[0] and modifier.modifier_span[1] <= span.end)
-                     and not _not_history(modifier, span.doc, text)]
+                     and not _recent_history(modifier, span.doc)]
         categories = {modifier.category for modifier in modifiers}
         flags = {name: category in categories for category, name in FLAGS.items()}
-        flags["historical"] = flags["historical"] or bool(rule_historical)
+        flags["historical"] = flags["historical"] or bool(rule_historical) or (
+            span.label_ in DATED and _dated_long_before(span, sentence, text))
         flags["negated"] = flags["negated"] or bool(rule_negated)
 
         found = _section_at(sections, span.start)

@@ -178,7 +178,7 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
                 if overrides is not None and overrides not in CONTEXT_VALUES[category]:
                     problems.append(f"R010 {where}: metadata.overrides {overrides!r} not in {sorted(CONTEXT_VALUES[category])}")
             # metadata.dated: a HISTORICAL rule whose match is a date, history only when the
-            # date is long enough before the note's (attributes._recent_date)
+            # date is long enough before the note's (attributes._recent_history)
             # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished"):
             # an anticoagulant it reaches is historical, not held
             for key, on in (("dated", "HISTORICAL"), ("course_over", "CORRECTED")):
