@@ -948,3 +948,12 @@ def test_a_discs_levels_are_not_the_fractures(extractor, text, levels):
 ])
 def test_no_as_a_number_and_as_an_answer(extractor, text, negated):
     assert one(extractor, text, "FRACTURE", "CLINIC NOTE")["negated"] is negated
+
+
+@pytest.mark.parametrize("text, historical", [
+    ("Chronic back pain from an old L1 compression fracture (fall 2019), no change.", True),
+    ("Known T12 compression fracture, L2 kyphoplasty 2019.", False),  # the kyphoplasty's date
+    ("L1 compression fracture, kyphoplasty booked 04/03/2019.", False),
+])
+def test_a_date_two_words_after_a_fracture(extractor, text, historical):
+    assert one(extractor, text, "FRACTURE", "CLINIC NOTE")["historical"] is historical
