@@ -172,11 +172,56 @@ def _limit_scope(self, other) -> bool:
     return original != self.scope_span
 
 
+def _words_scope(self, doc: Doc) -> None:
+    """``ConTextModifier.__set_scope`` of medspaCy 1.3.1, with ``max_scope`` counted in words.
+
+    medspaCy counts tokens, so quotes, brackets and the hyphens of compounds used up a
+    rule's reach: "Her mother "shrank 4 inches" and had crush fractures" kept the
+    fractures out of the six of "mother", as did "sister recently diagnosed with
+    pregnancy-associated osteoporosis and vertebral fractures". Quotes and a compound's
+    hyphens no longer count; brackets, commas and the rest still do (an aside in brackets
+    ends a reach as often as it carries one). The scope still ends with the sentence.
+    """
+    _medspacy_set_scope(self, doc)
+    limit = self.rule.max_scope
+    if not limit:
+        return
+    sentence = doc[self._start].sent
+    direction = self.direction.lower()
+    if direction in ("forward", "bidirectional"):
+        index, words = self._end, 0
+        while index < sentence.end and words < limit:
+            words += not _uncounted(doc[index])
+            index += 1
+        self._scope_end = max(self._scope_end, index)
+    if direction in ("backward", "bidirectional"):
+        index, words = self._start, 0
+        while index > sentence.start and words < limit:
+            index -= 1
+            words += not _uncounted(doc[index])
+        self._scope_start = min(self._scope_start, index)
+
+
+_medspacy_set_scope = None
+_QUOTES = frozenset('"\'“”‘’')
+
+
+def _uncounted(token) -> bool:
+    """A quote, or the hyphen inside a compound ("pregnancy-associated")."""
+    return token.text in _QUOTES or (
+        token.text == "-" and not token.whitespace_ and token.i > 0 and not token.nbor(-1).whitespace_)
+
+
 def mend_context_scopes() -> None:
-    """Give ConText's modifiers :func:`_limit_scope` (idempotent; medspaCy 1.3.1's is replaced)."""
+    """Give ConText's modifiers :func:`_limit_scope` and :func:`_words_scope` (idempotent;
+    medspaCy 1.3.1's are replaced)."""
+    global _medspacy_set_scope
     from medspacy.context.context_modifier import ConTextModifier
 
     ConTextModifier.limit_scope = _limit_scope
+    if _medspacy_set_scope is None:
+        _medspacy_set_scope = ConTextModifier._ConTextModifier__set_scope
+        ConTextModifier._ConTextModifier__set_scope = _words_scope
 
 
 def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> Language:
