@@ -957,3 +957,34 @@ def test_no_as_a_number_and_as_an_answer(extractor, text, negated):
 ])
 def test_a_date_two_words_after_a_fracture(extractor, text, historical):
     assert one(extractor, text, "FRACTURE", "CLINIC NOTE")["historical"] is historical
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # a rule's reach counts words: quotes and a compound's hyphens do not use it up
+    ('FH: his late mother was "bent double" with spinal crush fractures.', "FRACTURE", dict(family=True)),
+    ('Family: mother "shrank" and had a collapsed vertebra in her 80s.', "FRACTURE", dict(family=True)),
+    ("Her mother had age-related osteoporotic vertebral fractures.", "FRACTURE", dict(family=True)),
+    # brackets still count: an aside ends a reach as often as it carries one
+    ("Her mother had osteoporosis (diagnosed late, after several hip operations); acute L1 compression fracture.",
+     "FRACTURE", dict(family=False)),
+])
+def test_a_rules_reach_counts_words_not_quotes_or_hyphens(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    ("No focal marrow lesion; nothing to suggest a lytic lesion.", "MALIGNANCY", dict(negated=True)),
+    ("Nothing suspicious for metastasis.", "MALIGNANCY", dict(negated=True)),
+    ("Consent discussed incl. cement leak, infection, bleeding.", "INFECTION", dict(hypothetical=True)),
+    # what a treatment is for, and how patients are managed, in general
+    ("Vertebral augmentation is used for painful, recent osteoporotic fractures with marrow oedema on MRI.",
+     "OEDEMA", dict(hypothetical=True)),
+    ("Young adults with fragility fractures are usually managed conservatively.", "FRACTURE",
+     dict(hypothetical=True)),
+    # this patient's
+    ("Kyphoplasty is indicated for the acute L1 compression fracture.", "FRACTURE", dict(hypothetical=False)),
+    ("Acute L1 compression fracture with marrow oedema, treated conservatively.", "OEDEMA",
+     dict(hypothetical=False)),
+])
+def test_nothing_to_suggest_consents_and_statements_in_general(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), attrs, text)
