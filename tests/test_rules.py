@@ -988,3 +988,18 @@ def test_a_rules_reach_counts_words_not_quotes_or_hyphens(extractor, text, conce
 ])
 def test_nothing_to_suggest_consents_and_statements_in_general(extractor, text, concept, attrs):
     assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, found", [
+    # the variant named before the wedging, as after it
+    ("Mild physiologic wedging of T11 and T12. Remaining heights maintained.", "FRACTURE", False),
+    ("Developmental wedging of T7-T9.", "FRACTURE", False),
+    ("New anterior wedging of T11 with marrow oedema; physiological kyphosis elsewhere.", "FRACTURE", True),
+])
+def test_wedging_called_a_variant_before_it(extractor, text, concept, found):
+    assert bool(find(extractor.mentions(text, "XR THORACIC SPINE"), concept)) is found
+
+
+def test_call_with_a_symptom_is_advice(extractor):
+    text = "Counseled on infection risk with biologic + steroids; call with fever."
+    assert one(extractor, text, "INFECTION", "CLINIC NOTE")["hypothetical"] is True

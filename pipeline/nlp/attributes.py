@@ -269,11 +269,15 @@ _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+with\s+(?:current\s+)?patholo
 # with irregular endplates ..., in keeping with old Scheuermann's disease".
 _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|"
                       r"juvenile\s+kyphosis)", re.IGNORECASE)
+_VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,-]{{0,25}}$", re.IGNORECASE)
 
 
 def _explained_wedging(span: Span, sentence: Span, text: str) -> bool:
     if "wedg" not in text[span.start_char:span.end_char].lower():
         return False
+    # the variant named just before ("Mild physiologic wedging of T11 and T12") or in the clause after
+    if _VARIANT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char):
+        return True
     end = min(sentence.end_char, span.end_char + 200)
     clause_end = CLAUSE_BREAK.search(text, span.end_char, end)
     return _VARIANT.search(text, span.end_char, clause_end.start() if clause_end else end) is not None
