@@ -1003,3 +1003,24 @@ def test_wedging_called_a_variant_before_it(extractor, text, concept, found):
 def test_call_with_a_symptom_is_advice(extractor):
     text = "Counseled on infection risk with biologic + steroids; call with fever."
     assert one(extractor, text, "INFECTION", "CLINIC NOTE")["hypothetical"] is True
+
+
+def test_a_list_headed_fractures_is_not_a_fracture_without_a_level(extractor):
+    text = "INR 1.1, Plt 240.\nFractures: acute L1 compression fracture for vertebroplasty; L3 burst fracture."
+    fractures = find(extractor.mentions(text, "TRANSFER LETTER"), "FRACTURE")
+    assert [mention["levels"] for mention in fractures] == [["L1"], ["L3"]]
+
+
+@pytest.mark.parametrize("text, labs", [
+    ("Pt: 76 y.o. F, retired librarian.", []),
+    ("Pt 81 yo M with back pain.", []),
+    ("PT 14.2 s, INR 1.1.", [("PT", 14.2), ("INR", 1.1)]),
+])
+def test_a_patients_age_is_not_a_prothrombin_time(extractor, text, labs):
+    found = [(m["lab"], m["value"]) for m in find(extractor.mentions(text, "CLINIC NOTE"), "COAGULOPATHY")]
+    assert found == labs
+
+
+def test_a_consents_list_goes_on_past_a_risk_of_its_own(extractor):
+    text = "Consent discussed incl. cement leak, adjacent-level fracture risk, infection, bleeding."
+    assert one(extractor, text, "INFECTION", "CLINIC NOTE")["hypothetical"] is True

@@ -43,8 +43,8 @@ PT_PTT_INR = re.compile(
 INR = re.compile(r"\bINR\b" + _JOIN + r"(?P<value>\d+(?:[.,]\d+)?)" + _END + r"(?!,\d)", re.IGNORECASE)
 PT = re.compile(
     r"\b(?:PT|prothrombin\s+time)\b(?!\s*/)" + _JOIN + _NUMBER
-    # "Pt: 71 M", "pt 68 yo": the patient's age, not a prothrombin time
-    + r"(?!\s*(?:[MF]\b|y/?o\b|yrs?\b|years?\b|-?\s*year|male\b|female\b|man\b|woman\b))"
+    # "Pt: 71 M", "pt 68 yo", "Pt: 76 y.o.": the patient's age, not a prothrombin time
+    + r"(?!\s*(?:[MF]\b|y[./]?\s?o\b|yrs?\b|years?\b|-?\s*year|male\b|female\b|man\b|woman\b))"
     + r"\s*(?P<unit>s(?:ec(?:onds)?)?\b)?(?![\w/%])",
     re.IGNORECASE,
 )
