@@ -1024,3 +1024,20 @@ def test_a_patients_age_is_not_a_prothrombin_time(extractor, text, labs):
 def test_a_consents_list_goes_on_past_a_risk_of_its_own(extractor):
     text = "Consent discussed incl. cement leak, adjacent-level fracture risk, infection, bleeding."
     assert one(extractor, text, "INFECTION", "CLINIC NOTE")["hypothetical"] is True
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a checklist answered N after each item, no colon
+    ("Pre-procedure checklist: coagulopathy N, active infection N, fever N.", "INFECTION", "active",
+     dict(negated=True)),
+    ("Pre-procedure checklist: coagulopathy N, active infection Y, fever N.", "INFECTION", "active",
+     dict(negated=False)),
+    ("Pre-procedure checklist: coagulopathy N, active infection Y, fever N.", "COAGULOPATHY", None,
+     dict(negated=True)),
+    # an infection last month is history; a fracture after a fall last month is this one
+    ("She had a further prednisolone course from her GP last month for a chest infection.", "INFECTION", None,
+     dict(historical=True)),
+    ("L1 compression fracture after a fall last month.", "FRACTURE", None, dict(historical=False)),
+])
+def test_checklists_answered_n_and_infections_last_month(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle), attrs, text)
