@@ -1041,3 +1041,16 @@ def test_a_consents_list_goes_on_past_a_risk_of_its_own(extractor):
 ])
 def test_checklists_answered_n_and_infections_last_month(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, levels", [
+    # the list keyed by levels after a level-less fracture's sentence
+    ("There are two acute compression fractures.\n- T12: superior endplate depression.\n- L1: 25% height loss.",
+     ["T12", "L1"]),
+    ("Compression fracture.\nL2-3: disc bulge.", []),  # a disc's item
+    # a fusion written without a preposition, a DXA table's row
+    ("PMHx: T6 burst fracture 2011 (fused T4-T8), neurogenic bladder.", ["T6"]),
+    ("Region  BMD  T-score\nL1              excluded (vertebral fracture)\nL2-L4           0.742    -3.1", ["L1"]),
+])
+def test_levels_of_a_list_a_fusion_and_a_dxa_table(extractor, text, levels):
+    assert one(extractor, text, "FRACTURE", "MRI SPINE")["levels"] == levels

@@ -354,10 +354,42 @@ def _field_levels(mention: dict, text: str) -> list[str]:
     return []
 
 
+# A list item keyed by a level: "- T12: superior endplate depression", "2) L1 - 25% height loss"
+# (a bullet or a number: a report's paragraphs by level, "No fracture.\n\nT9: Heights
+# maintained", are not a list of the fractures before them)
+_LEVEL_ITEM = re.compile(r"[ \t]*(?:[-*][ \t]*|\d{1,2}[.)][ \t]*)")
+_AFTER_ITEM_LEVEL = re.compile(r"[ \t]*[:)\u2013-]")
+
+
+def _listed_levels(mention: dict, text: str) -> list[str]:
+    """The levels of the list right after a fracture's sentence, one item per level ("There are
+    two acute compression fractures.\n- T12: ...\n- L1: ..."); [] when no such list follows."""
+    end = mention["sentence_end"]
+    if any(mention[flag] for flag in ("negated", "uncertain", "hypothetical", "family")) \
+            or not text[mention["end"]:end].rstrip().endswith((".", ":")):
+        return []
+    line = text.find("\n", end - 1)
+    levels: list[str] = []
+    while line >= 0 and len(levels) < 12:
+        item = _LEVEL_ITEM.match(text, line + 1)
+        if item is None:
+            break
+        start = item.end()
+        line_end = text.find("\n", start)
+        groups = find_level_groups(text, start, len(text) if line_end < 0 else line_end)
+        if not groups or groups[0].start != start or len(groups[0].levels) != 1 \
+                or not _AFTER_ITEM_LEVEL.match(text, groups[0].end):
+            break  # not a vertebra's item ("L2-3: disc bulge" is a disc's)
+        levels.extend(groups[0].levels)
+        line = line_end
+    return levels
+
+
 def inherit_levels(mentions: list[dict], text: str) -> None:
     """A level-less mention takes the levels of a form's level field on its
-    own line ("Level: T9. Pathologic fracture"), or else refers back to the
-    fracture just described.
+    own line ("Level: T9. Pathologic fracture"), a level-less fracture those of
+    the list keyed by levels right after its sentence (:func:`_listed_levels`),
+    or else it refers back to the fracture just described.
 
     "L1 burst fracture. There is 4 mm retropulsion of the posterosuperior
     fragment." — the retropulsion is at L1. A mention in LEVELLED with no
@@ -372,7 +404,8 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
         if mention["concept"] not in LEVELLED or mention["scope"] == "systemic":
             continue  # a fever in the next sentence is not at the fractured level
         if not mention["levels"]:
-            mention["levels"] = _field_levels(mention, text)
+            mention["levels"] = _field_levels(mention, text) or (
+                _listed_levels(mention, text) if mention["concept"] == "FRACTURE" else [])
         if mention["levels"]:
             if mention["concept"] in ("FRACTURE", "OEDEMA"):
                 last = mention

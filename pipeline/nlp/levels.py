@@ -227,13 +227,13 @@ _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|instrumentation|construct|hardware|(?:pe
             r"arthrodesis|laminectom(?:y|ies)|laminoplasty)")
 # The level of a posterior element or of a fusion or its hardware, not of a vertebral body:
 # "acute L2 burst # + L1 TP #", "burst fracture (junctional level above L3-L5 fusion) with 40%
-# height loss and 6 mm retropulsion", "pedicle screws at L3 and L4".
+# height loss and 6 mm retropulsion", "pedicle screws at L3 and L4", "burst # (fused T4-T8)".
 _ELSEWHERE_AFTER = re.compile(
     r"(?:[\s-]*(?:left|right|bilateral|bilat|posterior|anterior|posterolateral|instrumented|interbody|solid)\b)*"
     rf"[\s-]*(?:{POSTERIOR_ELEMENT}|{_SURGERY})\b", re.IGNORECASE)
 _ELSEWHERE_BEFORE = re.compile(
     rf"\b(?:{POSTERIOR_ELEMENT}|{_SURGERY})(?:\s+(?:fractures?|fx|defects?))?\s+"
-    r"(?:at|of|from|across|spanning|involving)\s+(?:the\s+)?(?:(?:left|right|bilateral)\s+)?$", re.IGNORECASE)
+    r"(?:(?:at|of|from|across|spanning|involving)\s+)?(?:the\s+)?(?:(?:left|right|bilateral)\s+)?$", re.IGNORECASE)
 # A range a curvature is measured across: "focal kyphosis of 14 degrees at L1-L3", "Cobb angle
 # T12-L2". A single level after an angle is usually the fracture's ("angulation at T12").
 _CURVATURE_BEFORE = re.compile(
@@ -261,8 +261,10 @@ _COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|sc
                        re.IGNORECASE)
 
 
-# A densitometry region: "L1-L3 T-score -1.9", "Lumbar spine L1-L4 BMD 0.812 g/cm2".
-_DENSITOMETRY_AFTER = re.compile(r"\s*\)?\s*:?\s*(?:[TZ]-?\s?scores?|BMD|bone\s+(?:mineral\s+)?density)", re.IGNORECASE)
+# A densitometry region: "L1-L3 T-score -1.9", "Lumbar spine L1-L4 BMD 0.812 g/cm2", a DXA
+# table's row "L2-L4   0.742   -3.1" (a BMD in g/cm2 after it).
+_DENSITOMETRY_AFTER = re.compile(r"\s*\)?\s*:?\s*(?:[TZ]-?\s?scores?|BMD|bone\s+(?:mineral\s+)?density|[01]\.\d{3}\b)",
+                                 re.IGNORECASE)
 
 
 # A location class of the Spinal Instability Neoplastic Score: "Location (T3-T10, rigid)",
