@@ -1054,3 +1054,12 @@ def test_checklists_answered_n_and_infections_last_month(extractor, text, concep
 ])
 def test_levels_of_a_list_a_fusion_and_a_dxa_table(extractor, text, levels):
     assert one(extractor, text, "FRACTURE", "MRI SPINE")["levels"] == levels
+
+
+@pytest.mark.parametrize("text, levels", [
+    ("Imp: likely new osteoporotic crush fracture TLJ.", ["T12", "L1"]),
+    ("Wedge fracture at the TL junction on XR.", ["T12", "L1"]),
+    ("Acute compression fracture at the thoracolumbar junction.", ["T12", "L1"]),
+])
+def test_the_thoracolumbar_junction_and_its_shorthand(extractor, text, levels):
+    assert one(extractor, text, "FRACTURE", "GP NOTE")["levels"] == levels

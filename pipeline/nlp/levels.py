@@ -66,7 +66,18 @@ WORD_LEVEL = re.compile(
     r"(?P<region>cervical|thoracic|dorsal|lumbar|sacral)\b",
     re.IGNORECASE,
 )
-JUNCTION = re.compile(r"\b(?P<name>" + "|".join(JUNCTIONS) + r")\s+junction", re.IGNORECASE)
+# "thoracolumbar junction", and its shorthand "TLJ", "TL junction" (T12/L1), "CTJ" (C7/T1);
+# not "CT junction" (the modality's "CT")
+_JUNCTION_SHORT = {"tlj": "thoracolumbar", "tl": "thoracolumbar", "ctj": "cervicothoracic",
+                   "lsj": "lumbosacral", "ls": "lumbosacral"}
+JUNCTION = re.compile(r"\b(?:(?P<name>" + "|".join(JUNCTIONS) + r")\s+junction|(?P<short>TL|LS)[\s-]+junction"
+                      r"|(?P<abbreviation>TLJ|CTJ|LSJ))\b", re.IGNORECASE)
+
+
+def junction_levels(match: re.Match) -> tuple[str, ...]:
+    """The two levels either side of the junction a :data:`JUNCTION` match names."""
+    name = match.group("name") or _JUNCTION_SHORT[(match.group("short") or match.group("abbreviation")).lower()]
+    return tuple(JUNCTIONS[name.lower()])
 # "T2 hyperintensity" style sequence words *before* the level: "on T2", "T1 and T2".
 _SEQUENCE_BEFORE = re.compile(
     r"(?:\bon|\band|/|\bsagittal|\baxial|\bfat[- ]sat(?:urated)?|"
@@ -175,8 +186,7 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
         if valid(level):
             groups.append(LevelGroup(start + match.start(), start + match.end(), (level,)))
     for match in JUNCTION.finditer(window):
-        groups.append(LevelGroup(start + match.start(), start + match.end(),
-                                 tuple(JUNCTIONS[match.group("name").lower()])))
+        groups.append(LevelGroup(start + match.start(), start + match.end(), junction_levels(match)))
     groups.sort(key=lambda group: group.start)
     return groups
 
