@@ -1063,3 +1063,12 @@ def test_levels_of_a_list_a_fusion_and_a_dxa_table(extractor, text, levels):
 ])
 def test_the_thoracolumbar_junction_and_its_shorthand(extractor, text, levels):
     assert one(extractor, text, "FRACTURE", "GP NOTE")["levels"] == levels
+
+
+@pytest.mark.parametrize("text, found", [
+    ("Likely L4 or L5 pars bone stress injury (stress reaction/stress fracture) until proven otherwise.", False),
+    ("Right sacral stress fracture in a marathon runner.", True),
+    ("Stress fracture of the sacrum on MRI.", True),
+])
+def test_a_stress_fracture_is_the_pars_unless_sacral(extractor, text, found):
+    assert bool(find(extractor.mentions(text, "SPORTS MEDICINE CLINIC"), "FRACTURE")) is found
