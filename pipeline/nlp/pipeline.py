@@ -189,8 +189,11 @@ def _words_scope(self, doc: Doc) -> None:
     """
     _medspacy_set_scope(self, doc)
     limit = self.rule.max_scope
-    if not limit:
+    if not limit or self._scope_end <= self._scope_start:
         return
+    last = doc[self._scope_end - 1]
+    if _UNCOUNTED.search(doc_text(doc), doc[self._scope_start].idx, last.idx + len(last)) is None:
+        return  # nothing uncounted in medspaCy's window: the same scope (most modifiers)
     sentence = doc[self._start].sent
     direction = self.direction.lower()
     if direction in ("forward", "bidirectional"):
@@ -209,6 +212,7 @@ def _words_scope(self, doc: Doc) -> None:
 
 _medspacy_set_scope = None
 _QUOTES = frozenset('"\'“”‘’')
+_UNCOUNTED = re.compile(r"[\"'“”‘’]|\w-\w")
 
 
 def _uncounted(token) -> bool:
