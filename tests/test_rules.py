@@ -1072,3 +1072,18 @@ def test_the_thoracolumbar_junction_and_its_shorthand(extractor, text, levels):
 ])
 def test_a_stress_fracture_is_the_pars_unless_sacral(extractor, text, found):
     assert bool(find(extractor.mentions(text, "SPORTS MEDICINE CLINIC"), "FRACTURE")) is found
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    ("Assessment: low-energy trauma in an ankylosed spine = unstable fracture until proven otherwise.",
+     "FRACTURE", None, dict(uncertain=True)),
+    ("In an ankylosed spine even minor trauma can cause unstable vertebral fractures.", "FRACTURE", None,
+     dict(hypothetical=True)),
+    ("Acute T11 vertebral fracture after a fall.", "FRACTURE", None, dict(hypothetical=False, uncertain=False)),
+    # a box after a dot leader answers its line
+    ("Plt 152 ........ [Y]\nFever or active infection ............ [N]   T 36.6", "INFECTION", "active",
+     dict(negated=True)),
+    ("Fever or active infection ............ [Y]   T 38.6", "INFECTION", "active", dict(negated=False)),
+])
+def test_working_assumptions_warnings_and_boxes_after_leaders(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "RHEUMATOLOGY", needle), attrs, text)
