@@ -1087,3 +1087,19 @@ def test_a_stress_fracture_is_the_pars_unless_sacral(extractor, text, found):
 ])
 def test_working_assumptions_warnings_and_boxes_after_leaders(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "RHEUMATOLOGY", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, found", [
+    # a spinous process's tip, before or after the fracture
+    ("Minimally displaced fracture tip of C7 spinous process.", "FRACTURE", False),
+    ("C7 spinous process tip fracture. Otherwise no cervical spine injury.", "FRACTURE", False),
+    # the CT's chest, abdomen and pelvis in a list; pneumonia written CAP
+    ("CT (head, C-spine, CAP + spine reformats, R wrist) - hot report.", "INFECTION", False),
+    ("Admitted with CAP and AKI.", "INFECTION", True),
+    # a Parkinson's patient's retropulsion; a fragment's beside the disease
+    ("Known retropulsion with his Parkinson's.", "RETROPULSION", False),
+    ('"He just keeps going backwards once he starts" - known retropulsion.', "RETROPULSION", False),
+    ("L1 burst fracture with retropulsion, patient has Parkinson's disease.", "RETROPULSION", True),
+])
+def test_trauma_series_look_alikes(extractor, text, concept, found):
+    assert bool(find(extractor.mentions(text, "CT TRAUMA"), concept)) is found

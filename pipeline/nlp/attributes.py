@@ -65,7 +65,8 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4".
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
-    rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
+    rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
+    rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)

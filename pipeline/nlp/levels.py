@@ -229,8 +229,9 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
     return frozenset()
 
 
-# A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4").
-POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?|TPs?|pars(?:\s+interarticularis)?|"
+# A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4",
+# "C7 spinous process tip fracture").
+POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|pars(?:\s+interarticularis)?|"
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
 _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
