@@ -128,7 +128,8 @@ _DONE_BEFORE = re.compile(
     r"\bprevious(?:ly)?\s+|\bhad\s+|\bunderwent\s+|\btreated\s+(?:with|by)\s+|\bh/o\s+|\bhx\s+(?:of\s+)?|"
     r"\bhistory\s+of\s+|\bold\s+|\bremote\s+|\blevels?\s+of\s+)(?:[\w/&,()-]+\s+){0,4}$",
     re.IGNORECASE)
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_MONTH = rf"(?:{'|'.join(_MONTHS)})[a-z]*\.?"
 # A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12"; not a range
 _DATE = rf"(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
 _DONE_AFTER = re.compile(
@@ -145,6 +146,11 @@ def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
     before = text[max(sentence.start_char, span.start_char - 80):span.start_char]
     return _DONE_BEFORE.search(before) is None and \
         _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is None
+
+
+def affirmed(mention: dict) -> bool:
+    """Not negated, uncertain, hypothetical or about a family member."""
+    return not (mention["negated"] or mention["uncertain"] or mention["hypothetical"] or mention["family"])
 
 
 def _past_first_paragraph(section, span: Span, text: str) -> bool:
@@ -172,7 +178,6 @@ DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 _DATE_PARTS = re.compile(
     rf"(?:(?P<month_name>{_MONTH})\s+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
     re.IGNORECASE)
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.
 RECENT_DAYS = 183
@@ -366,8 +371,7 @@ def _listed_levels(mention: dict, text: str) -> list[str]:
     """The levels of the list right after a fracture's sentence, one item per level ("There are
     two acute compression fractures.\n- T12: ...\n- L1: ..."); [] when no such list follows."""
     end = mention["sentence_end"]
-    if any(mention[flag] for flag in ("negated", "uncertain", "hypothetical", "family")) \
-            or not text[mention["end"]:end].rstrip().endswith((".", ":")):
+    if not affirmed(mention) or not text[mention["end"]:end].rstrip().endswith((".", ":")):
         return []
     line = text.find("\n", end - 1)
     levels: list[str] = []
@@ -442,7 +446,7 @@ def _the_notes_one_level(mentions: list[dict], text: str) -> None:
     its age says it is not the one described ("old L4 fracture ... two acute
     thoracolumbar fractures")."""
     orphans = [m for m in mentions if m["concept"] == "FRACTURE" and not m["levels"]
-               and not any(m[flag] for flag in ("negated", "uncertain", "hypothetical", "family"))]
+               and affirmed(m)]
     if not orphans:
         return
     named = {level for group in find_level_groups(text) for level in group.levels}

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import __version__
 from ..prefilter import Prefilter, compile_prefilter
+from .attributes import affirmed
 from .levels import join_levels
 from .pipeline import Extractor
 from .rules import RuleSet, load_rules
@@ -94,11 +95,6 @@ def note_nlp_id(note_id: str, start: int, end: int, concept: str, lab: str) -> i
     """A deterministic 63-bit id: the same mention gets the same id in every engine and run."""
     digest = hashlib.blake2b(f"{note_id}\x1f{start}\x1f{end}\x1f{concept}\x1f{lab}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
-
-
-def affirmed(mention: dict) -> bool:
-    """Not negated, uncertain, hypothetical or about a family member."""
-    return not (mention["negated"] or mention["uncertain"] or mention["hypothetical"] or mention["family"])
 
 
 def term_modifiers(mention: dict, levels: str | None = None) -> str:
