@@ -429,9 +429,10 @@ def test_rule_check_reports_modifiers_of_two_categories_on_the_same_words(tmp_pa
     ({"dated": True}, "NEGATED_EXISTENCE", True),
     ({"value": "treated", "course_over": True}, "CORRECTED", False),
     ({"course_over": True}, "HISTORICAL", True),
+    ({"list": True}, "HYPOTHETICAL", False),  # the rule is FORWARD
 ])
-def test_rule_check_reads_the_dated_and_course_over_marks(tmp_path, metadata, category, refused):
-    rule = {"literal": "a year", "category": category, "direction": "BACKWARD",
+def test_rule_check_reads_the_dated_course_over_and_list_marks(tmp_path, metadata, category, refused):
+    rule = {"literal": "a year", "category": category, "direction": "FORWARD" if "list" in metadata else "BACKWARD",
             "pattern": "(?:19|20)\\d\\d", "metadata": metadata}
     problems = check_rules(_folder(tmp_path, "context", [rule]))
     assert any(problem.startswith("R010") for problem in problems) is refused, problems
@@ -1103,3 +1104,8 @@ def test_working_assumptions_warnings_and_boxes_after_leaders(extractor, text, c
 ])
 def test_trauma_series_look_alikes(extractor, text, concept, found):
     assert bool(find(extractor.mentions(text, "CT TRAUMA"), concept)) is found
+
+
+def test_a_list_mark_on_a_backward_rule_is_refused(tmp_path):
+    rule = {"literal": "risks", "category": "HYPOTHETICAL", "direction": "BACKWARD", "metadata": {"list": True}}
+    assert any(problem.startswith("R010") for problem in check_rules(_folder(tmp_path, "context", [rule])))

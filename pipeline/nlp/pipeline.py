@@ -164,10 +164,11 @@ def _limit_scope(self, other) -> bool:
     if self.category == other.category and (
             self.allowed_types != other.allowed_types or self.excluded_types != other.excluded_types):
         return False
-    if self.category == other.category == "HYPOTHETICAL" and self.direction.lower() == "forward" \
+    if (self.rule.metadata or {}).get("list") and self.category == other.category \
             and other.direction.lower() == "backward":
-        # a list of risks goes on past a risk of its own: "Consent discussed incl. cement leak,
-        # adjacent-level fracture risk, infection, bleeding" (the backward "risk" is the fracture's)
+        # a list's head (metadata.list) reaches past a backward cue of its own category in the
+        # list: "Consent discussed incl. cement leak, adjacent-level fracture risk, infection,
+        # bleeding" (the backward "risk" is the fracture's)
         return False
     original = self.scope_span
     if self.direction.lower() in ("forward", "bidirectional") and other > self:

@@ -181,10 +181,15 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
             # date is long enough before the note's (attributes._recent_history)
             # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished"):
             # an anticoagulant it reaches is historical, not held
-            for key, on in (("dated", "HISTORICAL"), ("course_over", "CORRECTED")):
+            # metadata.list: the head of a list ("Consent discussed:", "risks include"), whose
+            # scope a backward cue of its category inside the list does not end
+            for key, category_on, direction_on in (("dated", "HISTORICAL", None), ("course_over", "CORRECTED", None),
+                                                   ("list", None, "FORWARD")):
                 mark = (rule.get("metadata") or {}).get(key)
-                if mark is not None and (mark is not True or category != on):
-                    problems.append(f"R010 {where}: metadata.{key} must be true, on a {on} rule")
+                if mark is not None and (mark is not True or category_on not in (None, category)
+                                         or direction_on not in (None, direction)):
+                    problems.append(f"R010 {where}: metadata.{key} must be true, on a "
+                                    f"{category_on or direction_on} rule")
             for key in ("allowed_types", "excluded_types"):
                 for target in rule.get(key) or []:
                     if target not in TARGET_CATEGORIES:
