@@ -1109,3 +1109,14 @@ def test_trauma_series_look_alikes(extractor, text, concept, found):
 def test_a_list_mark_on_a_backward_rule_is_refused(tmp_path):
     rule = {"literal": "risks", "category": "HYPOTHETICAL", "direction": "BACKWARD", "metadata": {"list": True}}
     assert any(problem.startswith("R010") for problem in check_rules(_folder(tmp_path, "context", [rule])))
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    ("Family h/o: Elder sister k/c/o osteoporosis, had spine fracture after minor fall.", "FRACTURE",
+     dict(family=True)),
+    ("X-ray DL spine: Wedge compression # D12, approx 30% anterior ht loss.", "FRACTURE", dict(levels=["T12"])),
+    ("Osteoporotic fracture D11 with marrow oedema.", "FRACTURE", dict(levels=["T11"])),
+    ("Drain removed D2. Acute L1 compression fracture.", "FRACTURE", dict(levels=["L1"])),
+])
+def test_south_asian_case_sheets(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "OPD CASE SHEET"), attrs, text)

@@ -89,7 +89,8 @@ _HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)
 # "D12" is the old dorsal name of T12, and "D2" day two after an operation: a dorsal level
 # counts when written as a level ("of D12", "D11/D12", "D12 vertebra").
 _DORSAL = re.compile(r"D\s?-?\s?\d", re.IGNORECASE)
-_DORSAL_BEFORE = re.compile(r"(?:\b(?:of|at|involving|the|to|and|through)\s+|[,/]\s*)$", re.IGNORECASE)
+_DORSAL_BEFORE = re.compile(r"(?:\b(?:of|at|involving|the|to|and|through|fracture|fx|wedging|collapse)\s+|[,/]\s*|#\s*)$",
+                            re.IGNORECASE)
 _DORSAL_AFTER = re.compile(
     r"\s*(?:[-–/]\s*(?:D|T|Th|L)?\s?-?\s?\d|(?:vertebra|vertebral|body|bodies|level|wedge|compression|collapse|"
     r"fracture|fx|deformity)\b|#)", re.IGNORECASE)
