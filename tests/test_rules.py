@@ -1120,3 +1120,13 @@ def test_a_list_mark_on_a_backward_rule_is_refused(tmp_path):
 ])
 def test_south_asian_case_sheets(extractor, text, concept, attrs):
     assert_attrs(one(extractor, text, concept, "OPD CASE SHEET"), attrs, text)
+
+
+@pytest.mark.parametrize("text, lab, value", [
+    ("Platelets in citrate: Plt 171 - thrombocytopenia excluded (EDTA clumping).", "platelets", 171.0),
+    ("No evidence of DIC (fibrinogen normal, INR 1.3).", "INR", 1.3),
+    ("IR will not proceed with a platelet count of 40,000.", "platelets", 40.0),
+])
+def test_a_measured_value_is_never_denied(extractor, text, lab, value):
+    found = [m for m in find(extractor.mentions(text, "WARD ROUND"), "COAGULOPATHY") if m["lab"] == lab]
+    assert found and found[0]["value"] == value and found[0]["negated"] is False

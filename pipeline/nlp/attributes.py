@@ -636,5 +636,7 @@ class MentionAttributes:
             return [base, {**base, "concept": rule_also, "scope": "", "corrected": ""}]
         if not rule_labs:
             return [base]
-        return [{**base, "lab": lab.lab, "value": lab.value, "unit": lab.unit}
+        # a measured value is not denied by a cue about a diagnosis beside it: "Plt 171 -
+        # thrombocytopenia excluded (EDTA clumping)"
+        return [{**base, "negated": False, "lab": lab.lab, "value": lab.value, "unit": lab.unit}
                 for lab in rule_labs]
