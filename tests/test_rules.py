@@ -1130,3 +1130,18 @@ def test_south_asian_case_sheets(extractor, text, concept, attrs):
 def test_a_measured_value_is_never_denied(extractor, text, lab, value):
     found = [m for m in find(extractor.mentions(text, "WARD ROUND"), "COAGULOPATHY") if m["lab"] == lab]
     assert found and found[0]["value"] == value and found[0]["negated"] is False
+
+
+@pytest.mark.parametrize("text, concept, levels", [
+    ("Level confirmed with fluoroscopy, counting up from the sacrum and down from C2, correlated with the T8 "
+     "collapse on the MRI localiser.", "FRACTURE", ["T8"]),
+    ("T1 marrow signal in T7 is largely preserved, which may favour an older fracture.", "FRACTURE", ["T7"]),
+    ("POD5 T11-L3 PSF/L1 decompression for L1 burst fracture.", "FRACTURE", ["L1"]),
+])
+def test_levels_counted_from_sequences_and_fusions(extractor, text, concept, levels):
+    assert one(extractor, text, concept, "OPERATION NOTE")["levels"] == levels
+
+
+def test_wedging_within_the_range_of_normal_is_not_a_fracture(extractor):
+    text = "Mild anterior wedging of T5 and T6 (less than 10%) is within the range of normal thoracic wedging."
+    assert not find(extractor.mentions(text, "XR THORACIC SPINE"), "FRACTURE")

@@ -55,7 +55,7 @@ LEVEL_RUN = re.compile(
 )
 # After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted").
 _SEQUENCE_AFTER = re.compile(
-    r"\s*-?\s*(?:weighted|wi\b|w\b|signal|hyper|hypo|iso|stir|flair|images?|sequences?|fat|post|pre|"
+    r"\s*-?\s*(?:weighted|wi\b|w\b|signal|hyper|hypo|iso|stir|flair|images?|sequences?|fat|post|pre|marrow\s+signal|"
     r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*(?:t[12]|stir|flair|pd)\b|,\s*t[12]\b)",
     re.IGNORECASE,
 )
@@ -199,9 +199,11 @@ _BRIDGED = re.compile(
     r"\b(?:bridg\w*|fused|fusion|ankylos\w*|osteophytes?|spurs?|spurring|syndesmophytes?)"
     r"[^\w.;,]+(?:\w+[^\w.;,]+){0,2}?(?:to|between|from|across)\s+$",
     re.IGNORECASE)
-# A level a finding is measured against: "40% reduction of anterior height compared with L2".
+# A level a finding is measured against: "40% reduction of anterior height compared with L2";
+# or counted from: "Level confirmed with fluoroscopy, counting up from the sacrum and down from C2".
 _COMPARED = re.compile(
-    r"\b(?:compared\s+(?:with|to)|relative\s+to|than)\s+(?:that\s+of\s+)?(?:the\s+)?"
+    r"\b(?:compared\s+(?:with|to)|relative\s+to|than|(?:counting|counted|numbered)\s+(?:\w+\s+)?(?:up\s+|down\s+)?from|"
+    r"(?:up|down)\s+from)\s+(?:that\s+of\s+)?(?:the\s+)?"
     r"(?:(?:adjacent|normal|neighbouring|neighboring)\s+)?(?:vertebral\s+bod(?:y|ies)\s+(?:of\s+)?)?$",
     re.IGNORECASE)
 # The level of a disc or a degenerative finding: "25% loss of height of L2 with mild disc
@@ -235,7 +237,7 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
 POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|pars(?:\s+interarticularis)?|"
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
-_SURGERY = (r"(?:fusion|fused|[PTAX]LIF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
+_SURGERY = (r"(?:fusion|fused|[PTAX]LIF|PSF|PLF|ACDF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
             r"arthrodesis|laminectom(?:y|ies)|laminoplasty)")
 # The level of a posterior element or of a fusion or its hardware, not of a vertebral body:
 # "acute L2 burst # + L1 TP #", "burst fracture (junctional level above L3-L5 fusion) with 40%
