@@ -1145,3 +1145,17 @@ def test_levels_counted_from_sequences_and_fusions(extractor, text, concept, lev
 def test_wedging_within_the_range_of_normal_is_not_a_fracture(extractor):
     text = "Mild anterior wedging of T5 and T6 (less than 10%) is within the range of normal thoracic wedging."
     assert not find(extractor.mentions(text, "XR THORACIC SPINE"), "FRACTURE")
+
+
+@pytest.mark.parametrize("text, concept, found, attrs", [
+    ("Return precautions given verbally and in writing: new weakness or numbness, bowel/bladder changes, fever.",
+     "INFECTION", True, dict(hypothetical=True)),
+    ("  3) TAMSULOSIN HCL 0.4MG CAP TAKE ONE CAPSULE BY MOUTH AT BEDTIME  ACTIVE", "INFECTION", False, {}),
+    ("Admitted with CAP, on ceftriaxone.", "INFECTION", True, dict(hypothetical=False)),
+    ("3. PD with falls/retropulsion and orthostasis: continue midodrine.", "RETROPULSION", False, {}),
+])
+def test_va_templates(extractor, text, concept, found, attrs):
+    mentions = find(extractor.mentions(text, "PRIMARY CARE NOTE"), concept)
+    assert bool(mentions) is found
+    if found:
+        assert_attrs(mentions[0], attrs, text)
