@@ -1159,3 +1159,26 @@ def test_va_templates(extractor, text, concept, found, attrs):
     assert bool(mentions) is found
     if found:
         assert_attrs(mentions[0], attrs, text)
+
+
+@pytest.mark.parametrize("text, date, concept, historical", [
+    ("CXR PA/lat 03/2023 (aspiration PNA admission) shows the same T7 wedge compression.", "2025-08-12",
+     "INFECTION", True),
+    ("She had an L1 kyphoplasty in March 2019 for an osteoporotic fracture.", "2025-08-12", "FRACTURE", True),
+    ("MRI 08/02/2025: acute L1 compression fracture.", "2025-08-12", "FRACTURE", False),
+    ("MRI 08/02/2019: acute L1 compression fracture.", None, "FRACTURE", False),  # no note date: not read
+])
+def test_a_date_just_before_a_finding(extractor, text, date, concept, historical):
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept)
+    assert found and found[0]["historical"] is historical, text
+
+
+@pytest.mark.parametrize("text, hypothetical", [
+    ("1. MRI T and L spine stat - PLC, conus compression, epidural hematoma.", True),
+    ("CT L-spine urgently to assess for epidural abscess.", True),
+    ("MRI today: acute L1 burst fracture with conus compression.", False),
+])
+def test_an_imaging_order_lists_what_it_is_to_show(extractor, text, hypothetical):
+    found = find(extractor.mentions(text, "SPINE CONSULT"), "EPIDURAL_DISEASE") or \
+        find(extractor.mentions(text, "SPINE CONSULT"), "INFECTION")
+    assert found and found[0]["hypothetical"] is hypothetical, text

@@ -172,6 +172,11 @@ _DATE_AFTER = re.compile(
     r"scheduled|due|for|next)\b)"
     rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)",
     re.IGNORECASE)
+# A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
+# admission)", "2019: L1 compression fracture". Read only when the note's date is known (a
+# note's own header date would otherwise date its findings).
+_DATE_BEFORE = re.compile(rf"(?<![\w/.-])(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)\)?[ \t]*[:(,-]?[ \t]*"
+                          r"(?:[\w/-]+[ \t]+){0,2}$", re.IGNORECASE)
 #: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
 DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
@@ -211,9 +216,13 @@ def _recent_history(modifier, doc: Doc) -> bool:
 
 
 def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
-    """Whether a date right after ``span`` (:data:`_DATE_AFTER`) is long before the note's."""
+    """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
+    known just before it (:data:`_DATE_BEFORE`), is long before the note's."""
+    note_date = span.doc._.note_date
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
-    return found is not None and _long_before(found["date"], span.doc._.note_date)
+    if found is None and note_date is not None:
+        found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
+    return found is not None and _long_before(found["date"], note_date)
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
