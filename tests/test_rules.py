@@ -1,9 +1,11 @@
 """Rule behaviour, one trap phrase per row (SPEC §3), and the rule files' own examples."""
 
+import datetime
 import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from pipeline.nlp.rule_examples import check_case, example_cases
@@ -1182,3 +1184,19 @@ def test_an_imaging_order_lists_what_it_is_to_show(extractor, text, hypothetical
     found = find(extractor.mentions(text, "SPINE CONSULT"), "EPIDURAL_DISEASE") or \
         find(extractor.mentions(text, "SPINE CONSULT"), "INFECTION")
     assert found and found[0]["hypothetical"] is hypothetical, text
+
+
+@pytest.mark.parametrize("date", ["2024-03-12", pd.Timestamp("2024-03-12"), datetime.date(2024, 3, 12),
+                                  datetime.datetime(2024, 3, 12, 9, 30)])
+def test_the_notes_date_in_any_form_the_readers_give(extractor, date):
+    """A 2021 fracture is history in a note of March 2024, however the date is given; in one of
+    December 2021 it is not."""
+    text = "Seen today. L1 compression fracture 2021."
+    assert find(extractor.mentions(text, "CLINIC NOTE", date), "FRACTURE")[0]["historical"] is True
+    assert find(extractor.mentions(text, "CLINIC NOTE", "2021-12-20"), "FRACTURE")[0]["historical"] is False
+
+
+@pytest.mark.parametrize("date", [None, pd.NaT, "not a date"])
+def test_no_note_date_reads_a_date_after_as_written(extractor, date):
+    found = find(extractor.mentions("Seen today. L1 compression fracture 2021.", "CLINIC NOTE", date), "FRACTURE")
+    assert found[0]["historical"] is True

@@ -177,6 +177,11 @@ _DATE_AFTER = re.compile(
 # note's own header date would otherwise date its findings).
 _DATE_BEFORE = re.compile(rf"(?<![\w/.-])(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)\)?[ \t]*[:(,-]?[ \t]*"
                           r"(?:[\w/-]+[ \t]+){0,2}$", re.IGNORECASE)
+# A checklist item answered N right after it, without a colon: "Pre-procedure checklist:
+# coagulopathy N, active infection N, fever N" (a capital N before a comma, a stop or the
+# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in
+# "n", was in every note.
+_ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 #: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
 DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
@@ -186,6 +191,24 @@ _DATE_PARTS = re.compile(
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.
 RECENT_DAYS = 183
+
+
+#: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
+#: Timestamp, an ISO string, None or NaT); :func:`note_date` reads it.
+NOTE_DATE = "vertebro.note_date"
+
+
+def note_date(doc: Doc) -> _dt.date | None:
+    """The note's date as a ``datetime.date`` (None when not given or not a date)."""
+    value = doc.user_data.get(NOTE_DATE)
+    if isinstance(value, str):
+        try:
+            return _dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    if isinstance(value, _dt.datetime):
+        return None if value != value else value.date()  # NaT is a datetime unequal to itself
+    return value if isinstance(value, _dt.date) else None
 
 
 def _long_before(date_text: str, note_date: _dt.date | None) -> bool:
@@ -212,17 +235,20 @@ def _recent_history(modifier, doc: Doc) -> bool:
     """Whether a dated HISTORICAL modifier ("discitis in 2019", ``metadata.dated``) names a
     date too close to the note's to make its finding history (:func:`_long_before`)."""
     return bool((modifier.rule.metadata or {}).get("dated")) and not _long_before(
-        doc[slice(*modifier.modifier_span)].text, doc._.note_date)
+        doc[slice(*modifier.modifier_span)].text, note_date(doc))
 
 
 def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
     known just before it (:data:`_DATE_BEFORE`), is long before the note's."""
-    note_date = span.doc._.note_date
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
-    if found is None and note_date is not None:
-        found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
-    return found is not None and _long_before(found["date"], note_date)
+    if found is not None:
+        return _long_before(found["date"], note_date(span.doc))
+    dated = note_date(span.doc)
+    if dated is None:
+        return False
+    found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
+    return found is not None and _long_before(found["date"], dated)
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -557,7 +583,7 @@ class MentionAttributes:
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text))
-        flags["negated"] = flags["negated"] or bool(rule_negated)
+        flags["negated"] = flags["negated"] or bool(rule_negated) or _ANSWERED_N.match(text, span.end_char) is not None
 
         found = _section_at(sections, span.start)
         section = found.category if found is not None and found.category else "other"

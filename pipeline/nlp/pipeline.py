@@ -14,7 +14,6 @@ mention (not a fracture of the hip, say): otherwise they have nothing to do.
 """
 
 
-import datetime as _dt
 import logging
 import re
 from pathlib import Path
@@ -30,7 +29,7 @@ from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix
 
 from . import attributes as _attributes  # noqa: F401  (registers vertebro_attributes)
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
-from .attributes import reported_targets
+from .attributes import NOTE_DATE, reported_targets
 from .labs import find_lab_values
 from .sentences import doc_text
 from .rules import RuleSet, load_rules, medspacy_arguments
@@ -59,8 +58,6 @@ def register_extensions() -> None:
         Doc.set_extension("imaging_report", default=True)
     if not Doc.has_extension("procedure_note"):
         Doc.set_extension("procedure_note", default=False)
-    if not Doc.has_extension("note_date"):
-        Doc.set_extension("note_date", default=None)
 
 
 def clinical_tokenizer(nlp: Language) -> None:
@@ -623,22 +620,10 @@ def is_procedure_note(title: str = "", text: str = "") -> bool:
 
 
 def mark_note(doc: Doc, text: str, title: str = "", date=None) -> None:
-    """Set what the rules read about the whole note: ``spine_note``, ``imaging_report``,
-    ``procedure_note`` and ``note_date`` (a ``datetime.date``, or None when not known)."""
+    """Set what the rules read about the whole note: ``spine_note``, ``imaging_report`` and
+    ``procedure_note``; and its date as given (read by :func:`~pipeline.nlp.attributes.note_date`
+    only where a finding names a date)."""
     doc._.spine_note = is_spine_note(text, title)
     doc._.imaging_report = is_imaging_report(text, title)
     doc._.procedure_note = is_procedure_note(title, text)
-    doc._.note_date = as_date(date)
-
-
-def as_date(value) -> _dt.date | None:
-    """A note's date as a ``datetime.date``: from a date, a datetime or Timestamp, or an ISO
-    string; None for None, NaT and anything else."""
-    if isinstance(value, str):
-        try:
-            return _dt.date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    if isinstance(value, _dt.datetime):
-        return None if value != value else value.date()  # NaT is a datetime unequal to itself
-    return value if isinstance(value, _dt.date) else None
+    doc.user_data[NOTE_DATE] = date
