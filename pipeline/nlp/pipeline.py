@@ -210,7 +210,7 @@ def _words_scope(self, doc: Doc) -> None:
 
 _medspacy_set_scope = None
 _QUOTES = frozenset('"\'“”‘’')
-_UNCOUNTED = re.compile(r"[\"'“”‘’]|\w-\w")
+_UNCOUNTED = re.compile("[" + re.escape("".join(sorted(_QUOTES))) + r"]|\w-\w")  # in a window's text
 
 
 def _uncounted(token) -> bool:
