@@ -1200,3 +1200,8 @@ def test_the_notes_date_in_any_form_the_readers_give(extractor, date):
 def test_no_note_date_reads_a_date_after_as_written(extractor, date):
     found = find(extractor.mentions("Seen today. L1 compression fracture 2021.", "CLINIC NOTE", date), "FRACTURE")
     assert found[0]["historical"] is True
+
+
+def test_a_dates_separators_do_not_use_up_a_reach(extractor):
+    text = "4. Oropharyngeal dysphagia; recent aspiration pneumonia (admission 26/06-01/07/2025, treated)"
+    assert one(extractor, text, "INFECTION", "CLINIC LETTER")["corrected"] == "treated"

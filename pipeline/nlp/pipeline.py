@@ -181,8 +181,8 @@ def _words_scope(self, doc: Doc) -> None:
     medspaCy counts tokens, so quotes, brackets and the hyphens of compounds used up a
     rule's reach: "Her mother "shrank 4 inches" and had crush fractures" kept the
     fractures out of the six of "mother", as did "sister recently diagnosed with
-    pregnancy-associated osteoporosis and vertebral fractures". Quotes and a compound's
-    hyphens no longer count; brackets, commas and the rest still do (an aside in brackets
+    pregnancy-associated osteoporosis and vertebral fractures". Quotes, a compound's
+    hyphens and a date's separators no longer count; brackets, commas and the rest still do (an aside in brackets
     ends a reach as often as it carries one). The scope still ends with the sentence.
     """
     _medspacy_set_scope(self, doc)
@@ -210,13 +210,18 @@ def _words_scope(self, doc: Doc) -> None:
 
 _medspacy_set_scope = None
 _QUOTES = frozenset('"\'“”‘’')
-_UNCOUNTED = re.compile("[" + re.escape("".join(sorted(_QUOTES))) + r"]|\w-\w")  # in a window's text
+_JOINERS = frozenset("-/.")
+_UNCOUNTED = re.compile("[" + re.escape("".join(sorted(_QUOTES))) + r"]|\w-\w|\d[/.]\d")  # in a window's text
 
 
 def _uncounted(token) -> bool:
-    """A quote, or the hyphen inside a compound ("pregnancy-associated")."""
-    return token.text in _QUOTES or (
-        token.text == "-" and not token.whitespace_ and token.i > 0 and not token.nbor(-1).whitespace_)
+    """A quote, the hyphen inside a compound ("pregnancy-associated"), or the separators inside
+    a date ("26/06-01/07/2025" is one word, not nine tokens)."""
+    if token.text in _QUOTES:
+        return True
+    if token.text not in _JOINERS or token.whitespace_ or token.i == 0 or token.nbor(-1).whitespace_:
+        return False
+    return token.text == "-" or (token.nbor(-1).is_digit and token.i + 1 < len(token.doc) and token.nbor().is_digit)
 
 
 def mend_context_scopes() -> None:
