@@ -1205,3 +1205,12 @@ def test_no_note_date_reads_a_date_after_as_written(extractor, date):
 def test_a_dates_separators_do_not_use_up_a_reach(extractor):
     text = "4. Oropharyngeal dysphagia; recent aspiration pneumonia (admission 26/06-01/07/2025, treated)"
     assert one(extractor, text, "INFECTION", "CLINIC LETTER")["corrected"] == "treated"
+
+
+@pytest.mark.parametrize("text, concept, historical", [
+    ("AF - warfarin changed to apixaban 2.5 mg bd after a supratherapeutic INR.", "COAGULOPATHY", True),
+    ("Had a tunneled HD catheter removed in April after a line infection (MSSA, treated).", "INFECTION", True),
+    ("Readmitted after a new L1 compression fracture.", "FRACTURE", False),
+])
+def test_what_something_followed_is_past(extractor, text, concept, historical):
+    assert one(extractor, text, concept, "CLINIC LETTER")["historical"] is historical
