@@ -17,10 +17,15 @@ from .conftest import REPO, find
 AFFIRMED = dict(negated=False, uncertain=False, hypothetical=False, family=False)
 
 
-def one(extractor, text, concept, title="", needle=None):
-    found = find(extractor.mentions(text, title), concept, needle)
+def one(extractor, text, concept, title="", needle=None, date=None):
+    found = find(extractor.mentions(text, title, date), concept, needle)
     assert found, f"no {concept} mention in {text!r}"
     return found[0]
+
+
+def has(extractor, text, concept, title=""):
+    """Whether the text holds a mention of the concept."""
+    return bool(find(extractor.mentions(text, title), concept))
 
 
 def assert_attrs(mention, attrs, text):
@@ -922,9 +927,8 @@ def test_more_look_alikes(extractor, text, concept):
     ("Vancomycin 2000 mg for discitis.", "2024-03-12", "INFECTION", False),
 ])
 def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, text, date, concept, historical):
-    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept)
-    assert found, f"no {concept} mention in {text!r}"
-    assert found[0]["historical"] is historical, f"historical of {concept} in {text!r} dated {date}"
+    assert one(extractor, text, concept, "CLINIC NOTE", date=date)["historical"] is historical, \
+        f"historical of {concept} in {text!r} dated {date}"
 
 
 @pytest.mark.parametrize("text, levels", [
@@ -1000,7 +1004,7 @@ def test_nothing_to_suggest_consents_and_statements_in_general(extractor, text, 
     ("New anterior wedging of T11 with marrow oedema; physiological kyphosis elsewhere.", "FRACTURE", True),
 ])
 def test_wedging_called_a_variant_before_it(extractor, text, concept, found):
-    assert bool(find(extractor.mentions(text, "XR THORACIC SPINE"), concept)) is found
+    assert has(extractor, text, concept, "XR THORACIC SPINE") is found
 
 
 def test_call_with_a_symptom_is_advice(extractor):
@@ -1074,7 +1078,7 @@ def test_the_thoracolumbar_junction_and_its_shorthand(extractor, text, levels):
     ("Stress fracture of the sacrum on MRI.", True),
 ])
 def test_a_stress_fracture_is_the_pars_unless_sacral(extractor, text, found):
-    assert bool(find(extractor.mentions(text, "SPORTS MEDICINE CLINIC"), "FRACTURE")) is found
+    assert has(extractor, text, "FRACTURE", "SPORTS MEDICINE CLINIC") is found
 
 
 @pytest.mark.parametrize("text, concept, needle, attrs", [
@@ -1105,7 +1109,7 @@ def test_working_assumptions_warnings_and_boxes_after_leaders(extractor, text, c
     ("L1 burst fracture with retropulsion, patient has Parkinson's disease.", "RETROPULSION", True),
 ])
 def test_trauma_series_look_alikes(extractor, text, concept, found):
-    assert bool(find(extractor.mentions(text, "CT TRAUMA"), concept)) is found
+    assert has(extractor, text, concept, "CT TRAUMA") is found
 
 
 def test_a_list_mark_on_a_backward_rule_is_refused(tmp_path):
@@ -1146,7 +1150,7 @@ def test_levels_counted_from_sequences_and_fusions(extractor, text, concept, lev
 
 def test_wedging_within_the_range_of_normal_is_not_a_fracture(extractor):
     text = "Mild anterior wedging of T5 and T6 (less than 10%) is within the range of normal thoracic wedging."
-    assert not find(extractor.mentions(text, "XR THORACIC SPINE"), "FRACTURE")
+    assert not has(extractor, text, "FRACTURE", "XR THORACIC SPINE")
 
 
 @pytest.mark.parametrize("text, concept, found, attrs", [
@@ -1171,8 +1175,7 @@ def test_va_templates(extractor, text, concept, found, attrs):
     ("MRI 08/02/2019: acute L1 compression fracture.", None, "FRACTURE", False),  # no note date: not read
 ])
 def test_a_date_just_before_a_finding(extractor, text, date, concept, historical):
-    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept)
-    assert found and found[0]["historical"] is historical, text
+    assert one(extractor, text, concept, "CLINIC NOTE", date=date)["historical"] is historical, text
 
 
 @pytest.mark.parametrize("text, hypothetical", [
@@ -1192,14 +1195,14 @@ def test_the_notes_date_in_any_form_the_readers_give(extractor, date):
     """A 2021 fracture is history in a note of March 2024, however the date is given; in one of
     December 2021 it is not."""
     text = "Seen today. L1 compression fracture 2021."
-    assert find(extractor.mentions(text, "CLINIC NOTE", date), "FRACTURE")[0]["historical"] is True
-    assert find(extractor.mentions(text, "CLINIC NOTE", "2021-12-20"), "FRACTURE")[0]["historical"] is False
+    assert one(extractor, text, "FRACTURE", "CLINIC NOTE", date=date)["historical"] is True
+    assert one(extractor, text, "FRACTURE", "CLINIC NOTE", date="2021-12-20")["historical"] is False
 
 
 @pytest.mark.parametrize("date", [None, pd.NaT, "not a date"])
 def test_no_note_date_reads_a_date_after_as_written(extractor, date):
-    found = find(extractor.mentions("Seen today. L1 compression fracture 2021.", "CLINIC NOTE", date), "FRACTURE")
-    assert found[0]["historical"] is True
+    text = "Seen today. L1 compression fracture 2021."
+    assert one(extractor, text, "FRACTURE", "CLINIC NOTE", date=date)["historical"] is True
 
 
 def test_a_dates_separators_do_not_use_up_a_reach(extractor):

@@ -132,6 +132,8 @@ _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _MONTH = rf"(?:{'|'.join(_MONTHS)})[a-z]*\.?"
 # A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12"; not a range
 _DATE = rf"(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
+# A date that dates a finding: not a dose ("Vancomycin 2000 mg")
+_FINDING_DATE = rf"(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)"
 _DONE_AFTER = re.compile(
     r"[\s,;:(-]*(?:(?:at|of)\s+)?(?:(?:Th|[CTLS])\s?-?\d{1,2}\b[\s,;:(-]*)?(?:___\s+)?"
     r"(?:(?:was\s+|were\s+|is\s+|are\s+)?(?:done|performed|completed|uncomplicated|successful|intact|in\s+situ|"
@@ -153,6 +155,13 @@ def affirmed(mention: dict) -> bool:
     return not (mention["negated"] or mention["uncertain"] or mention["hypothetical"] or mention["family"])
 
 
+# A checklist item answered N right after it, without a colon: "Pre-procedure checklist:
+# coagulopathy N, active infection N, fever N" (a capital N before a comma, a stop or the
+# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in
+# "n", was in every note.
+_ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
+
+
 def _past_first_paragraph(section, span: Span, text: str) -> bool:
     """Whether ``span`` lies beyond the first paragraph of its section's body."""
     doc = span.doc
@@ -165,23 +174,18 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
 # 2019)", "osteomyelitis R toe 2019". Not a date compared with or counted from ("new since
 # 2025", "compared to 2019") or one to come ("booked 04/03/2025"), not one after a comma and
-# words ("fractures, L2 kyphoplasty 2022": the kyphoplasty's), not a dose ("2000 mg"). Dates
-# after words are ConText's rules ("discitis in 2019").
+# words ("fractures, L2 kyphoplasty 2022": the kyphoplasty's). Dates after words are ConText's
+# rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
     r"[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
     r"scheduled|due|for|next)\b)"
-    rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)",
+    rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
 # admission)", "2019: L1 compression fracture". Read only when the note's date is known (a
 # note's own header date would otherwise date its findings).
-_DATE_BEFORE = re.compile(rf"(?<![\w/.-])(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)\)?[ \t]*[:(,-]?[ \t]*"
+_DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*"
                           r"(?:[\w/-]+[ \t]+){0,2}$", re.IGNORECASE)
-# A checklist item answered N right after it, without a colon: "Pre-procedure checklist:
-# coagulopathy N, active infection N, fever N" (a capital N before a comma, a stop or the
-# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in
-# "n", was in every note.
-_ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 #: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
 DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
@@ -211,14 +215,14 @@ def note_date(doc: Doc) -> _dt.date | None:
     return value if isinstance(value, _dt.date) else None
 
 
-def _long_before(date_text: str, note_date: _dt.date | None) -> bool:
-    """Whether a written date ends more than :data:`RECENT_DAYS` before the note's date.
+def _long_before(date_text: str, noted: _dt.date | None) -> bool:
+    """Whether a written date ends more than :data:`RECENT_DAYS` before ``noted``, the note's date.
 
     The end is the last day the date can mean: 31 December of a bare year, the end of
     its month when one is written. Without a note date the date counts as the past.
     """
     found = _DATE_PARTS.search(date_text)
-    if note_date is None or found is None:
+    if noted is None or found is None:
         return True
     year = int(found["year"])
     if found["month_name"]:
@@ -228,7 +232,7 @@ def _long_before(date_text: str, note_date: _dt.date | None) -> bool:
     if not 1 <= month <= 12:
         month = 12
     last_day = _dt.date(year + month // 12, month % 12 + 1, 1) - _dt.timedelta(days=1)
-    return (note_date - last_day).days > RECENT_DAYS
+    return (noted - last_day).days > RECENT_DAYS
 
 
 def _recent_history(modifier, doc: Doc) -> bool:

@@ -71,7 +71,7 @@ _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?
 # Headings that make what follows them hypothetical ("Risks: bleeding, infection").
 _CUE_HEADING = re.compile(
     r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
-    r"(?:\s+discussed)?))?|(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed)\b[^:\n]{0,30})?|"
+    r"(?:\s+discussed)?))?|(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed|explained)\b[^:\n]{0,30})?|"
     r"complications\s+discussed|side\s+effects|"
     r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?|"
     r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on)|consent\w*\b[^:\n]{0,40})\s*:",
