@@ -873,6 +873,10 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     ("Active infection / fever in last 48h: N\nINR: 1.0", "INFECTION", "fever", dict(negated=True)),
     ("Back pain. Says it does not feel like the fracture pain she had before, at T11.", "FRACTURE", None,
      dict(historical=True)),
+    # a person's age is not a fracture's; a fracture's own age still is
+    ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
+    ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
+    ("Old compression fracture of L1.", "FRACTURE", None, dict(acuity="chronic")),
     # an imaging request's "Eval" asks
     ("INDICATION: bacteremia, new T11 compression fracture on CT. Eval\nacuity, osteomyelitis/discitis.",
      "INFECTION", "osteomyelitis", dict(uncertain=True)),
@@ -889,6 +893,17 @@ def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, a
     ("XR: L1 compression fracture. There is also a fracture of the sacrum.", [["L1"], []]),
     ("L4: old compression fracture, healed (2019).\nPlan: fall w/ two acute thoracolumbar fractures.",
      [["L4"], []]),
+    # in a note naming several, the fractures it describes: those of its age, else the unaged ones, or all
+    ("1. Acute T12 compression fracture.\n2. Old L2 wedge fracture.\n3. FLS: a new vertebral fracture on "
+     "alendronate - switch to zoledronate.", [["T12"], ["L2"], ["T12"]]),
+    ("Wedge fractures of T7 and T8." + " Bone density is below the expected range for age." * 7
+     + " Low BMD with significant vertebral fractures meets the ISCD definition.", [["T7", "T8"], ["T7", "T8"]]),
+    ("Compression fractures of T12 and L1." + " Discs and facets are unremarkable." * 9
+     + " The vertebral fractures are acute.", [["T12", "L1"], ["T12", "L1"]]),
+    ("T12 and L3 compression fractures. Collapsed vertebra, lumbar region.", [["T12", "L3"], ["L3"]]),
+    # ... not a past one, which may be others
+    ("Acute L1 and T8 fractures.\nPMH: OP with previous vertebral fractures (details unavailable).",
+     [["T8", "L1"], []]),
 ])
 def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, text, levels):
     mentions = find(extractor.mentions(text, "PATHOLOGY"), "FRACTURE")
@@ -902,6 +917,10 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
     ("There is a minimally displaced fracture through the right L3 transverse process.", "FRACTURE"),
     ("Standing balance: marked retropulsion when eyes closed and on reaching.", "RETROPULSION"),
     ("Care plan meeting. Attendees: DON, MDS coordinator, PT, dietitian.", "MALIGNANCY"),
+    # the patient's stature, not a vertebra's height
+    ("Menopause age 49, no HRT. Height loss 3 cm by her report.", "FRACTURE"),
+    ("CLINICAL NOTES: 58F, 3 cm height loss. DXA requested.", "FRACTURE"),
+    ("Indication: height loss of 2 inches, kyphosis.", "FRACTURE"),
 ])
 def test_more_look_alikes(extractor, text, concept):
     assert find(extractor.mentions(text, "PROGRESS NOTE"), concept) == [], text

@@ -26,7 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .levels import CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, find_level_groups, link_levels
+from .levels import CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, find_level_groups, link_levels, sort_levels
 from .sentences import doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -70,6 +70,12 @@ POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
+# A loss of the patient's height, measured in centimetres or inches ("Height loss 4 cm by
+# her report", "3 cm height loss, ?vertebral fracture"): a sign to look for fractures, not
+# one (a vertebra's height loss is a percentage or millimetres)
+_STATURE_UNIT = r"\d+(?:[.,]\d+)?\s*(?:cms?\b|centimet\w*|in\b|inch\w*|\")"
+_STATURE_BEFORE = re.compile(rf"{_STATURE_UNIT}\s*(?:of\s+)?$", re.IGNORECASE)
+_STATURE_AFTER = re.compile(rf"\s*(?:of\s+|:\s*|\(|~|(?:approx\.?|about|by)\s+)?{_STATURE_UNIT}", re.IGNORECASE)
 # A part of a vertebra: "fracture through the pedicles" (its own site, but a vertebra's)
 VERTEBRAL_PART = re.compile(rf"\b(?:{_POSTERIOR_ELEMENT}|transverse)\b", re.IGNORECASE)
 
@@ -285,7 +291,12 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         return True
     before = text[max(sentence.start_char, span.start_char - 40):span.start_char]
     if anatomy == "height":
-        return DISC_BEFORE.search(before) is None or "vertebra" in span.text.lower()
+        if "vertebra" in span.text.lower():
+            return True
+        if not levels and (_STATURE_BEFORE.search(before)
+                           or _STATURE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 30))):
+            return False  # the patient's stature: "height loss 4 cm", "3 cm height loss"
+        return DISC_BEFORE.search(before) is None
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
     if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
             or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
@@ -456,9 +467,8 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
                 last = mention
             continue
         if (last is not None and last["section"] == mention["section"]
-                and mention["start"] - last["end"] <= REFERENCE_WINDOW
-                and not _other_age(mention, last) and _in_regions(last["levels"], mention, text)):
-            mention["levels"] = list(last["levels"])
+                and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)):
+            mention["levels"] = _in_regions(last["levels"], mention, text)
     _the_notes_one_level(mentions, text)
 
 
@@ -469,33 +479,66 @@ _REGIONS_OF = {"cervical": "C", "thoracolumbar": "TL", "thoracic": "T", "dorsal"
                "lumbosacral": "LS", "sacr": "S", "coccy": "S"}
 
 
-def _in_regions(levels: list[str], mention: dict, text: str) -> bool:
-    """Whether the regions its sentence names allow a mention these levels ("a fracture of the
-    sacrum" after an L1 fracture is not at L1)."""
+def _in_regions(levels: list[str], mention: dict, text: str) -> list[str]:
+    """The ``levels`` in the regions its sentence names, if it names any and each has one of
+    them: a fracture "of the sacrum" after an L1 fracture is not at L1, a "collapsed
+    vertebra, lumbar region" after T12 and L3 fractures is L3's."""
     regions = {_REGIONS_OF[word.lower()]
                for word in _REGION_WORD.findall(text, mention["sentence_start"], mention["sentence_end"])}
-    return all(any(level[0] in region for level in levels) for region in regions)
+    if not regions:
+        return list(levels)
+    if not all(any(level[0] in region for level in levels) for region in regions):
+        return []  # "no other fracture of the thoracic or lumbar spine" after T11's: not T11's
+    return [level for level in levels if any(level[0] in region for region in regions)]
 
 
 def _the_notes_one_level(mentions: list[dict], text: str) -> None:
-    """An affirmed fracture left without a level, in a note that names one vertebral level
-    and nothing else, is that level's: the pathology of "SPECIMEN: L1 vertebral
-    body core" that finds "reparative callus at a recent fracture site", "the
-    fracture" of a letter about the L2 fracture. Not when its sentence names
-    another region ("a fracture of the sacrum" in a note about L1), nor when
-    its age says it is not the one described ("old L4 fracture ... two acute
-    thoracolumbar fractures")."""
+    """An affirmed fracture left without a level refers to the fractures its note names.
+
+    In a note that names one vertebral level and nothing else, it is that
+    level's: the pathology of "SPECIMEN: L1 vertebral body core" that finds
+    "reparative callus at a recent fracture site", "the fracture" of a letter
+    about the L2 fracture. Else, in a note whose affirmed fractures name
+    levels, it takes theirs, those of its own age when it has one ("old L2
+    wedge fracture ... acute T12 fracture ... a new vertebral fracture on
+    alendronate" is T12's; "3 VCFs" are all of them), or else the unaged ones:
+    a summary of what the note describes, not a fracture elsewhere. Not when
+    its sentence names another region ("a fracture of the sacrum" in a note
+    about L1), nor when its age says it is not the one described ("old L4
+    fracture ... two acute thoracolumbar fractures"), nor a past one
+    ("previous vertebral fractures (details unavailable)" may be others).
+    """
     orphans = [m for m in mentions if m["concept"] == "FRACTURE" and not m["levels"]
                and affirmed(m)]
     if not orphans:
         return
-    named = {level for group in find_level_groups(text) for level in group.levels}
-    if len(named) != 1:
-        return
     described = [m for m in mentions if m["concept"] == "FRACTURE" and m["levels"]]
+    named = {level for group in find_level_groups(text) for level in group.levels}
+    if len(named) == 1:
+        for mention in orphans:
+            if not any(_other_age(mention, m) for m in described):
+                mention["levels"] = _in_regions(list(named), mention, text)
+        return
+    described = [m for m in described if affirmed(m)]
     for mention in orphans:
-        if _in_regions(list(named), mention, text) and not any(_other_age(mention, m) for m in described):
-            mention["levels"] = list(named)
+        if described and not mention["historical"]:
+            mention["levels"] = _levels_referred_to(mention, described, text)
+
+
+def _levels_referred_to(mention: dict, described: list[dict], text: str) -> list[str]:
+    """The levels of the ``described`` fractures an orphan fracture refers to: all of them,
+    or with an age those of its age, else the unaged ones; within its sentence's regions."""
+    age = _age_of(mention)
+    if age is not None:
+        same = [m for m in described if _age_of(m) == age]
+        described = same or [m for m in described if _age_of(m) is None]
+    levels = sort_levels(level for m in described for level in m["levels"])
+    return _in_regions(levels, mention, text)
+
+
+def _age_of(mention: dict) -> str | None:
+    """A fracture's age class ("new", "old", "indeterminate") or None (not stated)."""
+    return _AGE_CLASS.get(mention["acuity"], mention["acuity"] or None)
 
 
 #: The ages of a fracture that cannot describe the same fracture at once.
