@@ -877,6 +877,15 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
     ("Old compression fracture of L1.", "FRACTURE", None, dict(acuity="chronic")),
+    # another illness's, a service's or a setting's "acute", a patient's or an injury's stability
+    ("Admitted with acute kidney injury and L1 compression fracture.", "FRACTURE", None, dict(acuity="")),
+    ("Acute rehab admission after L1 compression fracture.", "FRACTURE", None, dict(acuity="")),
+    ("Acute myeloid leukemia with L1 compression fracture.", "FRACTURE", "compression", dict(acuity="")),
+    ("Discharged to subacute rehab after L1 compression fracture.", "FRACTURE", None, dict(acuity="")),
+    ("Neurologically stable with L1 compression fracture.", "FRACTURE", None, dict(acuity="")),
+    ("Stable L1 burst fracture, no retropulsion.", "FRACTURE", None, dict(acuity="")),
+    ("Acute on chronic L1 compression fracture.", "FRACTURE", None, dict(acuity="acute")),
+    ("L1 compression fracture, stable compared with prior.", "FRACTURE", None, dict(acuity="chronic")),
     # an imaging request's "Eval" asks
     ("INDICATION: bacteremia, new T11 compression fracture on CT. Eval\nacuity, osteomyelitis/discitis.",
      "INFECTION", "osteomyelitis", dict(uncertain=True)),
