@@ -873,6 +873,19 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     ("Active infection / fever in last 48h: N\nINR: 1.0", "INFECTION", "fever", dict(negated=True)),
     ("Back pain. Says it does not feel like the fracture pain she had before, at T11.", "FRACTURE", None,
      dict(historical=True)),
+    # a three-space column gap's answer, an infection weeks ago, one a follow-up after an admission names
+    ("Warfarin withheld (last dose 21/08)  Y\nFever / UTI symptoms in last 7 days   N\n", "INFECTION", "UTI",
+     dict(negated=True)),
+    ("Had chest infection 3/52 ago - seen by the co-op 17/03, doxycycline 5 days.", "INFECTION", None,
+     dict(historical=True)),
+    ("Fell three weeks ago; L1 compression fracture on CT.", "FRACTURE", None, dict(historical=False)),
+    ("CC: Post-hospital follow-up (CAP/AECOPD); new low back pain.", "INFECTION", None, dict(historical=True)),
+    # patients in general, what a procedure is for
+    ("Stopping denosumab can lead to a rebound and, in some patients, multiple vertebral fractures.", "FRACTURE",
+     None, dict(hypothetical=True)),
+    ("Explained that kyphoplasty is for a recent painful fracture and there is no new fracture.", "FRACTURE",
+     None, dict(hypothetical=True)),
+    ("Kyphoplasty is for the L1 fracture, booked Tuesday.", "FRACTURE", None, dict(hypothetical=False)),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
@@ -910,6 +923,11 @@ def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, a
     ("Compression fractures of T12 and L1." + " Discs and facets are unremarkable." * 9
      + " The vertebral fractures are acute.", [["T12", "L1"], ["T12", "L1"]]),
     ("T12 and L3 compression fractures. Collapsed vertebra, lumbar region.", [["T12", "L3"], ["L3"]]),
+    # a fracture in brackets right after a level is that level's (a list's last item's)
+    ("FDG-avid bone metastases at T4, T9 (with pathological fracture), L3 and the right iliac wing.", [["T9"]]),
+    ("Known old T8/T9 compression fractures unchanged, L3 (old fracture, kyphoplasty 2015) stable.",
+     [["T8", "T9"], ["L3"]]),
+    ("Hx osteoporotic fx T12 (kyphoplasty 2019) and L3.", [["T12", "L3"]]),
     # ... not a past one, which may be others
     ("Acute L1 and T8 fractures.\nPMH: OP with previous vertebral fractures (details unavailable).",
      [["T8", "L1"], []]),
@@ -926,6 +944,11 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
     ("There is a minimally displaced fracture through the right L3 transverse process.", "FRACTURE"),
     ("Standing balance: marked retropulsion when eyes closed and on reaching.", "RETROPULSION"),
     ("Care plan meeting. Attendees: DON, MDS coordinator, PT, dietitian.", "MALIGNANCY"),
+    # gait retropulsion on turning, with a rollator, in a falls risk
+    ("Walking with rollator + 1, retropulsion on turning persists.", "RETROPULSION"),
+    ("Risperidone: increased stroke and falls risk (AF, prior #NOF, retropulsion).", "RETROPULSION"),
+    # a height loss where nothing vertebral is named
+    ("Imp: Mid back pain, height loss, long-term steroids.", "FRACTURE"),
     # the patient's stature, not a vertebra's height
     ("Menopause age 49, no HRT. Height loss 3 cm by her report.", "FRACTURE"),
     ("CLINICAL NOTES: 58F, 3 cm height loss. DXA requested.", "FRACTURE"),

@@ -76,6 +76,9 @@ DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()
 _STATURE_UNIT = r"\d+(?:[.,]\d+)?\s*(?:cms?\b|centimet\w*|in\b|inch\w*|\")"
 _STATURE_BEFORE = re.compile(rf"{_STATURE_UNIT}\s*(?:of\s+)?$", re.IGNORECASE)
 _STATURE_AFTER = re.compile(rf"\s*(?:of\s+|:\s*|\(|~|(?:approx\.?|about|by)\s+)?{_STATURE_UNIT}", re.IGNORECASE)
+# A vertebra or its fracture named in a sentence: a height loss there is a vertebra's
+_VERTEBRA_NAMED = re.compile(r"vertebra|\bbod(?:y|ies)\b|end\s?plate|\bVB\b|fractur|\bfx|#|compression|wedg|collaps",
+                             re.IGNORECASE)
 # A part of a vertebra: "fracture through the pedicles" (its own site, but a vertebra's)
 VERTEBRAL_PART = re.compile(rf"\b(?:{_POSTERIOR_ELEMENT}|transverse)\b", re.IGNORECASE)
 
@@ -296,6 +299,9 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         if not levels and (_STATURE_BEFORE.search(before)
                            or _STATURE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 30))):
             return False  # the patient's stature: "height loss 4 cm", "3 cm height loss"
+        if not (levels or span.doc._.spine_note or span.doc._.imaging_report or "%" in before[-12:]
+                or _VERTEBRA_NAMED.search(text, sentence.start_char, sentence.end_char)):
+            return False  # nothing vertebral named: "Imp: Mid back pain, height loss, long-term steroids"
         return DISC_BEFORE.search(before) is None
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
     if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \

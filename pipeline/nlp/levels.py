@@ -323,6 +323,37 @@ def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return bounds
 
 
+# A finding in brackets right after a level, a few words in at most: "metastases at T4, T9
+# (with pathological fracture), L3", "T9 (collapse)"
+_BRACKET_OPEN = re.compile(r"[ \t]*\([ \t]*(?:[\w/-]+[ \t]+){0,2}$")
+_BRACKET_CLOSE = re.compile(r"[^()\n]{0,40}?\)")
+
+
+def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, start: int, end: int,
+                         groups: list[LevelGroup]) -> tuple[int, int, tuple[str, ...], LevelGroup | None] | None:
+    """(bracket start, bracket end, levels, the group when it is one level or a range) when the
+    mention at ``start:end`` is in brackets that a level group ends right before; None
+    otherwise. Its level is that group's (a list's last item's), not one after the bracket."""
+    opened = _BRACKET_OPEN.search(text, max(sentence_start, start - 30), start)
+    if opened is None:
+        return None
+    closed = _BRACKET_CLOSE.match(text, end, sentence_end)
+    if closed is None:
+        return None
+    bracket = text.index("(", opened.start())
+    before = [group for group in groups if group.end <= bracket and not text[group.end:bracket].strip()]
+    if not before:
+        return None
+    group = before[-1]
+    # of a list ("T4, T9 (with ...)") the last item only; a range ("T4-T6 (...)") whole
+    last_item = max(text.rfind(",", group.start, group.end), text.rfind(" and ", group.start, group.end))
+    if last_item >= 0:
+        tail = find_level_groups(text, last_item + 1, group.end)
+        if tail:
+            return bracket, closed.end(), tuple(tail[-1].levels), None
+    return bracket, closed.end(), tuple(group.levels), group
+
+
 def _gap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
     if a_end <= b_start:
         return b_start - a_end
@@ -374,9 +405,19 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         return len(clauses) - 1
 
     mention_clause = [clause_of(start) for start, _ in mentions]
+    bracketed = {i: found for i, (start, end) in enumerate(mentions)
+                 if (found := _bracket_after_level(text, sentence_start, sentence_end, start, end, groups))}
     for group in groups:
         clause = clause_of(group.start)
-        candidates = [i for i, c in enumerate(mention_clause) if c == clause]
+        candidates = [i for i, c in enumerate(mention_clause) if c == clause
+                      and not (i in bracketed and not bracketed[i][0] <= group.start < bracketed[i][1])]
+        if any(anchor is group for _, _, _, anchor in bracketed.values()):
+            # "L3 (old fracture, kyphoplasty 2015)": the bracket's level, and that of a mention
+            # it is written right after ("osteoporotic fx T12 (kyphoplasty 2019)"), no other's
+            for i in candidates:
+                if mentions[i][1] <= group.start and not text[mentions[i][1]:group.start].strip():
+                    linked[i].update(group.levels)
+            continue
         if concepts is not None:
             barred = _disc_barred(text, sentence_start, group) \
                 | (_NOT_AT_ELSEWHERE if _elsewhere(text, sentence_start, group) else frozenset())
@@ -388,6 +429,8 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
                                                  mentions[i][0] < group.start))
         linked[nearest].update(group.levels)
+    for index, (_, _, levels, _) in bracketed.items():
+        linked[index].update(levels)
     own = [set(levels) for levels in linked]
     for index, levels in enumerate(linked):
         if levels:
