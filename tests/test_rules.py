@@ -886,6 +886,14 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     ("Explained that kyphoplasty is for a recent painful fracture and there is no new fracture.", "FRACTURE",
      None, dict(hypothetical=True)),
     ("Kyphoplasty is for the L1 fracture, booked Tuesday.", "FRACTURE", None, dict(hypothetical=False)),
+    # a consent list ending in "risks"; not the verb, nor the procedure's risks; a capacity assessment
+    ("Has capacity regarding kyphoplasty (discussed with IR; understands procedure, cement leak, infection, "
+     "bleeding and adjacent-level fracture risks).", "INFECTION", None, dict(hypothetical=True)),
+    ("Active infection increases the procedural risks.", "INFECTION", None, dict(hypothetical=False)),
+    ("Osteomyelitis at the target level - injecting cement into infected bone risks\nspreading it.",
+     "INFECTION", "Osteomyelitis", dict(hypothetical=False)),
+    ("She lacks capacity for decisions about treatment of the spinal fractures.", "FRACTURE", None,
+     dict(negated=False)),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
@@ -947,6 +955,8 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
     # gait retropulsion on turning, with a rollator, in a falls risk
     ("Walking with rollator + 1, retropulsion on turning persists.", "RETROPULSION"),
     ("Risperidone: increased stroke and falls risk (AF, prior #NOF, retropulsion).", "RETROPULSION"),
+    # a posterior element's fracture named in a bracket after it
+    ("ACC claim accepted. Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3) + # rib.", "FRACTURE"),
     # a height loss where nothing vertebral is named
     ("Imp: Mid back pain, height loss, long-term steroids.", "FRACTURE"),
     # the patient's stature, not a vertebra's height

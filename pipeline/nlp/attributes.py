@@ -68,6 +68,9 @@ POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
     rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
+# ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)"
+POSTERIOR_ELEMENT_BRACKETED = re.compile(
+    rf"[^.;()\n]{{0,30}}\(\s*(?:(?:left|right|lt|rt|[LR]|bilateral|both)\s+)?{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
 # A loss of the patient's height, measured in centimetres or inches ("Height loss 4 cm by
@@ -305,6 +308,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         return DISC_BEFORE.search(before) is None
     after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
     if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
+            or POSTERIOR_ELEMENT_BRACKETED.match(after) \
             or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
         return False  # "periarticular edema at the right L4-5 facet" is not a vertebral body's
     if anatomy == "level":
