@@ -880,6 +880,9 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      dict(historical=True)),
     ("Fell three weeks ago; L1 compression fracture on CT.", "FRACTURE", None, dict(historical=False)),
     ("CC: Post-hospital follow-up (CAP/AECOPD); new low back pain.", "INFECTION", None, dict(historical=True)),
+    ("Reviewed eight weeks after her admission with an infective exacerbation and left lower lobe pneumonia.",
+     "INFECTION", "pneumonia", dict(historical=True)),
+    ("Two days after admission with pneumonia she fell.", "INFECTION", None, dict(historical=False)),
     # patients in general, what a procedure is for
     ("Stopping denosumab can lead to a rebound and, in some patients, multiple vertebral fractures.", "FRACTURE",
      None, dict(hypothetical=True)),
