@@ -897,6 +897,23 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      "INFECTION", "Osteomyelitis", dict(hypothetical=False)),
     ("She lacks capacity for decisions about treatment of the spinal fractures.", "FRACTURE", None,
      dict(negated=False)),
+    # a test or a watch for a cancer; a differential under its heading, on its line; a patient's belief
+    ("Bloods: adj Ca 2.38, vitamin D and myeloma screen sent.", "MALIGNANCY", None, dict(hypothetical=True)),
+    ("6-monthly ultrasound for HCC surveillance.", "MALIGNANCY", None, dict(hypothetical=True)),
+    ("Known multiple myeloma, screening bloods today.", "MALIGNANCY", None, dict(hypothetical=False)),
+    ("Imp: TB spondylodiscitis D11-D12.\n  D/D: metastasis.\nAdv: MRI.", "MALIGNANCY", None, dict(uncertain=True)),
+    ("Ddx: vertebral fx, lumbar strain.\nCT as above: L2 compression fx without canal compromise.", "FRACTURE",
+     "compression", dict(uncertain=False)),
+    ("D/D: brucellar spondylitis. No features to suggest metastasis.", "MALIGNANCY", None,
+     dict(uncertain=False, negated=True)),
+    ("Extensive investigation normal; convinced she has bone cancer and that her spine is collapsing.",
+     "MALIGNANCY", None, dict(uncertain=True)),
+    ("Thoughts: preoccupied with spinal collapse and hidden cancer.", "MALIGNANCY", None, dict(uncertain=True)),
+    # an indented heading heads its section; a pulse written "P - 86/min" is not a plan
+    ("Findings: normal alignment.\n  Plan: MRI to look for an L1 fracture.", "FRACTURE", None,
+     dict(hypothetical=True)),
+    ("O/E: Conscious.\n     P - 86/min, BP - 150/90 mm Hg.\n     X-ray: wedge compression fracture D12.",
+     "FRACTURE", None, dict(hypothetical=False)),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),

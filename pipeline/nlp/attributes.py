@@ -174,6 +174,18 @@ def affirmed(mention: dict) -> bool:
 _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 
 
+def _past_heading_line(section, span: Span, text: str) -> bool:
+    """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading."""
+    doc = span.doc
+    heading = doc[section.title_start].idx if section.title_start < len(doc) else 0
+    return "\n" in text[heading:span.start_char] or \
+        _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
+
+
+# A full stop that ends a sentence: "D/D: brucellar spondylitis. No features to suggest metastasis."
+_SENTENCE_BREAK = re.compile(r"\.[ \t]+[A-Z]")
+
+
 def _past_first_paragraph(section, span: Span, text: str) -> bool:
     """Whether ``span`` lies beyond the first paragraph of its section's body."""
     doc = span.doc
@@ -645,7 +657,8 @@ class MentionAttributes:
         found = _section_at(sections, span.start)
         section = found.category if found is not None and found.category else "other"
         implied = self.section_implies.get(section, {})
-        if implied.get("paragraph") and _past_first_paragraph(found, span, text):
+        if (implied.get("paragraph") and _past_first_paragraph(found, span, text)) or (
+                implied.get("line") and _past_heading_line(found, span, text)):
             section, implied = "other", {}
         if implied.get("imaging_only") and not span.doc._.imaging_report:
             implied = {"section": implied["section"]} if "section" in implied else {}

@@ -516,7 +516,9 @@ class Extractor:
                 is not None or sectionizer._apply_sentence_boundary or sectionizer.assertion_attributes_mapping):
             return sectionizer(doc)  # a configuration the shortcut does not cover
         matcher = sectionizer._Sectionizer__matcher
-        matches = matcher(doc)
+        # an indented heading ("\n  Plan: ...") is matched from its line's start, inside the
+        # whitespace token before it: it starts at its first word, on a new line
+        matches = [(match_id, _first_word(doc, start, end), end) for match_id, start, end in matcher(doc)]
         if sectionizer.require_start_line:
             matches = sectionizer.filter_start_lines(doc, matches)
         doc._.sections = []
@@ -572,6 +574,14 @@ SPINE_NOTE = re.compile(
     r"bone\s+densit\w*|whole\s+body|skeletal\s+survey)\b",
     re.IGNORECASE,
 )
+
+
+def _first_word(doc: Doc, start: int, end: int) -> int:
+    """The first token of ``doc[start:end]`` that is not white space (``start`` if none is)."""
+    for index in range(start, end):
+        if not doc[index].is_space:
+            return index
+    return start
 
 
 def is_spine_note(text: str, title: str = "") -> bool:
