@@ -914,6 +914,19 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      dict(hypothetical=True)),
     ("O/E: Conscious.\n     P - 86/min, BP - 150/90 mm Hg.\n     X-ray: wedge compression fracture D12.",
      "FRACTURE", None, dict(hypothetical=False)),
+    # empirical antibiotics, a relative's guess, an infection's follow-up, what may happen, statements in general
+    ("Concern for spinal infection. IV ceftriaxone started empirically pending MRI.", "INFECTION", "IV ceftriaxone",
+     dict(uncertain=True)),
+    ("Initially on IV meropenem 27/09-29/09 (empirical for fever with line in situ).", "INFECTION", "fever",
+     dict(uncertain=False)),
+    ("My grand-daughter thinks I have got a water infection as it stings.", "INFECTION", None, dict(uncertain=True)),
+    ("Pneumonia f/u + new back pain.", "INFECTION", None, dict(historical=True)),
+    ("- An acute phase reaction can occur 24-72 h after the first dose: fever, flu-like aches.", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("A sacral insufficiency fracture is a common culprit after backward falls.", "FRACTURE", None,
+     dict(hypothetical=True)),
+    ("Locally teriparatide requires two or more vertebral fractures and she has one.", "FRACTURE", None,
+     dict(hypothetical=True)),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
@@ -956,6 +969,10 @@ def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, a
     ("Known old T8/T9 compression fractures unchanged, L3 (old fracture, kyphoplasty 2015) stable.",
      [["T8", "T9"], ["L3"]]),
     ("Hx osteoporotic fx T12 (kyphoplasty 2019) and L3.", [["T12", "L3"]]),
+    # a stabilisation's levels and a scan's extent are not the fracture's
+    ("A: POD 2 posterior stabilisation T12-L2 for L1 burst fracture.", [["L1"]]),
+    ("L1 compression fracture, approximately 30% anterior height loss, age indeterminate - no previous imaging "
+     "(MRI in July stopped at T12).", [["L1"], ["L1"]]),
     # ... not a past one, which may be others
     ("Acute L1 and T8 fractures.\nPMH: OP with previous vertebral fractures (details unavailable).",
      [["T8", "L1"], []]),
@@ -975,6 +992,11 @@ def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, tex
     # gait retropulsion on turning, with a rollator, in a falls risk
     ("Walking with rollator + 1, retropulsion on turning persists.", "RETROPULSION"),
     ("Risperidone: increased stroke and falls risk (AF, prior #NOF, retropulsion).", "RETROPULSION"),
+    # the specialty and its view; wedging a kyphosis explains; a long bone's shaft
+    ("INFECTION CLINIC LETTER\nFrom an infection point of view there is no reason to delay vertebroplasty.",
+     "INFECTION"),
+    ("Mild anterior wedging of the T6-T8 vertebral bodies in keeping with the thoracic kyphosis.", "FRACTURE"),
+    ("Left femur: callus formation at the mid-shaft fracture.", "FRACTURE"),
     # a posterior element's fracture named in a bracket after it
     ("ACC claim accepted. Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3) + # rib.", "FRACTURE"),
     # a height loss where nothing vertebral is named
@@ -1006,6 +1028,11 @@ def test_more_look_alikes(extractor, text, concept):
     ("L1 fracture, new compared to 2019.", "2024-03-12", "FRACTURE", False),
     ("L1 fracture 2019-2024 follow-up series.", "2024-03-12", "FRACTURE", False),
     ("Vancomycin 2000 mg for discitis.", "2024-03-12", "INFECTION", False),
+    # an infection dated right after it is the past beyond the screening window, unless treatment goes on
+    ("1. MSSA bacteraemia, Feb 2025 - 6 weeks IV ceftriaxone then oral.", "2025-07-03", "INFECTION", True),
+    ("MSSA bacteraemia, Jun 2025 - IV flucloxacillin.", "2025-07-03", "INFECTION", False),
+    ("Discitis 01/2025, on IV antibiotics.", "2025-03-12", "INFECTION", False),
+    ("L1 fracture Feb 2025.", "2025-07-03", "FRACTURE", False),
 ])
 def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, text, date, concept, historical):
     assert one(extractor, text, concept, "CLINIC NOTE", date=date)["historical"] is historical, \

@@ -48,7 +48,8 @@ _NON_VERTEBRAL_WORDS = (
     r"tibial|fibula|fibular|finger|toe|hand|foot|feet|acetabul\w*|pubic|ramus|rami|olecranon|"
     r"patella|orbital|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
     r"shoulder|colles|scaphoid|malleol\w*|tooth|teeth|condyle|trochanter\w*|intertrochanteric|"
-    r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal)"
+    r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal|"
+    r"(?:mid-?)?shaft|diaphys\w*|metaphys\w*|epiphys\w*)"
 )
 NON_VERTEBRAL = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}\b", re.IGNORECASE)
 # The bone a fracture is written against ("left 7th-9th rib fractures", "femoral neck
@@ -219,6 +220,11 @@ _DATE_PARTS = re.compile(
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.
 RECENT_DAYS = 183
+#: ... for an infection dated right after or before it, about the screening window: "MSSA
+#: bacteraemia, Feb 2025 - 6 weeks IV ceftriaxone" in a July letter is an episode treated, not a
+#: current infection; unless its treatment goes on ("Discitis 01/2024, on IV antibiotics").
+RECENT_DAYS_OF = {"INFECTION": 31}
+_ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
 
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
@@ -239,8 +245,8 @@ def note_date(doc: Doc) -> _dt.date | None:
     return value if isinstance(value, _dt.date) else None
 
 
-def _long_before(date_text: str, noted: _dt.date | None) -> bool:
-    """Whether a written date ends more than :data:`RECENT_DAYS` before ``noted``, the note's date.
+def _long_before(date_text: str, noted: _dt.date | None, days: int = RECENT_DAYS) -> bool:
+    """Whether a written date ends more than ``days`` before ``noted``, the note's date.
 
     The end is the last day the date can mean: 31 December of a bare year, the end of
     its month when one is written. Without a note date the date counts as the past.
@@ -256,7 +262,7 @@ def _long_before(date_text: str, noted: _dt.date | None) -> bool:
     if not 1 <= month <= 12:
         month = 12
     last_day = _dt.date(year + month // 12, month % 12 + 1, 1) - _dt.timedelta(days=1)
-    return (noted - last_day).days > RECENT_DAYS
+    return (noted - last_day).days > days
 
 
 def _recent_history(modifier, doc: Doc) -> bool:
@@ -269,14 +275,17 @@ def _recent_history(modifier, doc: Doc) -> bool:
 def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
     known just before it (:data:`_DATE_BEFORE`), is long before the note's."""
+    days = RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
+    if days != RECENT_DAYS and _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)):
+        days = RECENT_DAYS
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
     if found is not None:
-        return _long_before(found["date"], note_date(span.doc))
+        return _long_before(found["date"], note_date(span.doc), days)
     dated = note_date(span.doc)
     if dated is None:
         return False
     found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
-    return found is not None and _long_before(found["date"], dated)
+    return found is not None and _long_before(found["date"], dated, days)
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -346,6 +355,7 @@ _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+with\s+(?:current\s+)?patholo
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
 # with irregular endplates ..., in keeping with old Scheuermann's disease".
 _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|"
+                      r"(?:in\s+keeping|consistent)\s+with\s+(?:(?:the|her|his|a|thoracic|age-related|postural)\s+){0,3}kyphosis|"
                       r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging)",
                       re.IGNORECASE)
 _VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,-]{{0,25}}$", re.IGNORECASE)
@@ -485,8 +495,8 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
             mention["levels"] = _field_levels(mention, text) or (
                 _listed_levels(mention, text) if mention["concept"] == "FRACTURE" else [])
         if mention["levels"]:
-            if mention["concept"] in ("FRACTURE", "OEDEMA"):
-                last = mention
+            if mention["concept"] in ("FRACTURE", "OEDEMA") and not mention["negated"]:
+                last = mention  # not "I would not count those as fractures": nothing to refer to
             continue
         if (last is not None and last["section"] == mention["section"]
                 and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)):

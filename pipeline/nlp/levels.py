@@ -238,7 +238,7 @@ POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
 _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|PSF|PLF|ACDF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
-            r"arthrodesis|laminectom(?:y|ies)|laminoplasty)")
+            r"arthrodesis|laminectom(?:y|ies)|laminoplasty|(?:posterior\s+|spinal\s+)?(?:stabili[sz]ation|fixation))")
 # The level of a posterior element or of a fusion or its hardware, not of a vertebral body:
 # "acute L2 burst # + L1 TP #", "burst fracture (junctional level above L3-L5 fusion) with 40%
 # height loss and 6 mm retropulsion", "pedicle screws at L3 and L4", "burst # (fused T4-T8)".
@@ -271,7 +271,8 @@ def _preceded_by(pattern: re.Pattern, text: str, sentence_start: int, group: Lev
 
 # A range in brackets that says what was imaged, not where a finding is:
 # "VFA (lateral spine T4-L4): wedge deformity of L1", "(images T11 through L3)".
-_COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|scanned|coverage|VFA|DXA|DEXA)\b",
+_COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|scanned|coverage|VFA|DXA|DEXA|"
+                       r"(?:stopped|ended|extended|reached|covered)\s+(?:at|to)|MRI|CT)\b",
                        re.IGNORECASE)
 
 
