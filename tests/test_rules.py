@@ -96,6 +96,7 @@ def assert_attrs(mention, attrs, text):
      "INFECTION", dict(corrected="resolved")),
     # second held-out corpus: terse and messy notes, Indian units, contaminants
     ("Labs 15/06: Hb 12.1, Platelets 1.89 lakh/cumm, INR 1.12.", "COAGULOPATHY", dict(lab="platelets", value=189.0)),
+    ("WBC 5,800 /uL, Hb 11.2 g/dL, PLT 16.4 x10^4/uL, PT-INR 1.32", "COAGULOPATHY", dict(lab="platelets", value=164.0)),
     ("Urine dip: leuc +++ nit +. ? UTI - MSU sent.", "INFECTION", dict(uncertain=True)),
     ("hx osteoporsis dx 2019 never took the fosamax meds reviewed pt takes plavix 75 daily", "ANTICOAGULANT",
      dict(AFFIRMED, med_status="continued")),
@@ -927,6 +928,11 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
      dict(hypothetical=True)),
     ("Locally teriparatide requires two or more vertebral fractures and she has one.", "FRACTURE", None,
      dict(hypothetical=True)),
+    # an illness told as past; a relative's history across a line wrap
+    ("The subject had an episode of pneumonia (non-serious AE #6), treated by the GP.", "INFECTION", None,
+     dict(historical=True)),
+    ("Osteoporosis confirmed by DEXA. The family\n  history of vertebral fractures (mother) is noted.", "FRACTURE",
+     None, dict(family=True)),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
@@ -1033,6 +1039,7 @@ def test_more_look_alikes(extractor, text, concept):
     ("MSSA bacteraemia, Jun 2025 - IV flucloxacillin.", "2025-07-03", "INFECTION", False),
     ("Discitis 01/2025, on IV antibiotics.", "2025-03-12", "INFECTION", False),
     ("L1 fracture Feb 2025.", "2025-07-03", "FRACTURE", False),
+    ("Pneumonia 30-JAN-2025, amoxicillin completed.", "2025-07-03", "INFECTION", True),
 ])
 def test_a_date_after_a_finding_is_history_when_long_before_the_note(extractor, text, date, concept, historical):
     assert one(extractor, text, concept, "CLINIC NOTE", date=date)["historical"] is historical, \

@@ -143,8 +143,9 @@ _DONE_BEFORE = re.compile(
     re.IGNORECASE)
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _MONTH = rf"(?:{'|'.join(_MONTHS)})[a-z]*\.?"
-# A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12"; not a range
-_DATE = rf"(?:{_MONTH}\s+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
+# A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12", "30-JAN-2025";
+# not a range
+_DATE = rf"(?:(?:\d{{1,2}}[- ])?{_MONTH}[- ]+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
 # A date that dates a finding: not a dose ("Vancomycin 2000 mg")
 _FINDING_DATE = rf"(?P<date>{_DATE})(?!\s*(?:mg|mcg|units?|iu|ml|cc)\b)"
 _DONE_AFTER = re.compile(
@@ -215,7 +216,7 @@ _DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*"
 DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
 _DATE_PARTS = re.compile(
-    rf"(?:(?P<month_name>{_MONTH})\s+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
+    rf"(?:(?P<month_name>{_MONTH})[- ]+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
     re.IGNORECASE)
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.

@@ -51,6 +51,7 @@ PT = re.compile(
 PLATELETS = re.compile(
     r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?|thrombocytes?(?:\s+count)?)" + _JOIN + _NUMBER
     + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
+    r"(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:4|⁴)\s*/\s*(?:uL|µL|μL|mm3)|"
     r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3|cumm)|K\b|"
     r"lakhs?(?:\s*/\s*(?:cumm|cu\.?\s*mm|mm3|uL|µL))?))?",
     re.IGNORECASE,
@@ -70,11 +71,17 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+_PER_10000 = re.compile(r"10\s*(?:\^|e|\*\*)?\s*(?:4|⁴)\s*/")
+
+
 def _platelets(value: float, unit: str | None = None) -> float:
     """Counts written per microlitre (45,000) become ×10⁹/L (45); in lakhs (Indian
-    reports: "1.89 lakh/cumm" is 189,000 per microlitre) they are hundreds."""
+    reports: "1.89 lakh/cumm" is 189,000 per microlitre) they are hundreds; in tens of
+    thousands per microlitre (Japanese reports: "PLT 16.4 x10^4/uL" is 164,000) tens."""
     if unit and unit.lower().startswith("lakh"):
         return value * 100.0
+    if unit and _PER_10000.search(unit):
+        return value * 10.0
     return value / 1000.0 if value >= 1000 else value
 
 

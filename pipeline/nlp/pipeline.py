@@ -278,8 +278,9 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
 
 
 #: Modifier categories whose multi-word phrases also match across a line wrap
-#: (token patterns cost more than phrases: only where a miss flips a finding).
-WRAP_TOLERANT = {"NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE"}
+#: (token patterns cost more than phrases: only where a miss flips a finding, as
+#: "The family\n  history of vertebral fractures (mother)" made the patient's).
+WRAP_TOLERANT = {"NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "FAMILY"}
 
 
 def wrap_tolerant_pattern(nlp: Language, phrase: str) -> list[dict] | None:
