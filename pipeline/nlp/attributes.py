@@ -179,7 +179,8 @@ _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 def _past_heading_line(section, span: Span, text: str) -> bool:
     """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading."""
     doc = span.doc
-    heading = doc[section.title_start].idx if section.title_start < len(doc) else 0
+    # an indented heading's title begins with the white space that holds its line break
+    heading = next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
     return "\n" in text[heading:span.start_char] or \
         _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
 

@@ -17,10 +17,12 @@ mention (not a fracture of the hip, say): otherwise they have nothing to do.
 import logging
 import re
 from pathlib import Path
+from types import MethodType
 
 import spacy
 from medspacy.context import ConText, ConTextRule
 from medspacy.section_detection import Sectionizer, SectionRule
+from medspacy.section_detection.util import is_start_line
 from medspacy.target_matcher import TargetMatcher, TargetRule
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
@@ -260,6 +262,7 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
     sectionizer: Sectionizer = nlp.add_pipe(
         "medspacy_sectionizer", config={"rules": None, "span_attrs": None, "require_start_line": True})
     sectionizer.add([SectionRule(**medspacy_arguments(rule)) for rule in rules.sections])
+    sectionizer.filter_start_lines = MethodType(_filter_start_lines, sectionizer)
 
     context: ConText = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None})
     context_rules = []
@@ -275,6 +278,20 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
 
     nlp.add_pipe("vertebro_attributes", config={"section_implies": rules.section_implies})
     return nlp
+
+
+def _filter_start_lines(sectionizer: Sectionizer, doc: Doc, matches: list[tuple[int, int, int]]) -> list:
+    """``Sectionizer.filter_start_lines`` that also keeps an indented heading.
+
+    A heading pattern matches from its line's start (``^[ \t]*Plan:``), so an
+    indented heading's match begins in the white-space token that holds the
+    line break ("\n  "), whose predecessor ends no line: medspaCy's test
+    refused "\n  Plan: MRI for L1 fracture", and the plan stayed in the section
+    before it.
+    """
+    return [match for match in matches
+            if is_start_line(match[1], doc, sectionizer.newline_pattern)
+            or (doc[match[1]].is_space and "\n" in doc[match[1]].text)]
 
 
 #: Modifier categories whose multi-word phrases also match across a line wrap
@@ -517,9 +534,7 @@ class Extractor:
                 is not None or sectionizer._apply_sentence_boundary or sectionizer.assertion_attributes_mapping):
             return sectionizer(doc)  # a configuration the shortcut does not cover
         matcher = sectionizer._Sectionizer__matcher
-        # an indented heading ("\n  Plan: ...") is matched from its line's start, inside the
-        # whitespace token before it: it starts at its first word, on a new line
-        matches = [(match_id, _first_word(doc, start, end), end) for match_id, start, end in matcher(doc)]
+        matches = matcher(doc)
         if sectionizer.require_start_line:
             matches = sectionizer.filter_start_lines(doc, matches)
         doc._.sections = []
@@ -575,14 +590,6 @@ SPINE_NOTE = re.compile(
     r"bone\s+densit\w*|whole\s+body|skeletal\s+survey)\b",
     re.IGNORECASE,
 )
-
-
-def _first_word(doc: Doc, start: int, end: int) -> int:
-    """The first token of ``doc[start:end]`` that is not white space (``start`` if none is)."""
-    for index in range(start, end):
-        if not doc[index].is_space:
-            return index
-    return start
 
 
 def is_spine_note(text: str, title: str = "") -> bool:
