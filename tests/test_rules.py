@@ -983,7 +983,7 @@ def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, a
     ("Acute L1 and T8 fractures.\nPMH: OP with previous vertebral fractures (details unavailable).",
      [["T8", "L1"], []]),
 ])
-def test_levels_of_the_notes_one_level_and_of_the_fracture_before(extractor, text, levels):
+def test_levels_of_the_notes_fractures_and_of_the_fracture_before(extractor, text, levels):
     mentions = find(extractor.mentions(text, "PATHOLOGY"), "FRACTURE")
     assert [m["levels"] for m in mentions] == levels, text
 

@@ -483,11 +483,12 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
 
     "L1 burst fracture. There is 4 mm retropulsion of the posterosuperior
     fragment." — the retropulsion is at L1. A mention in LEVELLED with no
-    level takes the levels of the nearest preceding levelled FRACTURE or
-    OEDEMA mention of the same section within ``REFERENCE_WINDOW``
-    characters, when that mention names exactly one level group, unless a
-    fracture's age says it is another one; a fracture left without a level in
-    a note naming one level takes it (:func:`_the_notes_one_level`). In place.
+    level takes the levels of the nearest preceding levelled, not negated
+    FRACTURE or OEDEMA mention of the same section within ``REFERENCE_WINDOW``
+    characters (those in the regions its sentence names), unless a fracture's
+    age says it is another one; an affirmed fracture still without a level
+    refers to the fractures its note describes (:func:`_the_notes_fractures`).
+    In place.
     """
     last = None
     for mention in mentions:
@@ -503,7 +504,7 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
         if (last is not None and last["section"] == mention["section"]
                 and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)):
             mention["levels"] = _in_regions(last["levels"], mention, text)
-    _the_notes_one_level(mentions, text)
+    _the_notes_fractures(mentions, text)
 
 
 # Region words, and the level regions each can name
@@ -526,7 +527,7 @@ def _in_regions(levels: list[str], mention: dict, text: str) -> list[str]:
     return [level for level in levels if any(level[0] in region for region in regions)]
 
 
-def _the_notes_one_level(mentions: list[dict], text: str) -> None:
+def _the_notes_fractures(mentions: list[dict], text: str) -> None:
     """An affirmed fracture left without a level refers to the fractures its note names.
 
     In a note that names one vertebral level and nothing else, it is that

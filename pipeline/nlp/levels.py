@@ -270,9 +270,10 @@ def _preceded_by(pattern: re.Pattern, text: str, sentence_start: int, group: Lev
 
 
 # A range in brackets that says what was imaged, not where a finding is:
-# "VFA (lateral spine T4-L4): wedge deformity of L1", "(images T11 through L3)".
+# "VFA (lateral spine T4-L4): wedge deformity of L1", "(images T11 through L3)",
+# "(MRI in July stopped at T12)".
 _COVERAGE = re.compile(r"\b(?:spine|lateral|imaged|imaging|images|views?|scan|scanned|coverage|VFA|DXA|DEXA|"
-                       r"(?:stopped|ended|extended|reached|covered)\s+(?:at|to)|MRI|CT)\b",
+                       r"(?:stopped|ended|extended|reached|covered)\s+(?:at|to))\b",
                        re.IGNORECASE)
 
 
