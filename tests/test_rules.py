@@ -936,6 +936,9 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     # a consent's risks "for" the patient, listed after a colon
     ("Spinal fusion carries significant risks for Amelia: blood loss, deep wound infection (5-10%).", "INFECTION",
      None, dict(hypothetical=True)),
+    # an age after the brackets a fracture is written in is the bracket's head's
+    ("Back pain 4/10 (known L1 #), unchanged.", "FRACTURE", None, dict(acuity="")),
+    ("L1 fracture (known), unchanged.", "FRACTURE", None, dict(acuity="chronic")),
     # a person's age is not a fracture's; a fracture's own age still is
     ("78 year old woman with compression fracture of L1.", "FRACTURE", None, dict(acuity="")),
     ("HPI: 81-year-old man with T12 compression fracture after a fall.", "FRACTURE", None, dict(acuity="")),
@@ -1008,6 +1011,7 @@ def test_levels_of_the_notes_fractures_and_of_the_fracture_before(extractor, tex
     ("Left femur: callus formation at the mid-shaft fracture.", "FRACTURE"),
     # a posterior element's fracture named in a bracket after it
     ("ACC claim accepted. Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3) + # rib.", "FRACTURE"),
+    ("# Lumbar fx (L2-L3 TP) - pain control: APAP 1 g q8h.", "FRACTURE"),
     # an inhaler's capsule in a VA medication list
     ("  3) TIOTROPIUM 18MCG INHL CAP INHALE CONTENTS OF ONE CAPSULE DAILY  ACTIVE", "INFECTION"),
     # a height loss where nothing vertebral is named

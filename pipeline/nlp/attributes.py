@@ -69,9 +69,12 @@ POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
     rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
-# ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)"
+# ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)",
+# "# Lumbar fx (L2-L3 TP)"
 POSTERIOR_ELEMENT_BRACKETED = re.compile(
-    rf"[^.;()\n]{{0,30}}\(\s*(?:(?:left|right|lt|rt|[LR]|bilateral|both)\s+)?{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
+    rf"[^.;()\n]{{0,30}}\(\s*(?:(?:left|right|lt|rt|[LR]|bilateral|both|"
+    rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/,]\s?(?:Th|[CTLSD])?\d{{1,2}})*)\s+){{0,3}}{_POSTERIOR_ELEMENT}\b",
+    re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
 # A loss of the patient's height, measured in centimetres or inches ("Height loss 4 cm by
@@ -288,6 +291,16 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
         return False
     found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
     return found is not None and _long_before(found["date"], dated, days)
+
+
+def _bracket_closing(span: Span, sentence: Span, text: str) -> int | None:
+    """The closing bracket of the brackets ``span`` is written in, or None: an age after it
+    is the bracket's head's ("Back pain 4/10 (known L1 #), unchanged": the pain is)."""
+    opening = text.rfind("(", sentence.start_char, span.start_char)
+    if opening < 0 or ")" in text[opening:span.start_char]:
+        return None
+    closing = text.find(")", span.end_char, sentence.end_char)
+    return None if closing < 0 or "(" in text[span.end_char:closing] else closing
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -687,7 +700,9 @@ class MentionAttributes:
             flags["hypothetical"] = True
 
         acuity = rule_acuity
-        acuity_modifier = _nearest(span, modifiers, ACUITY)
+        closing = _bracket_closing(span, sentence, text)
+        acuity_modifier = _nearest(span, modifiers if closing is None else [
+            modifier for modifier in modifiers if span.doc[modifier.modifier_span[0]].idx < closing], ACUITY)
         if "INDETERMINATE_AGE" in categories:
             acuity = "indeterminate"
         elif acuity_modifier is not None:
