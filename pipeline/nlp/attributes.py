@@ -26,7 +26,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .levels import CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, find_level_groups, link_levels, sort_levels
+from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
+                     link_levels, sort_levels)
 from .sentences import doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -280,27 +281,26 @@ def _recent_history(modifier, doc: Doc) -> bool:
 def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
     known just before it (:data:`_DATE_BEFORE`), is long before the note's."""
+    dated = note_date(span.doc)
+    found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
+    if found is None and dated is not None:
+        found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
+    if found is None:
+        return False
+    # the shorter reach of an infection's date only when its treatment does not go on
     days = RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
     if days != RECENT_DAYS and _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)):
         days = RECENT_DAYS
-    found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
-    if found is not None:
-        return _long_before(found["date"], note_date(span.doc), days)
-    dated = note_date(span.doc)
-    if dated is None:
-        return False
-    found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
-    return found is not None and _long_before(found["date"], dated, days)
+    return _long_before(found["date"], dated, days)
 
 
 def _bracket_closing(span: Span, sentence: Span, text: str) -> int | None:
     """The closing bracket of the brackets ``span`` is written in, or None: an age after it
     is the bracket's head's ("Back pain 4/10 (known L1 #), unchanged": the pain is)."""
-    opening = text.rfind("(", sentence.start_char, span.start_char)
-    if opening < 0 or ")" in text[opening:span.start_char]:
+    brackets = enclosing_brackets(text, span.start_char, span.end_char, sentence.start_char, sentence.end_char)
+    if brackets is None or "(" in text[span.end_char:brackets[1]]:
         return None
-    closing = text.find(")", span.end_char, sentence.end_char)
-    return None if closing < 0 or "(" in text[span.end_char:closing] else closing
+    return brackets[1]
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:

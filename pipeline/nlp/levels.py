@@ -294,11 +294,20 @@ def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
     if _DENSITOMETRY_AFTER.match(text, group.end) or _SINS_CLASS_AFTER.match(text, group.end) \
             or _preceded_by(_SINS_CLASS_BEFORE, text, sentence_start, group):
         return True
-    opening = text.rfind("(", max(sentence_start, group.start - 30), group.start)
-    if opening < 0 or ")" in text[opening:group.start]:
-        return False
-    closing = text.find(")", group.end, group.end + 10)
-    return closing >= 0 and _COVERAGE.search(text, max(sentence_start, opening - 6), closing) is not None
+    brackets = enclosing_brackets(text, group.start, group.end, max(sentence_start, group.start - 30),
+                                  group.end + 10)
+    return brackets is not None and \
+        _COVERAGE.search(text, max(sentence_start, brackets[0] - 6), brackets[1]) is not None
+
+
+def enclosing_brackets(text: str, start: int, end: int, lowest: int, highest: int) -> tuple[int, int] | None:
+    """(opening, closing) of the brackets ``text[start:end]`` is written in, looked for between
+    ``lowest`` and ``highest``; None when it is in none."""
+    opening = text.rfind("(", lowest, start)
+    if opening < 0 or ")" in text[opening:start]:
+        return None
+    closing = text.find(")", end, highest)
+    return None if closing < 0 else (opening, closing)
 
 
 # Abbreviations whose full stop never ends a clause: "approx. 30% height loss". Not the
