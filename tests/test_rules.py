@@ -1341,3 +1341,58 @@ def test_a_dates_separators_do_not_use_up_a_reach(extractor):
 ])
 def test_what_something_followed_is_past(extractor, text, concept, historical):
     assert one(extractor, text, concept, "CLINIC LETTER")["historical"] is historical
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a hedge of its own: "probable", "suggestive of"
+    ("IMPRESSION: Probable right lower lobe pneumonia.", "INFECTION", None, dict(uncertain=True)),
+    ("MRI shows findings suggestive of osteomyelitis at L3.", "INFECTION", None, dict(uncertain=True)),
+    ("Probable L1 compression fracture on the lateral view.", "FRACTURE", None, dict(uncertain=True)),
+    ("T2 hyperintensity probably represents discitis.", "INFECTION", None, dict(uncertain=True)),
+    # ... not a fracture whose cause is what is probable, nor a negation's, nor a drug
+    ("A/P: 1. Probable osteoporotic T12 compression fracture.", "FRACTURE", None, dict(uncertain=False)),
+    ("Findings suggestive of an acute osteoporotic compression fracture at L2.", "FRACTURE", None,
+     dict(uncertain=False, acuity="acute")),
+    ("No findings suggestive of infection.", "INFECTION", None, dict(negated=True, uncertain=False)),
+    ("Appearances not suggestive of discitis.", "INFECTION", None, dict(negated=True, uncertain=False)),
+    ("Probably not an infection.", "INFECTION", None, dict(negated=True, uncertain=False)),
+    ("DIC with probable marrow infiltration, on therapeutic LMWH.", "ANTICOAGULANT", None, dict(uncertain=False)),
+    # "were negative for": the forward "negative for"; a test of it that came back negative
+    ("Cultures were sent; the results were negative for infection.", "INFECTION", None, dict(negated=True)),
+    ("Blood cultures were negative. Pneumonia on CXR.", "INFECTION", None, dict(negated=False)),
+    ("Not in shock; sepsis screen negative (lactate 1.6).", "INFECTION", "sepsis", dict(negated=True)),
+    ("Myeloma screen: negative.", "MALIGNANCY", None, dict(negated=True, hypothetical=False)),
+    ("Myeloma screen sent.", "MALIGNANCY", None, dict(hypothetical=True)),
+    # what may happen: a condition, a consent's list on its line and below it
+    ("Should the infection involve the instrumentation, it will need removal.", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Risks such as bleeding, infection and nerve injury were discussed.", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Potential complications include but are not limited to,\n1. Infection.\n2. Bleeding.", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Risks discussed:\n- bleeding\n- infection\n- cement leak", "INFECTION", None, dict(hypothetical=True)),
+    ("Call the ward if you develop:\n- fever\n- new weakness", "INFECTION", None, dict(hypothetical=True)),
+    # ... not beyond the list, nor a list of what did happen, nor the patient's risk factors
+    ("Risks discussed:\n1. Infection.\n2. Bleeding.\nShe has had pneumonia since Monday.", "INFECTION", "pneumonia",
+     dict(hypothetical=False)),
+    ("Potential complications include:\n1. Infection.\n\nShe has a UTI today.", "INFECTION", "UTI",
+     dict(hypothetical=False)),
+    ("Complications:\n- wound infection, treated with flucloxacillin", "INFECTION", None,
+     dict(hypothetical=False)),
+    ("Risk factors:\n- prior vertebral fracture\n- long-term steroids", "FRACTURE", None, dict(hypothetical=False)),
+    # the osteomyelitis is what a septic workup found
+    ("Found on bone scan and septic workup to have osteomyelitis of the lumbar spine.", "INFECTION",
+     "osteomyelitis", dict(hypothetical=False)),
+])
+def test_hedges_tests_and_lists_of_what_may_happen(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "PROCEDURE NOTE", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Intravenous antibiotics were given for prophylaxis.",
+    "The patient was given IV antibiotics prior to our incision.",
+    "Preoperative IV antibiotics were administered.",
+])
+def test_antibiotics_to_prevent_an_infection_are_not_one(extractor, text):
+    mentions = find(extractor.mentions(text, "OPERATIVE NOTE"), "INFECTION")
+    assert not [m for m in mentions if not (m["hypothetical"] or m["negated"])], text

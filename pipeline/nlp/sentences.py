@@ -89,6 +89,18 @@ _STATE_AFTER_HEADING = re.compile(
 # A checklist box and its item's number: "[N] 1. Retropulsion on CT or MRI" is one sentence, so
 # that the box's answer reaches its item.
 _BOX_AND_NUMBER = re.compile(rf"[ \t]*{_BOX}[ \t]*\d{{1,2}}")
+# A line that heads a list of what may happen, ending in a colon or a comma: "Risks discussed:",
+# "Potential complications include but are not limited to,", "Serious complications are
+# uncommon. They include:", "Call us if you develop:". Its list's items stay its sentence, so that
+# ConText reads the head onto them ("- infection"). Not a list of what did happen
+# ("Complications:", "Postnatal complications:"), nor "Risk factors:" (the patient's).
+_LIST_HEAD = re.compile(
+    r"(?:\brisks\b(?![ \t]+factors)|\bside[- ]effects\b|\b(?:potential|possible)[ \t]+(?:\w+[ \t]+)?complications\b|"
+    r"\bcomplications\b[^\n]*\b(?:include|includes|including|such[ \t]+as|limited[ \t]+to)\b|"
+    r"\b(?:call|return|seek|contact|come[ \t]+back)\b[^\n]*\bif\b|\bif[ \t]+(?:you|he|she|they)\b)"
+    r"[^\n]*[:,][ \t]*$",
+    re.IGNORECASE)
+_LIST_LINE = re.compile(rf"[ \t]*{LIST_ITEM}")
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -105,6 +117,7 @@ def sentence_starts(text: str) -> list[int]:
     starts = {0}
     for match in _BLANK_LINE.finditer(text):
         starts.add(match.end())
+    lists = []
     for match in _LINE_BREAK.finditer(text):
         line_start = text.rfind("\n", 0, match.start()) + 1
         previous_line = text[line_start:match.start()]
@@ -112,6 +125,9 @@ def sentence_starts(text: str) -> list[int]:
         if previous_line.rstrip(" \t")[-1:] in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
                 or _NEXT_STARTS_BLOCK.match(text, match.end()):
             starts.add(match.end())
+        if previous_line.rstrip(" \t")[-1:] in ":," and _LIST_LINE.match(text, match.start() + 1) \
+                and _LIST_HEAD.search(previous_line):
+            lists.append((match.start(), _list_end(text, match.start() + 1)))
     for match in _HEADING_AT_LINE_START.finditer(text):
         starts.add(match.start("heading"))
         if not (_CUE_HEADING.fullmatch(match.group("heading"))
@@ -134,7 +150,24 @@ def sentence_starts(text: str) -> list[int]:
                     and text[match.start() - 1].isupper() and not text[match.start() - 1].isdigit():
                 continue  # an initial: "J. Smith"
         starts.add(match.end())
+    if lists:
+        starts = {start for start in starts if not any(head < start < end for head, end in lists)}
+        starts.update(end for _, end in lists if end < len(text))
     return sorted(starts)
+
+
+def _list_end(text: str, start: int) -> int:
+    """Where the list whose first item's line starts at ``start`` ends: at the first line that
+    is neither an item nor an indented continuation of one (or at a blank line)."""
+    end = start
+    while end < len(text):
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end < 0 else line_end
+        line = text[end:line_end]
+        if not line.strip() or not (_LIST_LINE.match(line) or line[:1] in " \t"):
+            return end
+        end = line_end + 1
+    return len(text)
 
 
 @Language.factory("vertebro_sentences")
