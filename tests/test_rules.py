@@ -1396,3 +1396,69 @@ def test_hedges_tests_and_lists_of_what_may_happen(extractor, text, concept, nee
 def test_antibiotics_to_prevent_an_infection_are_not_one(extractor, text):
     mentions = find(extractor.mentions(text, "OPERATIVE NOTE"), "INFECTION")
     assert not [m for m in mentions if not (m["hypothetical"] or m["negated"])], text
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a line break of a hard wrap uses up no reach
+    ("Finished a 5-day course of\nantibiotics for a bladder infection on 02/11, symptoms gone.", "INFECTION", None,
+     dict(corrected="treated")),
+    # a forward cue inside brackets ends with them, unless they qualify the word after them
+    ("MRI 15/09 (to age / exclude other levels): T12 compression fracture with marrow oedema.", "FRACTURE", None,
+     dict(uncertain=False)),
+    ("L1 compression fracture (no retropulsion) and epidural abscess.", "EPIDURAL_DISEASE", None,
+     dict(negated=False)),
+    ("A benign (osteoporotic) fracture of L2.", "FRACTURE", None, dict(aetiology="osteoporotic")),
+    ("UTI (treated).", "INFECTION", None, dict(corrected="treated")),
+    # what something followed, a month named; a consent's list in brackets or after a comma
+    ("Deconditioned after Feb chest infection and 3 weeks of reduced activity.", "INFECTION", None,
+     dict(historical=True)),
+    ("Consent form 4 signed (cement leak, infection, bleeding, nerve injury)  Y", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Consent form 4 (lacks capacity)? ..... N\nActive infection / pyrexia ..... Y", "INFECTION", None,
+     dict(hypothetical=False)),
+    ("She understands the risks, including cement\nleakage and infection.", "INFECTION", None,
+     dict(hypothetical=True)),
+    # ICD-10 M80's title with "w/"
+    ("ICD-10 M80.08XA Age-related osteoporosis w/ current pathological fracture, vertebra(e)", "FRACTURE", None,
+     dict(aetiology="osteoporotic")),
+])
+def test_wraps_brackets_and_lists(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC LETTER", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, date, concept, historical", [
+    # a chronology's entry: the date that starts its line dates it
+    ("19/11/2022 CT: acute L1 wedge compression fracture, no retropulsion.", "2025-03-14", "FRACTURE", True),
+    ("03/12/2022 GP: infected laceration of the left forearm.", "2025-03-14", "INFECTION", True),
+    ("01/03/2025 GP: urinary tract infection, trimethoprim 3 days.", "2025-03-14", "INFECTION", False),
+    # ... not a hard wrap's date, nor without the note's date
+    ("New wedge fracture of T11. Not present on CT of\n03/11/2024, in keeping with an acute fracture.", "2025-08-02",
+     "FRACTURE", False),
+    ("19/11/2022 CT: acute L1 wedge compression fracture.", None, "FRACTURE", False),
+    # a year after a line's wrap
+    ("L breast cancer 2009; L1 compression fracture\n  2019 (conservative).", "2025-03-01", "FRACTURE", True),
+])
+def test_a_chronologys_dated_lines(extractor, text, date, concept, historical):
+    found = find(extractor.mentions(text, "MEDICOLEGAL REPORT", date), concept)
+    assert found and all(m["historical"] is historical for m in found), text
+
+
+@pytest.mark.parametrize("text, levels", [
+    # a fracture with a level of its own takes no level set apart from it and its list
+    ("IgG myeloma with bone disease (treated L3 pathological fracture, lytic T6/L1/ilium), anaemia.", [["L3"]]),
+    ("PMH: L4-5 radiculopathy - epidural steroid injection 2023 (good relief), L1 burst fracture 2018.", [["L1"]]),
+    ("PMH: Parkinson's 9 yrs, AF, old L3 # (2023), L4/5 stenosis.", [["L3"]]),
+    ("Compression fractures of T12, L1 and L2.", [["T12", "L1", "L2"]]),
+    ("Acute compression fractures T12 (40%) and L1 (25%), minor L3 endplate change.", [["T12", "L1"]]),
+    ("Compression fracture of T12 extending to L1.", [["T12", "L1"]]),
+])
+def test_levels_written_apart_from_a_fracture_with_its_own(extractor, text, levels):
+    assert [m["levels"] for m in find(extractor.mentions(text, "CLINIC LETTER"), "FRACTURE")] == levels, text
+
+
+@pytest.mark.parametrize("text", [
+    "Sit to stand: assist x1, posterior lean - marked retropulsion on\n   standing, required assist.",
+    "Marked retropulsion on\n   standing.",
+])
+def test_gait_retropulsion_across_a_wrap(extractor, text):
+    assert find(extractor.mentions(text, "PHYSIOTHERAPY NOTE"), "RETROPULSION") == [], text

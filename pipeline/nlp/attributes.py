@@ -203,12 +203,12 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
-# 2019)", "osteomyelitis R toe 2019". Not a date compared with or counted from ("new since
+# 2019)", "osteomyelitis R toe 2019", "L breast cancer\n  2009 (WLE + RT)" (a hard wrap). Not a date compared with or counted from ("new since
 # 2025", "compared to 2019") or one to come ("booked 04/03/2025"), not one after a comma and
 # words ("fractures, L2 kyphoplasty 2022": the kyphoplasty's). Dates after words are ConText's
 # rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
-    r"[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
+    r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
     r"scheduled|due|for|next)\b)"
     rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
@@ -217,6 +217,11 @@ _DATE_AFTER = re.compile(
 # note's own header date would otherwise date its findings).
 _DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*"
                           r"(?:[\w/-]+[ \t]+){0,2}$", re.IGNORECASE)
+# A date that starts the line, an entry of a chronology: "19/11/2022 CT: acute L1 wedge compression
+# fracture", "03/12/2022 GP: infected laceration of the left forearm". Read only when the note's
+# date is known, as for a date before, and when the line starts the sentence (not a hard wrap's
+# "Not present on CT of\n03/11/2024, in keeping with an acute fracture").
+_LINE_DATE = re.compile(rf"[ \t]*(?:[-*•][ \t]*)?{_FINDING_DATE}\)?(?:[ \t]*[:,-]|[ \t])")
 #: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
 DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
@@ -280,11 +285,15 @@ def _recent_history(modifier, doc: Doc) -> bool:
 
 def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
-    known just before it (:data:`_DATE_BEFORE`), is long before the note's."""
+    known just before it (:data:`_DATE_BEFORE`) or at its line's start (:data:`_LINE_DATE`), is
+    long before the note's."""
     dated = note_date(span.doc)
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
     if found is None and dated is not None:
         found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
+        line = text.rfind("\n", 0, span.start_char) + 1
+        if found is None and line - 1 <= sentence.start_char and not text[line:sentence.start_char].strip():
+            found = _LINE_DATE.match(text, line, span.start_char)  # the line's sentence starts with it
     if found is None:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
@@ -365,7 +374,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
 
 # ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
 # encounter for fracture": both fractures are osteoporotic
-_OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+with\s+(?:current\s+)?patholog", re.IGNORECASE)
+_OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?patholog", re.IGNORECASE)
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
 # with irregular endplates ..., in keeping with old Scheuermann's disease".

@@ -216,10 +216,13 @@ _DISC_LEVEL = re.compile(
     re.IGNORECASE)
 #: The concepts a disc's level is never given to.
 _NOT_AT_A_DISC = frozenset({"FRACTURE", "OEDEMA"})
-# A disc named by its two levels before it: "L2/3 disc space narrowed", "L4-5 disc bulge". Not
-# a fracture's level; oedema on both sides of the disc is at those levels ("The L4-L5 disc ...
-# edema-type signal on both sides of the disc").
-_DISC_AFTER = re.compile(r"\s*(?:intervertebral\s+)?(?:dis[ck]s?|interspaces?)\b", re.IGNORECASE)
+# A disc named by its two levels before it: "L2/3 disc space narrowed", "L4-5 disc bulge", or a
+# degenerative finding there: "old L3 # (2023), L4/5 stenosis". Not a fracture's level; oedema on
+# both sides of the disc is at those levels ("The L4-L5 disc ... edema-type signal on both sides
+# of the disc").
+_DISC_AFTER = re.compile(r"\s*(?:intervertebral\s+)?(?:dis[ck]s?|interspaces?|(?:(?:central|canal|spinal|foraminal)\s+)?"
+                         r"stenosis|(?:spondylo|antero|retro)listhesis|DDD|facet\s+(?:arthropathy|hypertrophy|joints?))\b",
+                         re.IGNORECASE)
 _NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
 
 
@@ -416,6 +419,7 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         return len(clauses) - 1
 
     mention_clause = [clause_of(start) for start, _ in mentions]
+    own_list = [_own_level_list(text, start, end, groups) for start, end in mentions]
     bracketed = {i: found for i, (start, end) in enumerate(mentions)
                  if (found := _bracket_after_level(text, sentence_start, sentence_end, start, end, groups))}
     for group in groups:
@@ -435,6 +439,11 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
             if barred:
                 candidates = [i for i in candidates if concepts[i] not in barred
                               or _gap(*mentions[i], group.start, group.end) == 0]
+        # a mention with a level of its own takes no level written apart from it and its list:
+        # "treated L3 pathological fracture, lytic T6/L1/ilium", "L4-5 radiculopathy - ESI 2023,
+        # L1 burst fracture 2018" (the lytic lesions', the radiculopathy's)
+        candidates = [i for i in candidates if own_list[i] is None or group in own_list[i]
+                      or not _APART.search(text, *sorted((mentions[i][0], mentions[i][1], group.start, group.end))[1:3])]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
@@ -464,6 +473,35 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         elif key is not None:
             levels.update(key.levels)
     return [sort_levels(levels) for levels in linked]
+
+
+# What sets a level apart from a mention: punctuation or a line break between them
+_APART = re.compile(r"[,;:()\[\]\n]|\s-+\s")
+# Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1")
+_OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:[A-Za-z/-]+[ \t]+){0,2}")
+# Between the levels of one list: "T12, L1 and L2", "T6/T7", "L1 & L2", "T12 (40%) and L1 (25%)",
+# "C5, T4 and the L1 and L2 vertebral bodies"
+_LIST_JOIN = re.compile(r"\s*(?:\([^()]{0,30}\)\s*)?(?:,\s*(?:and\s+)?|and\s+|&\s*|/|or\s+)(?:the\s+)?")
+
+
+def _own_level_list(text: str, start: int, end: int, groups: list[LevelGroup]) -> list[LevelGroup] | None:
+    """The level group written right before or after a mention, with the groups listed with it
+    ("compression fractures of T12, L1 and L2"), or None when no level is written next to it."""
+    for index, group in enumerate(groups):
+        if group.end <= start:
+            between = text[group.end:start]
+        elif group.start >= end:
+            between = text[end:group.start]
+        else:
+            between = ""
+        if between == "" or _OWN_LEVEL_GAP.fullmatch(between):
+            first = last = index
+            while first > 0 and _LIST_JOIN.fullmatch(text, groups[first - 1].end, groups[first].start):
+                first -= 1
+            while last + 1 < len(groups) and _LIST_JOIN.fullmatch(text, groups[last].end, groups[last + 1].start):
+                last += 1
+            return groups[first:last + 1]
+    return None
 
 
 # A level that heads its item: "- Th6: radiotherapy; no vertebroplasty because of the epidural

@@ -184,10 +184,18 @@ def _words_scope(self, doc: Doc) -> None:
     rule's reach: "Her mother "shrank 4 inches" and had crush fractures" kept the
     fractures out of the six of "mother", as did "sister recently diagnosed with
     pregnancy-associated osteoporosis and vertebral fractures". Quotes, a compound's
-    hyphens and a date's separators no longer count; brackets, commas and the rest still do (an aside in brackets
-    ends a reach as often as it carries one). The scope still ends with the sentence.
+    hyphens, a date's separators and white space of its own (a hard wrap's line break) no
+    longer count; brackets, commas and the rest still do (an aside in brackets ends a reach
+    as often as it carries one). The scope still ends with the sentence, and a forward one
+    from inside brackets with them (:func:`_end_at_closing_bracket`).
     """
     _medspacy_set_scope(self, doc)
+    _count_words(self, doc)
+    _end_at_closing_bracket(self, doc)
+
+
+def _count_words(self, doc: Doc) -> None:
+    """Widen a ``max_scope`` medspaCy counted in tokens to as many words (see :func:`_words_scope`)."""
     limit = self.rule.max_scope
     if not limit or self._scope_end <= self._scope_start:
         return
@@ -210,16 +218,41 @@ def _words_scope(self, doc: Doc) -> None:
         self._scope_start = min(self._scope_start, index)
 
 
+def _end_at_closing_bracket(self, doc: Doc) -> None:
+    """A forward scope from inside brackets ends with them: "MRI 15/09 (to age / exclude other
+    levels): T12 compression fracture with marrow oedema" asks nothing about the fracture. Not
+    brackets that qualify the word right after them ("benign (osteoporotic) fracture"). A
+    backward scope still reaches out ("UTI (treated)", "L1 fracture (old)")."""
+    if self.direction.lower() not in ("forward", "bidirectional") or self._scope_end <= self._end:
+        return
+    text = doc_text(doc)
+    start = doc[self._start].idx
+    opening = text.rfind("(", text.rfind("\n", 0, start) + 1, start)
+    if opening < 0 or ")" in text[opening:start]:
+        return
+    last = doc[self._scope_end - 1]
+    closing = text.find(")", doc[self._end - 1].idx, last.idx + len(last))
+    if closing < 0 or _QUALIFIED.match(text, closing + 1):
+        return  # none, or a qualifier before its word: "benign (osteoporotic) fracture"
+    end = self._end
+    while end < self._scope_end and doc[end].idx < closing:
+        end += 1
+    self._scope_end = end
+
+
+# A word right after brackets that qualify it ("benign (osteoporotic) fracture"); not a conjunction
+_QUALIFIED = re.compile(r" ?(?!(?:and|or|but|with|without|in|at|on|of|to|for)\b)\w")
 _medspacy_set_scope = None
 _QUOTES = frozenset('"\'“”‘’')
 _JOINERS = frozenset("-/.")
-_UNCOUNTED = re.compile("[" + re.escape("".join(sorted(_QUOTES))) + r"]|\w-\w|\d[/.]\d")  # in a window's text
+_UNCOUNTED = re.compile("[" + re.escape("".join(sorted(_QUOTES))) + r"]|\w-\w|\d[/.]\d|\n|\s\s")  # in a window's text
 
 
 def _uncounted(token) -> bool:
-    """A quote, the hyphen inside a compound ("pregnancy-associated"), or the separators inside
-    a date ("26/06-01/07/2025" is one word, not nine tokens)."""
-    if token.text in _QUOTES:
+    """A quote, the hyphen inside a compound ("pregnancy-associated"), the separators inside
+    a date ("26/06-01/07/2025" is one word, not nine tokens), or white space of its own (a hard
+    wrap's line break: "Finished a 5-day course of\nantibiotics for a bladder infection")."""
+    if token.text in _QUOTES or token.is_space:
         return True
     if token.text not in _JOINERS or token.whitespace_ or token.i == 0 or token.nbor(-1).whitespace_:
         return False
