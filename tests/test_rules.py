@@ -1451,6 +1451,12 @@ def test_a_chronologys_dated_lines(extractor, text, date, concept, historical):
     ("Compression fractures of T12, L1 and L2.", [["T12", "L1", "L2"]]),
     ("Acute compression fractures T12 (40%) and L1 (25%), minor L3 endplate change.", [["T12", "L1"]]),
     ("Compression fracture of T12 extending to L1.", [["T12", "L1"]]),
+    # an ICD-10 title's pair of vertebrae codes one of them: the note's own
+    ("Acute T12 compression fracture.\nDx: S22.080A Wedge compression fracture of T11-T12 vertebra", [["T12"], ["T12"]]),
+    ("Wedge compression fractures of T11 and T12 vertebrae.", [["T11", "T12"]]),
+    # a table's rows are rows
+    ("  Site                  SUVmax   CT\n  L1 vertebral body      7.8     lytic lesion, pathological compression fracture\n"
+     "  T6 vertebral body      5.1     lytic lesion, no collapse", [["L1"]]),
 ])
 def test_levels_written_apart_from_a_fracture_with_its_own(extractor, text, levels):
     assert [m["levels"] for m in find(extractor.mentions(text, "CLINIC LETTER"), "FRACTURE")] == levels, text

@@ -226,10 +226,18 @@ _DISC_AFTER = re.compile(r"\s*(?:intervertebral\s+)?(?:dis[ck]s?|interspaces?|(?
 _NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
 
 
+# An ICD-10 title's pair of vertebrae: "S22.080A Wedge compression fracture of T11-T12 vertebra" codes a
+# fracture of one of the two, not of both (the note's other mentions say which)
+_ICD_PAIR_AFTER = re.compile(r"[ \t]+vertebra\b", re.IGNORECASE)
+
+
 def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset:
-    """The concepts a level group that names a disc or a degenerative finding's level bars (see above)."""
+    """The concepts a level group that names a disc or a degenerative finding's level, or an ICD
+    title's pair of vertebrae, bars (see above)."""
     if _preceded_by(_DISC_LEVEL, text, sentence_start, group):
         return _NOT_AT_A_DISC
+    if len(group.levels) == 2 and _ICD_PAIR_AFTER.match(text, group.end) is not None:
+        return _NOT_BEFORE_A_DISC
     if len(group.levels) > 1 and _DISC_AFTER.match(text, group.end) is not None:
         return _NOT_BEFORE_A_DISC
     return frozenset()

@@ -13,7 +13,8 @@ with regular expressions over the text (then mapped onto tokens at once):
 * list items (``1.``, ``2)``, ``-``, ``*``, ``•``, checklist boxes ``[ ]``,
   ``[x]``, ``[N]``) start a sentence; a box keeps its item's number and a
   dot leader ends nothing (``[N] 1. Retropulsion``, ``infection ..... NONE``);
-* a table's row ending in a short value or a yes/no answer ends its sentence;
+* a table's row ending in a short value or a yes/no answer ends its sentence, as
+  does a row with columns set apart by runs of spaces before another such row;
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
   unless the line before ends with ``.``, ``!``, ``?`` or ``:``, or the next
@@ -101,6 +102,15 @@ _LIST_HEAD = re.compile(
     r"[^\n]*[:,][ \t]*$",
     re.IGNORECASE)
 _LIST_LINE = re.compile(rf"[ \t]*{LIST_ITEM}")
+# Two lines with columns set apart by runs of spaces are two rows of a table, not one sentence:
+# "L1 vertebral body     7.8   lytic lesion, pathological compression fracture" and the next row,
+# "T6 vertebral body     5.1   lytic lesion, no collapse".
+_COLUMNS = re.compile(r"\S[ \t]{3,}\S")
+
+
+def _line_end(text: str, start: int) -> int:
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end
 _TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
@@ -123,7 +133,8 @@ def sentence_starts(text: str) -> list[int]:
         previous_line = text[line_start:match.start()]
         # _PREVIOUS_ENDS.search(previous_line), its first branch without a regex scan of the line
         if previous_line.rstrip(" \t")[-1:] in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
-                or _NEXT_STARTS_BLOCK.match(text, match.end()):
+                or _NEXT_STARTS_BLOCK.match(text, match.end()) \
+                or (_COLUMNS.search(previous_line) and _COLUMNS.search(text, match.end(), _line_end(text, match.end()))):
             starts.add(match.end())
         if previous_line.rstrip(" \t")[-1:] in ":," and _LIST_LINE.match(text, match.start() + 1) \
                 and _LIST_HEAD.search(previous_line):
@@ -161,8 +172,7 @@ def _list_end(text: str, start: int) -> int:
     is neither an item nor an indented continuation of one (or at a blank line)."""
     end = start
     while end < len(text):
-        line_end = text.find("\n", end)
-        line_end = len(text) if line_end < 0 else line_end
+        line_end = _line_end(text, end)
         line = text[end:line_end]
         if not line.strip() or not (_LIST_LINE.match(line) or line[:1] in " \t"):
             return end
