@@ -226,8 +226,8 @@ _DISC_AFTER = re.compile(r"\s*(?:intervertebral\s+)?(?:dis[ck]s?|interspaces?|(?
 _NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
 
 
-# An ICD-10 title's pair of vertebrae: "S22.080A Wedge compression fracture of T11-T12 vertebra" codes a
-# fracture of one of the two, not of both (the note's other mentions say which)
+# An ICD-10 title's pair of vertebrae: "S22.080A Wedge compression fracture of T11-T12 vertebra"
+# codes a fracture of one of the two, not of both (the note's other mentions say which)
 _ICD_PAIR_AFTER = re.compile(r"[ \t]+vertebra\b", re.IGNORECASE)
 
 
@@ -376,6 +376,11 @@ def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, star
     return bracket, closed.end(), tuple(group.levels), group
 
 
+def _between(a_start: int, a_end: int, b_start: int, b_end: int) -> tuple[int, int]:
+    """The offsets of the text between two spans (an empty stretch when they overlap)."""
+    return tuple(sorted((a_start, a_end, b_start, b_end))[1:3])
+
+
 def _gap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
     if a_end <= b_start:
         return b_start - a_end
@@ -451,7 +456,7 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         # "treated L3 pathological fracture, lytic T6/L1/ilium", "L4-5 radiculopathy - ESI 2023,
         # L1 burst fracture 2018" (the lytic lesions', the radiculopathy's)
         candidates = [i for i in candidates if own_list[i] is None or group in own_list[i]
-                      or not _APART.search(text, *sorted((mentions[i][0], mentions[i][1], group.start, group.end))[1:3])]
+                      or not _APART.search(text, *_between(*mentions[i], group.start, group.end))]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),

@@ -91,10 +91,10 @@ _STATE_AFTER_HEADING = re.compile(
 # that the box's answer reaches its item.
 _BOX_AND_NUMBER = re.compile(rf"[ \t]*{_BOX}[ \t]*\d{{1,2}}")
 # A line that heads a list of what may happen, ending in a colon or a comma: "Risks discussed:",
-# "Potential complications include but are not limited to,", "Serious complications are
-# uncommon. They include:", "Call us if you develop:". Its list's items stay its sentence, so that
-# ConText reads the head onto them ("- infection"). Not a list of what did happen
-# ("Complications:", "Postnatal complications:"), nor "Risk factors:" (the patient's).
+# "Potential complications include but are not limited to,", "Call us if you develop:". Its
+# list's items stay its sentence, so that ConText reads the head's cue onto them ("- infection").
+# Not a list of what did happen ("Complications:", "Postnatal complications:"), nor "Risk
+# factors:" (the patient's).
 _LIST_HEAD = re.compile(
     r"(?:\brisks\b(?![ \t]+factors)|\bside[- ]effects\b|\b(?:potential|possible)[ \t]+(?:\w+[ \t]+)?complications\b|"
     r"\bcomplications\b[^\n]*\b(?:include|includes|including|such[ \t]+as|limited[ \t]+to)\b|"
