@@ -290,10 +290,8 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     dated = note_date(span.doc)
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
     if found is None and dated is not None:
-        found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char)
-        line = text.rfind("\n", 0, span.start_char) + 1
-        if found is None and line - 1 <= sentence.start_char and not text[line:sentence.start_char].strip():
-            found = _LINE_DATE.match(text, line, span.start_char)  # the line's sentence starts with it
+        found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) \
+            or _line_date(span, sentence, text)
     if found is None:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
@@ -301,6 +299,14 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     if days != RECENT_DAYS and _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)):
         days = RECENT_DAYS
     return _long_before(found["date"], dated, days)
+
+
+def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:
+    """The date that starts ``span``'s line (:data:`_LINE_DATE`) when the line starts its sentence."""
+    line = text.rfind("\n", 0, span.start_char) + 1
+    if line - 1 <= sentence.start_char and not text[line:sentence.start_char].strip():
+        return _LINE_DATE.match(text, line, span.start_char)
+    return None
 
 
 def _bracket_closing(span: Span, sentence: Span, text: str) -> int | None:

@@ -378,15 +378,16 @@ def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, star
 
 def _between(a_start: int, a_end: int, b_start: int, b_end: int) -> tuple[int, int]:
     """The offsets of the text between two spans (an empty stretch when they overlap)."""
-    return tuple(sorted((a_start, a_end, b_start, b_end))[1:3])
+    if a_end <= b_start:
+        return a_end, b_start
+    if b_end <= a_start:
+        return b_end, a_start
+    return a_start, a_start
 
 
 def _gap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
-    if a_end <= b_start:
-        return b_start - a_end
-    if b_end <= a_start:
-        return a_start - b_end
-    return 0
+    start, end = _between(a_start, a_end, b_start, b_end)
+    return end - start
 
 
 def link_levels(text: str, sentence_start: int, sentence_end: int,
@@ -501,12 +502,7 @@ def _own_level_list(text: str, start: int, end: int, groups: list[LevelGroup]) -
     """The level group written right before or after a mention, with the groups listed with it
     ("compression fractures of T12, L1 and L2"), or None when no level is written next to it."""
     for index, group in enumerate(groups):
-        if group.end <= start:
-            between = text[group.end:start]
-        elif group.start >= end:
-            between = text[end:group.start]
-        else:
-            between = ""
+        between = text[slice(*_between(start, end, group.start, group.end))]
         if between == "" or _OWN_LEVEL_GAP.fullmatch(between):
             first = last = index
             while first > 0 and _LIST_JOIN.fullmatch(text, groups[first - 1].end, groups[first].start):

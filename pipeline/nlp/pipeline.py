@@ -33,7 +33,8 @@ from . import attributes as _attributes  # noqa: F401  (registers vertebro_attri
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
 from .attributes import NOTE_DATE, reported_targets
 from .labs import find_lab_values
-from .sentences import doc_text
+from .levels import enclosing_brackets
+from .sentences import doc_text, sentence_of, sentence_token_starts
 from .rules import RuleSet, load_rules, medspacy_arguments
 
 logger = logging.getLogger(__name__)
@@ -202,17 +203,17 @@ def _count_words(self, doc: Doc) -> None:
     last = doc[self._scope_end - 1]
     if _UNCOUNTED.search(doc_text(doc), doc[self._scope_start].idx, last.idx + len(last)) is None:
         return  # nothing uncounted in medspaCy's window: the same scope (most modifiers)
-    sentence = doc[self._start].sent
+    sentence_start, sentence_end = sentence_of(doc, sentence_token_starts(doc), self._start)  # not Span.sent
     direction = self.direction.lower()
     if direction in ("forward", "bidirectional"):
         index, words = self._end, 0
-        while index < sentence.end and words < limit:
+        while index < sentence_end and words < limit:
             words += not _uncounted(doc[index])
             index += 1
         self._scope_end = max(self._scope_end, index)
     if direction in ("backward", "bidirectional"):
         index, words = self._start, 0
-        while index > sentence.start and words < limit:
+        while index > sentence_start and words < limit:
             index -= 1
             words += not _uncounted(doc[index])
         self._scope_start = min(self._scope_start, index)
@@ -226,14 +227,12 @@ def _end_at_closing_bracket(self, doc: Doc) -> None:
     if self.direction.lower() not in ("forward", "bidirectional") or self._scope_end <= self._end:
         return
     text = doc_text(doc)
-    start = doc[self._start].idx
-    opening = text.rfind("(", text.rfind("\n", 0, start) + 1, start)
-    if opening < 0 or ")" in text[opening:start]:
-        return
-    last = doc[self._scope_end - 1]
-    closing = text.find(")", doc[self._end - 1].idx, last.idx + len(last))
-    if closing < 0 or _QUALIFIED.match(text, closing + 1):
+    start, last, end = doc[self._start].idx, doc[self._end - 1], doc[self._scope_end - 1]
+    brackets = enclosing_brackets(text, start, last.idx + len(last), text.rfind("\n", 0, start) + 1,
+                                  end.idx + len(end))
+    if brackets is None or _QUALIFIED.match(text, brackets[1] + 1):
         return  # none, or a qualifier before its word: "benign (osteoporotic) fracture"
+    closing = brackets[1]
     end = self._end
     while end < self._scope_end and doc[end].idx < closing:
         end += 1
