@@ -1468,3 +1468,19 @@ def test_levels_written_apart_from_a_fracture_with_its_own(extractor, text, leve
 ])
 def test_gait_retropulsion_across_a_wrap(extractor, text):
     assert find(extractor.mentions(text, "PHYSIOTHERAPY NOTE"), "RETROPULSION") == [], text
+
+
+@pytest.mark.parametrize("text, concept, negated", [
+    # a label's "none" on a line run together answers the label, not the finding before it
+    ("INDICATION: back pain, r/o metastatic breast cancer COMPARISON: None FINDINGS: clear", "MALIGNANCY", False),
+    ("Meds: apixaban 5 mg bd Allergies: none", "ANTICOAGULANT", False),
+    ("Meds: apixaban 5 mg bd Allergies - none", "ANTICOAGULANT", False),
+    ("Hx of osteomyelitis of the spine. Priors: none available.", "INFECTION", False),
+    # ... a finding's own label still is
+    ("Complications: none. Discitis: none.", "INFECTION", True),
+    ("Anticoagulants: none", "ANTICOAGULANT", True),
+    ("Signs of infection - none", "INFECTION", True),
+])
+def test_a_labels_none_answers_the_label(extractor, text, concept, negated):
+    found = find(extractor.mentions(text, "RADIOLOGY REPORT"), concept)
+    assert found and all(m["negated"] is negated for m in found), text
