@@ -1,7 +1,7 @@
 """Coagulation lab values: INR, prothrombin time and platelet counts.
 
 Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
-``INR of 3.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
+``INR of 3.1``, ``INR this morning is 1.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
 ``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
 ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
 ``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 # two at every word, and a line with many such words and no value took the regex
 # exponential time: "INR  of  of  of ..." ten times over took 5 s)
 # ("INR(PT)-1.2" and "Plt Ct-593" are how MIMIC's discharge summaries list labs)
+# ("INR this morning is 1.1", "INR on admission was 3.2": when the value was taken)
 _JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
-         r"|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
+         r"|\bthis\s+(?:morning|am|afternoon|evening)\b|\byesterday\b|\btonight\b|\bon\s+(?:admission|arrival)\b"
+         r"|\bchecked\b|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
 _DECIMAL = r"\d+(?:\.\d+)?"
 _NUMBER = rf"(?P<value>\d{{1,3}}(?:,\d{{3}})+|{_DECIMAL})"
 #: After a value: not more of a number or of a list of values ("19.1/31.6" is not 19)
