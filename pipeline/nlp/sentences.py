@@ -65,9 +65,10 @@ _ENDS = frozenset(".!?:")
 # A line ends its sentence after a full stop or colon, as a heading in capitals, or as a table's
 # row whose last column is a short value or a yes/no answer with its remark ("Location (T3-T10,
 # rigid)       1", "Posterior wall intact    Y", "fracture level     NO - see note"): the next
-# row is not the same sentence.
-_PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40}|\S[ \t]{2,}\S{1,8}|"
-                            r"\S[ \t]{3,}(?i:yes|no|n/a|none)\b[^\n(]{0,40})[ \t]*$")
+# row is not the same sentence. Not a sentence's first words after the two spaces a typist puts
+# after a full stop ("25% height loss.  No\nretropulsion.").
+_PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40}|[^\s.!?;,][ \t]{2,}\S{1,8}|"
+                            r"[^\s.!?;,][ \t]{3,}(?i:yes|no|n/a|none)\b[^\n(]{0,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
 # Headings that make what follows them hypothetical ("Risks: bleeding, infection").
 _CUE_HEADING = re.compile(
