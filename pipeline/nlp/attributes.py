@@ -514,7 +514,8 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
     level takes the levels of the nearest preceding levelled, not negated
     FRACTURE or OEDEMA mention of the same section within ``REFERENCE_WINDOW``
     characters (those in the regions its sentence names), unless a fracture's
-    age says it is another one; an affirmed fracture still without a level
+    age says it is another one, or it is past and the one before is not
+    ("New L2 fracture. Previous vertebral fractures in 2015"); an affirmed fracture still without a level
     refers to the fractures its note describes (:func:`_the_notes_fractures`).
     In place.
     """
@@ -530,7 +531,8 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
                 last = mention  # not "I would not count those as fractures": nothing to refer to
             continue
         if (last is not None and last["section"] == mention["section"]
-                and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)):
+                and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)
+                and not (mention["historical"] and not last["historical"])):
             mention["levels"] = _in_regions(last["levels"], mention, text)
     _the_notes_fractures(mentions, text)
 
@@ -568,8 +570,13 @@ def _the_notes_fractures(mentions: list[dict], text: str) -> None:
     a summary of what the note describes, not a fracture elsewhere. Not when
     its sentence names another region ("a fracture of the sacrum" in a note
     about L1), nor when its age says it is not the one described ("old L4
-    fracture ... two acute thoracolumbar fractures"), nor a past one
-    ("previous vertebral fractures (details unavailable)" may be others).
+    fracture ... two acute thoracolumbar fractures"). A past one takes the
+    levels of the note's past or old fractures only ("T12 and L1 compression
+    fractures in 2019 ... pain since his back fractures in 2019"): beside a
+    current fracture, "previous vertebral fractures (details unavailable)"
+    are others. A current one takes the current ones' when there are any: a
+    count of "three vertebral fractures" beside "chronic T11 and L2 ...
+    history of L4 compression fracture" does not make L4 a fracture of no age.
     """
     orphans = [m for m in mentions if m["concept"] == "FRACTURE" and not m["levels"]
                and affirmed(m)]
@@ -583,9 +590,14 @@ def _the_notes_fractures(mentions: list[dict], text: str) -> None:
                 mention["levels"] = _in_regions(list(named), mention, text)
         return
     described = [m for m in described if affirmed(m)]
+    past = [m for m in described if m["historical"] or _age_of(m) == "old"]
+    current = [m for m in described if not m["historical"]] or described
     for mention in orphans:
-        if described and not mention["historical"]:
-            mention["levels"] = _levels_referred_to(mention, described, text)
+        if not mention["historical"]:
+            if current:
+                mention["levels"] = _levels_referred_to(mention, current, text)
+        elif past:
+            mention["levels"] = _levels_referred_to(mention, past, text)
 
 
 def _levels_referred_to(mention: dict, described: list[dict], text: str) -> list[str]:

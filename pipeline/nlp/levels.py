@@ -453,11 +453,13 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
             if barred:
                 candidates = [i for i in candidates if concepts[i] not in barred
                               or _gap(*mentions[i], group.start, group.end) == 0]
-        # a mention with a level of its own takes no level written apart from it and its list:
-        # "treated L3 pathological fracture, lytic T6/L1/ilium", "L4-5 radiculopathy - ESI 2023,
-        # L1 burst fracture 2018" (the lytic lesions', the radiculopathy's)
+        # a mention with a level of its own takes no level written apart from it and its list,
+        # nor one that names a finding of its own: "treated L3 pathological fracture, lytic
+        # T6/L1/ilium", "L4-5 radiculopathy - ESI 2023, L1 burst fracture 2018" (the lytic
+        # lesions', the radiculopathy's), "pathologic T10 compression fracture and L3 lesion"
         candidates = [i for i in candidates if own_list[i] is None or group in own_list[i]
-                      or not _APART.search(text, *_between(*mentions[i], group.start, group.end))]
+                      or not (_APART.search(text, *_between(*mentions[i], group.start, group.end))
+                              or _OTHER_FINDING.match(text, group.end))]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
@@ -491,6 +493,10 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
 
 # What sets a level apart from a mention: punctuation or a line break between them
 _APART = re.compile(r"[,;:()\[\]\n]|\s-+\s")
+# A level's own finding, written right after it: "L3 lesion", "T6 metastasis", "L2 haemangioma"
+_OTHER_FINDING = re.compile(r"[ \t]+(?:vertebral\s+(?:body\s+)?)?(?:lesions?|metastas[ie]s|mets?|mass(?:es)?|deposits?"
+                            r"|tumou?rs?|lytic|sclerotic|blastic|h(?:a)?emangiomas?|cysts?|nodules?|involvement"
+                            r"|infiltration)\b", re.IGNORECASE)
 # Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1")
 _OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:[A-Za-z/-]+[ \t]+){0,2}")
 # Between the levels of one list: "T12, L1 and L2", "T6/T7", "L1 & L2", "T12 (40%) and L1 (25%)",
