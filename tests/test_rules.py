@@ -583,6 +583,12 @@ def test_an_augmentation_not_shown_done_is_hypothetical(extractor, text, title, 
     ("Thrombocytes 42.000/mm3 (L) | INR 1,2 | CRP 18", [("platelets", 42.0), ("INR", 1.2)]),
     ("Thrombocytes     212      G/l", [("platelets", 212.0)]),
     ("INR 1.2, 1.3 and 1.5 this week", [("INR", 1.2)]),
+    # when the value was taken, between the name and the value
+    ("Coumadin has been held and her INR this morning is 1.1 with a platelet count of 224.",
+     [("INR", 1.1), ("platelets", 224.0)]),
+    ("INR on admission was 3.2; platelets yesterday 88.", [("INR", 3.2), ("platelets", 88.0)]),
+    ("INR checked 1.4.", [("INR", 1.4)]),
+    ("INR this morning pending.", []),
 ])
 def test_lab_values_with_a_decimal_comma_and_thrombocytes(text, values):
     from pipeline.nlp.labs import find_lab_values
@@ -985,12 +991,19 @@ def test_consents_relatives_courses_and_ages(extractor, text, concept, needle, a
     ("A: POD 2 posterior stabilisation T12-L2 for L1 burst fracture.", [["L1"]]),
     ("L1 compression fracture, approximately 30% anterior height loss, age indeterminate - no previous imaging "
      "(MRI in July stopped at T12).", [["L1"], ["L1"]]),
-    # ... not a past one, which may be others
+    # ... a past one only the past fractures', and not a current one's
     ("Acute L1 and T8 fractures.\nPMH: OP with previous vertebral fractures (details unavailable).",
      [["T8", "L1"], []]),
+    ("PMH: T12 and L1 compression fractures (2019, lifting).\n\nIMPRESSION:\nBack pain on and off since his "
+     "vertebral fractures in 2019.", [["T12", "L1"], ["T12", "L1"]]),
+    ("History of T11 compression fracture in 2018. New L2 compression fracture. Previous vertebral fractures "
+     "noted in 2015.", [["T11"], ["L2"], ["T11"]]),
+    ("Chronic T11 and L2 compression fractures, history of L4 compression fracture treated with kyphoplasty.\n\n"
+     "IMPRESSION:\nGiven alendronate and three vertebral fractures, not a candidate for a drug holiday.",
+     [["T11", "L2"], ["L4"], ["T11", "L2"]]),
 ])
 def test_levels_of_the_notes_fractures_and_of_the_fracture_before(extractor, text, levels):
-    mentions = find(extractor.mentions(text, "PATHOLOGY"), "FRACTURE")
+    mentions = find(extractor.mentions(text, "PATHOLOGY", "2025-07-08"), "FRACTURE")
     assert [m["levels"] for m in mentions] == levels, text
 
 
@@ -1383,6 +1396,20 @@ def test_what_something_followed_is_past(extractor, text, concept, historical):
     # the osteomyelitis is what a septic workup found
     ("Found on bone scan and septic workup to have osteomyelitis of the lumbar spine.", "INFECTION",
      "osteomyelitis", dict(hypothetical=False)),
+    # what a symptom could mean
+    ("She was worried the pain could mean a new fracture of the spine.", "FRACTURE", None, dict(uncertain=True)),
+    ("A fever may signal a line infection.", "INFECTION", "infection", dict(uncertain=True)),
+    ("Loss of height of T12 means a fracture.", "FRACTURE", None, dict(uncertain=False)),
+    # what a finding would mean; not the finding that "which would favor" follows
+    ("Bone scan to age L2. Increased uptake at\n  L2 would favor a recent fracture; if so, refer to IR.", "FRACTURE",
+     "fracture", dict(hypothetical=True)),
+    ("Bone scan to age L2. Increased uptake at L2 would favor a recent fracture.", "OEDEMA", None,
+     dict(hypothetical=True)),
+    ("Increased uptake at Th12 would support a recent fracture.", "FRACTURE", "fracture", dict(hypothetical=True)),
+    ("Marrow oedema at L1, which would favor an acute fracture.", "OEDEMA", None, dict(hypothetical=False)),
+    # a risk of what has not happened
+    ("Discussed that there is a risk of progressive vertebral collapse and kyphosis.", "FRACTURE", None,
+     dict(hypothetical=True)),
 ])
 def test_hedges_tests_and_lists_of_what_may_happen(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "PROCEDURE NOTE", needle), attrs, text)
@@ -1421,6 +1448,15 @@ def test_antibiotics_to_prevent_an_infection_are_not_one(extractor, text):
     # ICD-10 M80's title with "w/"
     ("ICD-10 M80.08XA Age-related osteoporosis w/ current pathological fracture, vertebra(e)", "FRACTURE", None,
      dict(aetiology="osteoporotic")),
+    # a typist's two spaces after a full stop, and the sentence wrapped after its first word
+    ("Acute L1 compression fracture with approximately 25% anterior height loss.  No\nretropulsion.",
+     "RETROPULSION", None, dict(negated=True)),
+    ("Expansile lytic lesion of L3, better evaluated by MRI.  No\npathologic fracture at L3.", "FRACTURE", None,
+     dict(negated=True)),
+    ("Expansile lytic lesion of L3, better evaluated by MRI.   No\npathologic fracture at L3.", "FRACTURE", None,
+     dict(negated=True)),
+    # ... a table's row still ends at its short value
+    ("Posterior wall intact    No\nRetropulsion of T12 fragment 3 mm", "RETROPULSION", None, dict(negated=False)),
 ])
 def test_wraps_brackets_and_lists(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "CLINIC LETTER", needle), attrs, text)
@@ -1451,6 +1487,10 @@ def test_a_chronologys_dated_lines(extractor, text, date, concept, historical):
     ("Compression fractures of T12, L1 and L2.", [["T12", "L1", "L2"]]),
     ("Acute compression fractures T12 (40%) and L1 (25%), minor L3 endplate change.", [["T12", "L1"]]),
     ("Compression fracture of T12 extending to L1.", [["T12", "L1"]]),
+    # ... nor a level with a finding of its own
+    ("Myeloma c/b pathologic T10 compression fracture and L3 lesion with\nepidural extension.", [["T10"]]),
+    ("A possible L3 endplate fracture and an indeterminate L4 lesion.", [["L3"]]),
+    ("Compression fractures of T10 and L3 with mild retropulsion.", [["T10", "L3"]]),
     # an ICD-10 title's pair of vertebrae codes one of them: the note's own
     ("Acute T12 compression fracture.\nDx: S22.080A Wedge compression fracture of T11-T12 vertebra", [["T12"], ["T12"]]),
     ("Wedge compression fractures of T11 and T12 vertebrae.", [["T11", "T12"]]),
