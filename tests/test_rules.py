@@ -1524,3 +1524,20 @@ def test_gait_retropulsion_across_a_wrap(extractor, text):
 def test_a_labels_none_answers_the_label(extractor, text, concept, negated):
     found = find(extractor.mentions(text, "RADIOLOGY REPORT"), concept)
     assert found and all(m["negated"] is negated for m in found), text
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a discharge instruction's "when to call" list is what may happen
+    ("Discharge Instructions:\nMedications\n- Continue enoxaparin injections at rehab.\n\n"
+     "When to Call Your Doctor at ___ for:\n- Fever greater than 101.5 degrees Fahrenheit.", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("When to seek help:\n- fever or redness at the wound", "INFECTION", None, dict(hypothetical=True)),
+    ("Discharge medications:\n- Fever 38.4 on day 2, now settled.", "INFECTION", None, dict(hypothetical=False)),
+    # Bilsky 0: bone disease without epidural extension
+    ("ESCC: Bilsky 0\nECOG: 2", "EPIDURAL_DISEASE", None, dict(negated=True)),
+    ("ESCC: Bilsky 2 at T10.", "EPIDURAL_DISEASE", None, dict(negated=False)),
+    # a referrer's concern
+    ("PCP was concerned for occult malignancy and arranged admission.", "MALIGNANCY", None, dict(uncertain=True)),
+])
+def test_instructions_grades_and_concerns(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "DISCHARGE SUMMARY", needle), attrs, text)
