@@ -515,8 +515,9 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
     FRACTURE or OEDEMA mention of the same section within ``REFERENCE_WINDOW``
     characters (those in the regions its sentence names), unless a fracture's
     age says it is another one, or it is past and the one before is not
-    ("New L2 fracture. Previous vertebral fractures in 2015"); an affirmed fracture still without a level
-    refers to the fractures its note describes (:func:`_the_notes_fractures`).
+    ("New L2 fracture. Previous vertebral fractures in 2015"); an affirmed
+    fracture still without a level refers to the fractures its note describes
+    (:func:`_the_notes_fractures`).
     In place.
     """
     last = None

@@ -1,9 +1,9 @@
 """Coagulation lab values: INR, prothrombin time and platelet counts.
 
 Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
-``INR of 3.1``, ``INR this morning is 1.1``, ``PT/INR 14.2/1.3``, ``PT / PTT / INR:19.1/31.6/1.7``,
-``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``, ``Plt 42``, ``Plt42``,
-``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
+``INR of 3.1``, ``INR this morning is 1.1``, ``PT/INR 14.2/1.3``,
+``PT / PTT / INR:19.1/31.6/1.7``, ``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``,
+``Plt 42``, ``Plt42``, ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
 ``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
 and tabular lab lines
 (``Platelets     42   L   150-400``).

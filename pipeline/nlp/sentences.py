@@ -79,8 +79,9 @@ _CUE_HEADING = re.compile(
     r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on)|consent\w*\b[^:\n]{0,40})\s*:",
     re.IGNORECASE)
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
-# course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no", "ESCC: Bilsky 0"): heading
-# and state stay one sentence, so that ConText reads the state onto the problem.
+# course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no", "ESCC:
+# Bilsky 0"): heading and state stay one sentence, so that ConText reads the state onto the
+# problem.
 # A checklist box, ticked, answered or empty: "[ ]", "[x]", "[N]", "☐"
 _BOX = r"(?:\[[^\]\n]{0,3}\]|[☐☒☑])"
 _STATE_AFTER_HEADING = re.compile(
