@@ -1541,3 +1541,25 @@ def test_a_labels_none_answers_the_label(extractor, text, concept, negated):
 ])
 def test_instructions_grades_and_concerns(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "DISCHARGE SUMMARY", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # an infection called recent is an episode just past, unless it is just found or treated still
+    ("79 y.o. female with pAF on apixaban, recent CAP, admitted after ground-level fall.", "INFECTION", None,
+     dict(historical=True)),
+    ("Recent admission 1/9-1/12 here for RLL CAP, completed cefpodoxime 1/14.", "INFECTION", None,
+     dict(historical=True)),
+    ("BPH, recently treated urosepsis.", "INFECTION", None, dict(historical=True)),
+    ("Recently diagnosed L2 discitis.", "INFECTION", None, dict(historical=False)),
+    ("Recent pneumonia, still on amoxicillin.", "INFECTION", None, dict(historical=False)),
+    ("No fever or recent infections.", "INFECTION", "infections", dict(negated=True, historical=False)),
+    # Epic's "(HCC)" after a problem is a risk-adjustment category, not a hepatocellular carcinoma
+    ("Problem list:\n• Paroxysmal atrial fibrillation (HCC)    01/09/2025\n• Cirrhosis with HCC", "MALIGNANCY", None,
+     dict(negated=False)),
+])
+def test_recent_episodes_and_problem_list_categories(extractor, text, concept, needle, attrs):
+    found = one(extractor, text, concept, "HOSPITALIST PROGRESS NOTE", needle)
+    assert_attrs(found, attrs, text)
+    if concept == "MALIGNANCY":
+        assert [text[m["start"]:m["end"]] for m in find(extractor.mentions(text, "PROGRESS NOTE"), concept)] \
+            == ["HCC"], text
