@@ -303,16 +303,22 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
     days = RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
-    if days != RECENT_DAYS and _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)):
+    if days != RECENT_DAYS and _goes_on(span, sentence, text):
         days = RECENT_DAYS
     return _long_before(found["date"], dated, days)
+
+
+def _goes_on(span: Span, sentence: Span, text: str) -> bool:
+    """Whether what ``span`` names goes on, by the words after it (:data:`_ONGOING`): "Discitis
+    01/2024, on IV antibiotics", "Recent pneumonia, still on amoxicillin"."""
+    return _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
     """Whether an infection is called recent (:data:`_RECENT_BEFORE`) and its treatment does
     not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
-            and not _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)))
+            and not _goes_on(span, sentence, text))
 
 
 def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:

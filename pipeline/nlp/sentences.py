@@ -108,12 +108,12 @@ _LIST_LINE = re.compile(rf"[ \t]*{LIST_ITEM}")
 # "L1 vertebral body     7.8   lytic lesion, pathological compression fracture" and the next row,
 # "T6 vertebral body     5.1   lytic lesion, no collapse".
 _COLUMNS = re.compile(r"\S[ \t]{3,}\S")
+_TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
 def _line_end(text: str, start: int) -> int:
     end = text.find("\n", start)
     return len(text) if end < 0 else end
-_TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
 
 
 def previous_word(text: str, end: int) -> str:
@@ -133,12 +133,13 @@ def sentence_starts(text: str) -> list[int]:
     for match in _LINE_BREAK.finditer(text):
         line_start = text.rfind("\n", 0, match.start()) + 1
         previous_line = text[line_start:match.start()]
+        last = previous_line.rstrip(" \t")[-1:]
         # _PREVIOUS_ENDS.search(previous_line), its first branch without a regex scan of the line
-        if previous_line.rstrip(" \t")[-1:] in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
+        if last in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
                 or _NEXT_STARTS_BLOCK.match(text, match.end()) \
                 or (_COLUMNS.search(previous_line) and _COLUMNS.search(text, match.end(), _line_end(text, match.end()))):
             starts.add(match.end())
-        if previous_line.rstrip(" \t")[-1:] in ":," and _LIST_LINE.match(text, match.start() + 1) \
+        if last and last in ":," and _LIST_LINE.match(text, match.start() + 1) \
                 and _LIST_HEAD.search(previous_line):
             lists.append((match.start(), _list_end(text, match.start() + 1)))
     for match in _HEADING_AT_LINE_START.finditer(text):
