@@ -1563,3 +1563,17 @@ def test_recent_episodes_and_problem_list_categories(extractor, text, concept, n
     if concept == "MALIGNANCY":
         assert [text[m["start"]:m["end"]] for m in find(extractor.mentions(text, "PROGRESS NOTE"), concept)] \
             == ["HCC"], text
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # "s/p" names one past event with its level, date and reason, not the rest of a run-on line
+    ("72M, CAD s/p PCI with two stents, HTN, CKD, admitted after a fall down three steps with an "
+     "L2 compression fracture.", "FRACTURE", dict(historical=False)),
+    ("Status post mitral valve replacement, atrial fibrillation, diabetes, hypothyroidism and "
+     "heart failure, maintained on warfarin.", "ANTICOAGULANT", dict(historical=False)),
+    ("Osteoporosis s/p L1 kyphoplasty 2022 for a painful osteoporotic compression fracture.", "FRACTURE",
+     dict(historical=True)),
+    ("S/p T11-L1 laminectomy 2019 for a spinal epidural abscess.", "INFECTION", dict(historical=True)),
+])
+def test_status_post_reach(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "PROGRESS NOTE"), attrs, text)
