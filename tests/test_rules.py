@@ -1550,7 +1550,10 @@ def test_instructions_grades_and_concerns(extractor, text, concept, needle, attr
     ("Recent admission 1/9-1/12 here for RLL CAP, completed cefpodoxime 1/14.", "INFECTION", None,
      dict(historical=True)),
     ("BPH, recently treated urosepsis.", "INFECTION", None, dict(historical=True)),
+    ("She was seen in clinic and was recently\n   admitted with a urinary tract infection, now back to her "
+     "baseline.", "INFECTION", None, dict(historical=True)),
     ("Recently diagnosed L2 discitis.", "INFECTION", None, dict(historical=False)),
+    ("Recently\ndiagnosed L2 discitis.", "INFECTION", None, dict(historical=False)),
     ("Recent pneumonia, still on amoxicillin.", "INFECTION", None, dict(historical=False)),
     ("No fever or recent infections.", "INFECTION", "infections", dict(negated=True, historical=False)),
     # Epic's "(HCC)" after a problem is a risk-adjustment category, not a hepatocellular carcinoma

@@ -241,8 +241,8 @@ _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|rem
 #: such infections are marked across the corpora; not one just found ("recently diagnosed
 #: discitis"), nor one whose treatment goes on (:data:`_ONGOING` after it), nor one denied ("no
 #: recent infections")
-_RECENT_BEFORE = re.compile(r"\brecent(?:ly)?\b(?![ \t]+(?:diagnos|develop|found|presented|presenting|started|onset))"
-                            r"(?:[ \t]+[\w.'/-]+){0,5}?[ \t]+$", re.IGNORECASE)
+_RECENT_BEFORE = re.compile(r"\brecent(?:ly)?\b(?!\s+(?:diagnos|develop|found|presented|presenting|started|onset))"
+                            r"(?:\s+[\w.'/-]+){0,5}?\s+$", re.IGNORECASE)
 
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
