@@ -1580,3 +1580,22 @@ def test_recent_episodes_and_problem_list_categories(extractor, text, concept, n
 ])
 def test_status_post_reach(extractor, text, concept, attrs):
     assert_attrs(one(extractor, text, concept, "PROGRESS NOTE"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, negated, levels", [
+    # a denied new or other finding, or a relative's, is not the one just described
+    ("FINDINGS: Mild wedge compression deformities of T6, T7 and T8, unchanged from 2022. "
+     "No new compression deformity.", "FRACTURE", True, []),
+    ("IMPRESSION: 1. Acute L1 burst fracture.\n2. No other vertebral fracture.", "FRACTURE", True, []),
+    ("Acute T12 compression fracture. No further loss of height.", "FRACTURE", True, []),
+    ("Known L1 compression fracture. Her sister has several spine fractures.", "FRACTURE", False, []),
+    # guards: what is denied or planned at the level just described is that level's
+    ("Acute L1 burst fracture. No retropulsion.", "RETROPULSION", True, ["L1"]),
+    ("Acute L2 compression fracture. Kyphoplasty is planned once the MRI is done.", "PRIOR_AUGMENTATION", False,
+     ["L2"]),
+])
+def test_another_finding_takes_no_level(extractor, text, concept, negated, levels):
+    found = [m for m in find(extractor.mentions(text, "MRI THORACOLUMBAR SPINE"), concept)
+             if m["negated"] is negated and (concept != "FRACTURE" or m["start"] > text.index("."))]
+    assert found, text
+    assert found[-1]["levels"] == levels, text

@@ -553,9 +553,27 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
             continue
         if (last is not None and last["section"] == mention["section"]
                 and mention["start"] - last["end"] <= REFERENCE_WINDOW and not _other_age(mention, last)
-                and not (mention["historical"] and not last["historical"])):
+                and not (mention["historical"] and not last["historical"])
+                and not _another_one(mention, text)):
             mention["levels"] = _in_regions(last["levels"], mention, text)
     _the_notes_fractures(mentions, text)
+
+
+# "new", "other" and their kin a few words before a denied finding: "No new compression
+# deformity", "no other vertebral fracture", "without further collapse"
+_ANOTHER_BEFORE = re.compile(r"\b(?:new|other|another|further|additional|incident|more)\b(?:\s+[\w-]+){0,2}?\s+$",
+                             re.IGNORECASE)
+
+
+def _another_one(mention: dict, text: str) -> bool:
+    """Whether a level-less mention is not the finding just described: a relative's ("sister
+    with several spine fractures") or one denied as new or other ("No new compression
+    deformity", "no other fracture"); "No retropulsion" after an L1 fracture is L1's, as is
+    a planned "kyphoplasty" or the "acute fracture" an MRI may confirm."""
+    if mention["family"]:
+        return True
+    return mention["negated"] and _ANOTHER_BEFORE.search(
+        text, max(mention["sentence_start"], mention["start"] - 40), mention["start"]) is not None
 
 
 # Region words, and the level regions each can name
