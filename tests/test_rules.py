@@ -1599,3 +1599,24 @@ def test_another_finding_takes_no_level(extractor, text, concept, negated, level
              if m["negated"] is negated and (concept != "FRACTURE" or m["start"] > text.index("."))]
     assert found, text
     assert found[-1]["levels"] == levels, text
+
+
+@pytest.mark.parametrize("text, concept, family", [
+    # a relative who brings, finds, asks or is told is not the one who has it
+    ("81-year-old woman brought in by her daughter with 2 days of fever and rigors.", "INFECTION", False),
+    ("Found on the floor by his wife this morning, confused, febrile to 39.1.", "INFECTION", False),
+    ("MRI reviewed with pt and son: old L1 fracture, nothing new.", "FRACTURE", False),
+    ("Her daughter would like to explore vertebroplasty if the pain does not settle.", "PRIOR_AUGMENTATION", False),
+    ("Daughter asks whether the warfarin will have to stop before the procedure.", "ANTICOAGULANT", False),
+    ("Retropulsed bone is a relative contraindication to vertebroplasty.", "PRIOR_AUGMENTATION", False),
+    ("No personal or family history of a bleeding disorder.", "COAGULOPATHY", False),
+    # a family history heading ends at the examination's
+    ("FH: brother has haemophilia A.\nO/E: Apyrexial, NEWS 1. Tender at L1.", "INFECTION", False),
+    # guards: the relative's own
+    ("Her daughter had a vertebroplasty last year.", "PRIOR_AUGMENTATION", True),
+    ("Wife asked whether her own Eliquis needs to be stopped too.", "ANTICOAGULANT", True),
+    ("FH: brother has haemophilia A.\nO/E: Apyrexial, NEWS 1.", "COAGULOPATHY", True),
+    ("Mother had osteoporotic vertebral fractures in her seventies.", "FRACTURE", True),
+])
+def test_relatives_who_are_not_the_experiencer(extractor, text, concept, family):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), dict(family=family), text)
