@@ -1617,6 +1617,83 @@ def test_another_finding_takes_no_level(extractor, text, concept, negated, level
     ("Wife asked whether her own Eliquis needs to be stopped too.", "ANTICOAGULANT", True),
     ("FH: brother has haemophilia A.\nO/E: Apyrexial, NEWS 1.", "COAGULOPATHY", True),
     ("Mother had osteoporotic vertebral fractures in her seventies.", "FRACTURE", True),
+    ("Brother has hemophilia - her own coags are normal.", "COAGULOPATHY", True),
 ])
 def test_relatives_who_are_not_the_experiencer(extractor, text, concept, family):
     assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), dict(family=family), text)
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a follow-up of an infection, written before it
+    ("Reason for visit: f/u pneumonia, DXA results, back pain.", "INFECTION", None, dict(historical=True)),
+    # what a prophylaxis prevents
+    ("4. Infection prophylaxis: continue aciclovir and co-trimoxazole.", "INFECTION", None, dict(hypothetical=True)),
+    ("UTI prophylaxis with nitrofurantoin at night.", "INFECTION", None, dict(hypothetical=True)),
+    ("Day 3 of IV ceftriaxone for pyelonephritis.", "INFECTION", None, dict(hypothetical=False)),
+    # what a finding was taken for
+    ("Spondylodiscitis masquerading as an osteoporotic compression fracture.", "FRACTURE", None,
+     dict(negated=True)),
+    ("A Schmorl's node can mimic an endplate fracture on radiographs.", "FRACTURE", None, dict(negated=True)),
+    ("The wedge shape was first misread as a compression deformity of L1.", "FRACTURE", None, dict(negated=True)),
+    ("Metastasis mimicking an osteoporotic fracture at T9.", "MALIGNANCY", None, dict(negated=False)),
+    # a corrected report quoting its error
+    ("CORRECTED REPORT: the original dictation erroneously stated retropulsion; the radiologist confirms "
+     "none.", "RETROPULSION", None, dict(negated=True)),
+    ("Addendum: a voice-recognition error in the L1 paragraph read \"there is retropulsion of the "
+     "posterosuperior corner\".", "RETROPULSION", None, dict(negated=True)),
+    ("ADDENDUM: on review there is 3 mm retropulsion of the posterosuperior corner of L1.", "RETROPULSION", None,
+     dict(negated=False)),
+    # the alternative ranked lower
+    ("Subtle L1 superior endplate concavity, favored to represent a Schmorl's node over a minimal "
+     "compression fracture.", "FRACTURE", None, dict(uncertain=True)),
+    # what a case report or a grand round teaches is about any patient
+    ("Outcome: the L1 fracture healed.\n\nLearning points\n- A compression deformity on a radiograph "
+     "in a febrile patient is infection until proved otherwise.", "FRACTURE", "compression deformity",
+     dict(hypothetical=True)),
+    ("Teaching points.\n1. Thoracic fracture pain is local and worse with loading.", "FRACTURE", None,
+     dict(hypothetical=True)),
+    ("Outcome: the L1 fracture healed.\n\nLearning points\n- Drink more milk.", "FRACTURE", None,
+     dict(hypothetical=False)),
+])
+def test_followups_prophylaxis_mimics_and_teaching(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINICAL NOTE", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, needle, levels, aetiology", [
+    # a collapse named by its cause, and a dorsal level as a line's key
+    ("D9: new pathological collapse with approximately 50% loss of height.", "FRACTURE", "collapse", ["T9"],
+     "malignant"),
+    ("MSCC at T10: malignant collapse with epidural disease.", "FRACTURE", None, ["T10"], "malignant"),
+    ("Osteoporotic collapse of D12, 40% height loss.", "FRACTURE", "collapse", ["T12"], "osteoporotic"),
+    ("Pathological collapse at T9 with retropulsion.", "FRACTURE", None, ["T9"], "malignant"),
+    ("D8 and D10: metastatic infiltration without collapse.", "MALIGNANCY", None, ["T8", "T10"], ""),
+    # the regions an examination covers are not the fracture's
+    ("Compression deformities of T7 and T8. MRI of the thoracic and lumbar spine shows that the fractures "
+     "are chronic.", "FRACTURE", "fractures", ["T7", "T8"], ""),
+    # a fracture word the sentence before puts at vertebrae
+    ("The radiographs had reported the T7 and T8 deformities as age-indeterminate. MRI showed chronic "
+     "fractures with normal marrow signal.", "FRACTURE", "fractures", ["T7", "T8"], ""),
+])
+def test_collapses_dorsal_keys_and_referred_levels(extractor, text, concept, needle, levels, aetiology):
+    found = one(extractor, text, concept, "CASE SUMMARY", needle)  # not a spine report's title
+    assert_attrs(found, dict(levels=levels), text)
+    if concept == "FRACTURE":
+        assert_attrs(found, dict(aetiology=aetiology), text)
+
+
+@pytest.mark.parametrize("text, word", [
+    ("Right lower lobe collapse at T9 level.", "collapse"),
+    ("Osteonecrosis with pathological collapse of the femoral head.", "collapse"),
+    ("The radiographs had reported the T7 and T8 deformities as age-indeterminate.\n\nMRI showed chronic "
+     "fractures with normal marrow signal.", "fractures"),  # a paragraph apart
+])
+def test_not_a_vertebral_collapse(extractor, text, word):
+    spans = [text[m["start"]:m["end"]] for m in find(extractor.mentions(text, "CLINICAL NOTE"), "FRACTURE")]
+    assert not [span for span in spans if word in span], text
+
+
+def test_a_day_after_an_operation_is_not_a_dorsal_level():
+    from pipeline.nlp.levels import find_level_groups
+    text = "D2: mobilising, afebrile, wound clean. Back pain 4/10."
+    assert find_level_groups(text) == []
+    assert find_level_groups("D9: new pathological collapse.")[0].levels == ("T9",)

@@ -395,7 +395,20 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     if NON_VERTEBRAL.search(sentence_text) and not _vertebral_cue(sentence_text):
         # "marrow oedema within the lateral tibial plateau ... insufficiency fracture"
         return False
-    return anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
+    return (anatomy == "likely" or span.doc._.spine_note or _vertebral_cue(sentence_text)
+            or _vertebral_cue(_sentence_before(sentence, text)))
+
+
+def _sentence_before(sentence: Span, text: str) -> str:
+    """The text of the sentence before ``sentence`` in its paragraph ("" at a paragraph's
+    start): "The radiographs had reported the T7 and T8 deformities as age-indeterminate. MRI
+    showed chronic fractures with normal marrow signal" (the fractures are those vertebrae's)."""
+    doc = sentence.doc
+    if sentence.start == 0:
+        return ""
+    start, _ = sentence_of(doc, sentence_token_starts(doc), sentence.start - 1)
+    before = text[doc[start].idx:sentence.start_char]
+    return "" if _PARAGRAPH_END.search(before) else before
 
 
 # ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
@@ -583,12 +596,21 @@ _REGIONS_OF = {"cervical": "C", "thoracolumbar": "TL", "thoracic": "T", "dorsal"
                "lumbosacral": "LS", "sacr": "S", "coccy": "S"}
 
 
+# The regions an examination covers, not where a finding lies: "MRI of the thoracic and lumbar
+# spine with STIR to date the fractures"
+_EXAMINED = re.compile(r"\b(?:mri|ct|x-?rays?|xr|radiographs?|films?|imaging|scans?|views?)\s+(?:of\s+)?(?:the\s+)?"
+                       r"(?:(?:cervical|thoracic|dorsal|lumbar|lumbosacral|thoracolumbar|sacral|whole|entire)\b"
+                       r"[\s,/&-]*(?:and\s+)?)+spines?\b", re.IGNORECASE)
+
+
 def _in_regions(levels: list[str], mention: dict, text: str) -> list[str]:
     """The ``levels`` in the regions its sentence names, if it names any and each has one of
     them: a fracture "of the sacrum" after an L1 fracture is not at L1, a "collapsed
     vertebra, lumbar region" after T12 and L3 fractures is L3's."""
-    regions = {_REGIONS_OF[word.lower()]
-               for word in _REGION_WORD.findall(text, mention["sentence_start"], mention["sentence_end"])}
+    sentence = text[mention["sentence_start"]:mention["sentence_end"]]
+    if _REGION_WORD.search(sentence) is None:
+        return list(levels)
+    regions = {_REGIONS_OF[word.lower()] for word in _REGION_WORD.findall(_EXAMINED.sub(" ", sentence))}
     if not regions:
         return list(levels)
     if not all(any(level[0] in region for level in levels) for region in regions):
