@@ -88,7 +88,8 @@ _HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)
 
 # "D12" is the old dorsal name of T12, and "D2" day two after an operation: a dorsal level
 # counts when written as a level ("of D12", "D11/D12", "D12 vertebra", "D8 and D10"), or as the
-# key of a line about a vertebra ("D9: new pathological collapse", not "D2: mobilising, afebrile").
+# key of a line about a vertebra ("D9: new pathological collapse", not "D2: mobilising, afebrile",
+# "D1: epidural out, ankle oedema, compression stockings").
 _DORSAL = re.compile(r"D\s?-?\s?\d", re.IGNORECASE)
 _DORSAL_BEFORE = re.compile(r"(?:\b(?:of|at|involving|the|to|and|through|fracture|fx|wedging|collapse)\s+|[,/]\s*|#\s*)$",
                             re.IGNORECASE)
@@ -96,8 +97,8 @@ _DORSAL_AFTER = re.compile(
     r"\s*(?:[-–/]\s*(?:D|T|Th|L)?\s?-?\s?\d|(?:vertebra|vertebral|body|bodies|level|wedge|compression|collapse|"
     r"fracture|fx|deformity)\b|#)"
     r"|\s+(?:and|&|or|to)\s+D\s?-?\s?\d"
-    r"|[ \t]*:[^\n]{0,80}?\b(?:collapse|fracture|fx|height|vertebra\w*|body|wedg\w*|compression|infiltrat\w*|metasta\w*|"
-    r"deposits?|stir|o?edema|cement|retropuls\w*|epidural)\b", re.IGNORECASE)
+    r"|[ \t]*:[^\n]{0,80}?\b(?:collapse|fracture|fx|vertebra\w*|wedg\w*|infiltrat\w*|metasta\w*|deposits?|marrow|"
+    r"stir|cement|retropuls\w*|height\s+loss|loss\s+of\s+height)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
