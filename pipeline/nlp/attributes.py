@@ -607,10 +607,10 @@ def _in_regions(levels: list[str], mention: dict, text: str) -> list[str]:
     """The ``levels`` in the regions its sentence names, if it names any and each has one of
     them: a fracture "of the sacrum" after an L1 fracture is not at L1, a "collapsed
     vertebra, lumbar region" after T12 and L3 fractures is L3's."""
-    sentence = text[mention["sentence_start"]:mention["sentence_end"]]
-    if _REGION_WORD.search(sentence) is None:
-        return list(levels)
-    regions = {_REGIONS_OF[word.lower()] for word in _REGION_WORD.findall(_EXAMINED.sub(" ", sentence))}
+    start, end = mention["sentence_start"], mention["sentence_end"]
+    if _REGION_WORD.search(text, start, end) is None:
+        return list(levels)  # most sentences: no region word, no copy of the sentence
+    regions = {_REGIONS_OF[word.lower()] for word in _REGION_WORD.findall(_EXAMINED.sub(" ", text[start:end]))}
     if not regions:
         return list(levels)
     if not all(any(level[0] in region for level in levels) for region in regions):
