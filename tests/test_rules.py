@@ -1608,6 +1608,9 @@ def test_another_finding_takes_no_level(extractor, text, concept, negated, level
     ("MRI reviewed with pt and son: old L1 fracture, nothing new.", "FRACTURE", False),
     ("Her daughter would like to explore vertebroplasty if the pain does not settle.", "PRIOR_AUGMENTATION", False),
     ("Daughter asks whether the warfarin will have to stop before the procedure.", "ANTICOAGULANT", False),
+    ("Brought in by her aunt with two days of fever and a productive cough.", "INFECTION", False),
+    ("Uncle asks whether the apixaban has to stop before the kyphoplasty.", "ANTICOAGULANT", False),
+    ("Cousin at bedside, patient febrile overnight, cultures sent.", "INFECTION", False),
     ("Retropulsed bone is a relative contraindication to vertebroplasty.", "PRIOR_AUGMENTATION", False),
     ("No personal or family history of a bleeding disorder.", "COAGULOPATHY", False),
     # a family history heading ends at the examination's
@@ -1618,6 +1621,7 @@ def test_another_finding_takes_no_level(extractor, text, concept, negated, level
     ("FH: brother has haemophilia A.\nO/E: Apyrexial, NEWS 1.", "COAGULOPATHY", True),
     ("Mother had osteoporotic vertebral fractures in her seventies.", "FRACTURE", True),
     ("Brother has hemophilia - her own coags are normal.", "COAGULOPATHY", True),
+    ("Her aunt had pneumonia last winter.", "INFECTION", True),
 ])
 def test_relatives_who_are_not_the_experiencer(extractor, text, concept, family):
     assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), dict(family=family), text)
