@@ -258,10 +258,12 @@ def test_case_free_leaves_case_sensitive_patterns_alone():
 
 def test_case_free_covers_the_shipped_regexes():
     refused = [pattern.pattern for pattern in SHIPPED_REGEXES if case_free(pattern) is None]
-    # the platelets' units hold non-ASCII characters ("×10⁹/L", "µL"); "CAP" (pneumonia) is
-    # matched in capitals only, which a lower-cased text cannot tell from "knee cap"
-    cap = [pattern.pattern for pattern in SHIPPED_REGEXES if "(?-i:CAP" in pattern.pattern]
-    assert len(cap) == 1 and sorted(refused) == sorted([*cap, PLATELETS.pattern])
+    # the platelets' units hold non-ASCII characters ("×10⁹/L", "µL"); "CAP" (pneumonia),
+    # "ITP" and "HIT" are matched in capitals only, which a lower-cased text cannot tell from
+    # "knee cap" or "hit by a car"
+    capitals = [pattern.pattern for pattern in SHIPPED_REGEXES
+                if "(?-i:CAP" in pattern.pattern or "(?-i:ITP" in pattern.pattern]
+    assert len(capitals) == 2 and sorted(refused) == sorted([*capitals, PLATELETS.pattern])
 
 
 def test_case_free_finds_the_same_spans_on_the_corpora():

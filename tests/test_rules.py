@@ -1702,3 +1702,94 @@ def test_a_day_after_an_operation_is_not_a_dorsal_level():
                  "D1: epidural out, mild ankle oedema, compression stockings on."):
         assert find_level_groups(text) == [], text
     assert find_level_groups("D9: new pathological collapse.")[0].levels == ("T9",)
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a possibility, a diagnosis weighed
+    ("She is worried her spine will crumble and that she may already have a fracture.", "FRACTURE", None,
+     dict(uncertain=True)),
+    ("He may have had a UTI last month, treated by his GP.", "INFECTION", None, dict(uncertain=True)),
+    ("Spinal epidural abscess considered given bacteremia -- low suspicion, mechanical pain.",
+     "EPIDURAL_DISEASE", None, dict(uncertain=True)),
+    # guards: what 'may have' and 'considered' do not reach
+    ("Somatic complaints may have an organic basis in an osteoporotic lady.", "OSTEOPOROSIS", None,
+     dict(uncertain=False)),
+    ("The T12 compression fracture is considered chronic.", "FRACTURE", None, dict(uncertain=False)),
+    ("Vertebroplasty considered and offered to the patient.", "PRIOR_AUGMENTATION", None, dict(uncertain=False)),
+    # age: 'as before' is unchanged; 'new compared with' is new
+    ("T9 inferior endplate fracture as before. No new collapse elsewhere.", "FRACTURE", "endplate fracture",
+     dict(acuity="chronic")),
+    ("T6: lytic lesion with a pathological fracture, approx 40% loss of height, new compared with the CT of "
+     "14/03/2024.", "FRACTURE", "40% loss of height", dict(acuity="acute")),
+    # an age word before the next fracture is that one's
+    ("CT: chronic T7, T9 compression fx, no acute fx.", "FRACTURE", "compression fx", dict(acuity="chronic")),
+    ("L1 burst fracture with acute-appearing marrow oedema.", "FRACTURE", None, dict(acuity="acute")),
+    # ESCC grade 0: no epidural extension
+    ("Painful solitary T12 metastasis. SINS 10, ESCC 0, neurologically intact.", "EPIDURAL_DISEASE", None,
+     dict(negated=True)),
+    ("MSCC at T8, ESCC 3, incomplete cord syndrome.", "EPIDURAL_DISEASE", "ESCC", dict(negated=False)),
+    # an I-PASS patient summary is not a plan
+    ("I: WATCHER\nP: 63M fall from roof, acute L1 burst # w/ retropulsion, neuro intact.", "FRACTURE", None,
+     dict(hypothetical=False, levels=["L1"])),
+    ("A: Back pain after a fall.\nP: MRI to assess for an L1 fracture.", "FRACTURE", None, dict(hypothetical=True)),
+    # a past history ends with its paragraph
+    ("PMH: AF, DM2, CABG 2019.\n\nAnticoagulation: warfarin held since 3/4.\nToday PT 15.8 / INR 1.3.",
+     "COAGULOPATHY", "INR 1.3", dict(historical=False)),
+    ("PMH: T8 compression fracture 2019, hypertension.", "FRACTURE", None, dict(historical=True)),
+    # immune and heparin-induced thrombocytopenia by their abbreviations
+    ("PMH: ITP (dx 2022) on prednisolone taper.", "COAGULOPATHY", "ITP", dict(**AFFIRMED, corrected="")),
+    ("?HIT - 4Ts score 6, PF4 antibody sent.", "COAGULOPATHY", "HIT", dict(uncertain=True)),
+    ("Confirmed HITT with a left leg DVT; heparin stopped.", "COAGULOPATHY", "HITT", dict(negated=False)),
+    ("No evidence of TTP (no schistocytes, normal LDH).", "COAGULOPATHY", "TTP", dict(negated=True)),
+    ("A/P: ITP in sustained remission off treatment. CBC every 3 months.", "COAGULOPATHY", "ITP",
+     dict(corrected="resolved")),
+    ("2. ITP - responding to treatment per hematology.", "COAGULOPATHY", "ITP", dict(corrected="treated")),
+    # thresholds waited for are not results
+    ("INR 1.4 today; UFH to continue until INR 2.5 or above.", "COAGULOPATHY", "INR 2.5",
+     dict(hypothetical=True)),
+    ("Needs INR 1.5 or lower on the day of the procedure.", "COAGULOPATHY", None, dict(hypothetical=True)),
+    ("INR 1.4 today; UFH to continue until INR 2.5 or above.", "COAGULOPATHY", "INR 1.4",
+     dict(hypothetical=False)),
+])
+def test_wave_23_hedges_ages_headings_and_coagulopathy(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Rx: 28 Gy in 4 fractions (7 Gy/#), daily, to T4.",
+    "If not for surgery: RT 20 Gy in 5# to T7-9, CT sim tomorrow, first # tomorrow.",
+    "RADIOTHERAPY ON-TREATMENT REVIEW - # 5/5, T7-9 20 Gy/5#",
+])
+def test_radiotherapy_fractions_are_not_fractures(extractor, text):
+    assert not find(extractor.mentions(text, "RADIOTHERAPY NOTE"), "FRACTURE"), text
+
+
+@pytest.mark.parametrize("text, concept", [
+    ("Old # T8.", "FRACTURE"),                      # a '#' with a level is a fracture
+    ("L1 # 3/12 ago, healing.", "FRACTURE"),        # three months ago, not a fraction
+    ("Urosepsis, on IV pip-taz.", "INFECTION"),
+])
+def test_fractions_and_protocol_guards(extractor, text, concept):
+    assert find(extractor.mentions(text, "CLINIC NOTE"), concept), text
+
+
+@pytest.mark.parametrize("text", [
+    "T >=38 -> neutropenic sepsis pathway, sepsis 6.",
+    "Sepsis 6 completed in ED 23:15.",
+    "Pedestrian hit by a car; CT trauma series.",
+    "Midline TTP over T11, no step.",
+])
+def test_protocols_and_look_alike_abbreviations_are_not_mentions(extractor, text):
+    found = [m for m in extractor.mentions(text, "ED NOTE") if m["concept"] in ("INFECTION", "COAGULOPATHY")]
+    assert not found, text
+
+
+@pytest.mark.parametrize("text, values", [
+    ("Labs (trend):\n  Plt 68 (8/2) -> 57 (8/4) -> 44 (today)", [(68.0, True), (57.0, True), (44.0, False)]),
+    ("INR trended 3.6 ->\n3.1 -> 2.8 today.", [(3.6, True), (3.1, True), (2.8, False)]),
+    ("Thrombocytes 38 -> 44 -> 52", [(38.0, True), (44.0, True), (52.0, False)]),
+    ("Plt 45 (>50 needed).", [(45.0, False)]),  # a threshold beside it is not a trend
+])
+def test_a_lab_trend_ends_with_the_latest(extractor, text, values):
+    found = [(m["value"], m["historical"]) for m in find(extractor.mentions(text, "PROGRESS NOTE"), "COAGULOPATHY")]
+    assert found == values, text

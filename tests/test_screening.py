@@ -478,6 +478,8 @@ def test_uncorrected_value_after_a_corrected_one_contraindicates():
 
 DIAGNOSIS_CASES = {
     "thrombocytopenia, platelets 180": ("thrombocytopenia", platelets(180), Tier.CANDIDATE),
+    "ITP, platelets 118": ("ITP", platelets(118), Tier.CANDIDATE),  # a platelet disorder, by its name
+    "HITT, platelets 160": ("HITT", platelets(160), Tier.CANDIDATE),
     "DIC, INR 1.1": ("DIC", inr(1.1), Tier.CANDIDATE),
     "coagulopathy, INR 1.1": ("coagulopathy", inr(1.1), Tier.CANDIDATE),
     # a normal value of the other measure does not help

@@ -198,7 +198,12 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
     doc = span.doc
     body_start = doc[section.body_start].idx if section.body_start < len(doc) else len(text)
     return span.start >= section.body_start and \
-        _PARAGRAPH_END.search(text, body_start, span.start_char) is not None
+        _PARAGRAPH_BREAK.search(text, body_start, span.start_char) is not None
+
+
+# A paragraph's end that is not a list going on after a blank line ("End-stage renal disease\n\n
+# a. numerous urinary tract infections\n\nb. haemodialysis (1983-1988)")
+_PARAGRAPH_BREAK = re.compile(r"\S[^\n]*\n[ \t]*\n(?![ \t\n]*(?:[a-z]\.|\d{1,2}[.)]|[-*•▪])[ \t])")
 
 
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
@@ -336,6 +341,27 @@ def _bracket_closing(span: Span, sentence: Span, text: str) -> int | None:
     if brackets is None or "(" in text[span.end_char:brackets[1]]:
         return None
     return brackets[1]
+
+
+# What may stand between an age word and the fracture it ages: a level ("new T12 fracture")
+_LEVEL_TOKEN = re.compile(r"(?:[CTLSD]|Th)\d{1,2}|[-/]", re.IGNORECASE)
+
+
+def _ages_the_next(modifier, span: Span) -> bool:
+    """Whether an age word after ``span`` is written just before another fracture, and so is
+    that one's: "chronic T7, T9 compression fx, no acute fx" (a level may come between: "old
+    L2 wedge fracture, acute T12 fracture"). Not before an oedema: "L1 fracture with
+    acute-appearing marrow oedema" ages the fracture too."""
+    start, end = modifier.modifier_span
+    if start < span.end or modifier.category not in ACUITY:
+        return False
+    doc = span.doc
+    for token in doc[end:min(end + 3, len(doc))]:
+        if token.ent_iob_ == "B":
+            return token.ent_type_ == "FRACTURE"
+        if not _LEVEL_TOKEN.fullmatch(token.text):
+            return False
+    return False
 
 
 def _nearest(span: Span, modifiers, categories) -> tuple | None:
@@ -790,8 +816,10 @@ class MentionAttributes:
 
         acuity = rule_acuity
         closing = _bracket_closing(span, sentence, text)
-        acuity_modifier = _nearest(span, modifiers if closing is None else [
-            modifier for modifier in modifiers if span.doc[modifier.modifier_span[0]].idx < closing], ACUITY)
+        acuity_modifier = _nearest(span, [
+            modifier for modifier in modifiers
+            if (closing is None or span.doc[modifier.modifier_span[0]].idx < closing)
+            and not _ages_the_next(modifier, span)], ACUITY)
         if "INDETERMINATE_AGE" in categories:
             acuity = "indeterminate"
         elif acuity_modifier is not None:
@@ -861,5 +889,5 @@ class MentionAttributes:
             return [base]
         # a measured value is not denied by a cue about a diagnosis beside it: "Plt 171 -
         # thrombocytopenia excluded (EDTA clumping)"
-        return [{**base, "negated": False, "lab": lab.lab, "value": lab.value, "unit": lab.unit}
-                for lab in rule_labs]
+        return [{**base, "negated": False, "historical": base["historical"] or lab.superseded, "lab": lab.lab,
+                 "value": lab.value, "unit": lab.unit} for lab in rule_labs]

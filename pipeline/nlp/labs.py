@@ -5,8 +5,9 @@ Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
 ``PT / PTT / INR:19.1/31.6/1.7``, ``INR(PT)-1.2``, ``Plt Ct-593``, ``PT 14.2 s``,
 ``Plt 42``, ``Plt42``, ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
 ``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
-and tabular lab lines
-(``Platelets     42   L   150-400``).
+tabular lab lines
+(``Platelets     42   L   150-400``), and trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
+three values, the last one the latest, the others ``superseded``).
 
 Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
 ``0.45 lakh/cumm`` are all 45).
@@ -22,10 +23,10 @@ from dataclasses import dataclass
 # two at every word, and a line with many such words and no value took the regex
 # exponential time: "INR  of  of  of ..." ten times over took 5 s)
 # ("INR(PT)-1.2" and "Plt Ct-593" are how MIMIC's discharge summaries list labs)
-# ("INR this morning is 1.1", "INR on admission was 3.2": when the value was taken)
+# ("INR this morning is 1.1", "INR on admission was 3.2": when the value was taken; "INR trend: 3.4")
 _JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
          r"|\bthis\s+(?:morning|am|afternoon|evening)\b|\byesterday\b|\btonight\b|\bon\s+(?:admission|arrival)\b"
-         r"|\bchecked\b|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
+         r"|\bchecked\b|\btrend(?:ed|ing|s)?\b|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
 _DECIMAL = r"\d+(?:\.\d+)?"
 _NUMBER = rf"(?P<value>\d{{1,3}}(?:,\d{{3}})+|{_DECIMAL})"
 #: After a value: not more of a number or of a list of values ("19.1/31.6" is not 19)
@@ -60,6 +61,11 @@ PLATELETS = re.compile(
 )
 
 
+# The next value of a trend: "-> 57 (8/4)", "→ INR 1.4"
+_TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
+                         rf"{_NUMBER}" + _END, re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class LabValue:
     lab: str          # "INR", "PT" or "platelets"
@@ -67,6 +73,7 @@ class LabValue:
     unit: str
     start: int
     end: int
+    superseded: bool = False  # a trend's value with a later one after it
 
 
 def _number(text: str) -> float:
@@ -108,6 +115,7 @@ def find_lab_values(text: str) -> list[LabValue]:
             if value < 20:  # an INR above 20 is a reading error or another number
                 found.append(LabValue("INR", value, "", match.start(), match.end()))
                 taken.append(match.span())
+                _trend(text, match.end(), "INR", found, taken)
     for match in PT.finditer(text):
         if free(*match.span()):
             value = _number(match.group("value"))
@@ -120,4 +128,20 @@ def find_lab_values(text: str) -> list[LabValue]:
             if 0 < value < 3000:
                 found.append(LabValue("platelets", round(value, 3), "10^9/L", match.start(), match.end()))
                 taken.append(match.span())
+                _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
     return sorted(found, key=lambda lab: (lab.start, lab.lab))
+
+
+def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tuple[int, int]],
+           unit: str | None = None) -> None:
+    """The values of a trend after its first (``found[-1]``): each one supersedes the one before."""
+    while (step := _TREND_NEXT.match(text, end)) is not None:
+        raw = step.group("value")
+        value = float(raw.replace(",", ".")) if lab == "INR" else round(_platelets(_number(raw), unit), 3)
+        if not (value < 20 if lab == "INR" else 0 < value < 3000):
+            return
+        before = found[-1]
+        found[-1] = LabValue(before.lab, before.value, before.unit, before.start, before.end, superseded=True)
+        found.append(LabValue(lab, value, before.unit, step.start("value"), step.end("value")))
+        taken.append((step.start("value"), step.end("value")))
+        end = step.end()

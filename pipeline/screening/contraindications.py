@@ -187,7 +187,7 @@ def _lab_values(prepared: pd.DataFrame, window: np.ndarray) -> pd.DataFrame:
 # Factor deficiencies have a normal INR, so no lab value overrides them.
 _NO_OVERRIDE = re.compile(r"ha?emophilia|willebrand|\bvwd?\b|factor\s+\w+\s+deficiency"
                           r"|bleeding disorder", re.IGNORECASE)
-_PLATELET_DIAGNOSIS = re.compile(r"thrombocytop|platelet", re.IGNORECASE)
+_PLATELET_DIAGNOSIS = re.compile(r"thrombocytop|platelet|\bITP\b|\bHITT?S?\b|\bTTP\b", re.IGNORECASE)
 
 
 def _diagnosis_measure(diagnoses: pd.DataFrame) -> np.ndarray:
