@@ -1788,6 +1788,7 @@ def test_protocols_and_look_alike_abbreviations_are_not_mentions(extractor, text
     ("Labs (trend):\n  Plt 68 (8/2) -> 57 (8/4) -> 44 (today)", [(68.0, True), (57.0, True), (44.0, False)]),
     ("INR trended 3.6 ->\n3.1 -> 2.8 today.", [(3.6, True), (3.1, True), (2.8, False)]),
     ("Thrombocytes 38 -> 44 -> 52", [(38.0, True), (44.0, True), (52.0, False)]),
+    ("INR 3,1 -> 2,9 heute", [(3.1, True), (2.9, False)]),  # a decimal comma
     ("Plt 45 (>50 needed).", [(45.0, False)]),  # a threshold beside it is not a trend
 ])
 def test_a_lab_trend_ends_with_the_latest(extractor, text, values):

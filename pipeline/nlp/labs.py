@@ -63,7 +63,7 @@ PLATELETS = re.compile(
 
 # The next value of a trend: "-> 57 (8/4)", "→ INR 1.4"
 _TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
-                         rf"{_NUMBER}" + _END, re.IGNORECASE)
+                         r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?)" + _END, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,15 @@ def _platelets(value: float, unit: str | None = None) -> float:
     return value / 1000.0 if value >= 1000 else value
 
 
+def _reading(lab: str, raw: str, unit: str | None = None) -> float | None:
+    """An INR's or a platelet count's value as written, or None when it cannot be one."""
+    if lab == "INR":
+        value = float(raw.replace(",", "."))
+        return value if value < 20 else None  # an INR above 20 is a reading error or another number
+    value = _platelets(_number(raw), unit)
+    return round(value, 3) if 0 < value < 3000 else None
+
+
 def find_lab_values(text: str) -> list[LabValue]:
     """Every INR, PT and platelet value in ``text``, in order of position."""
     found: list[LabValue] = []
@@ -111,8 +120,8 @@ def find_lab_values(text: str) -> list[LabValue]:
                 taken.append(match.span())
     for match in INR.finditer(text):
         if free(*match.span()):
-            value = float(match.group("value").replace(",", "."))
-            if value < 20:  # an INR above 20 is a reading error or another number
+            value = _reading("INR", match.group("value"))
+            if value is not None:
                 found.append(LabValue("INR", value, "", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "INR", found, taken)
@@ -124,9 +133,9 @@ def find_lab_values(text: str) -> list[LabValue]:
                 taken.append(match.span())
     for match in PLATELETS.finditer(text):
         if free(*match.span()):
-            value = _platelets(_number(match.group("value")), match.group("unit"))
-            if 0 < value < 3000:
-                found.append(LabValue("platelets", round(value, 3), "10^9/L", match.start(), match.end()))
+            value = _reading("platelets", match.group("value"), match.group("unit"))
+            if value is not None:
+                found.append(LabValue("platelets", value, "10^9/L", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
     return sorted(found, key=lambda lab: (lab.start, lab.lab))
@@ -136,9 +145,8 @@ def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tup
            unit: str | None = None) -> None:
     """The values of a trend after its first (``found[-1]``): each one supersedes the one before."""
     while (step := _TREND_NEXT.match(text, end)) is not None:
-        raw = step.group("value")
-        value = float(raw.replace(",", ".")) if lab == "INR" else round(_platelets(_number(raw), unit), 3)
-        if not (value < 20 if lab == "INR" else 0 < value < 3000):
+        value = _reading(lab, step.group("value"), unit)
+        if value is None:
             return
         before = found[-1]
         found[-1] = LabValue(before.lab, before.value, before.unit, before.start, before.end, superseded=True)
