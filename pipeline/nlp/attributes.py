@@ -28,7 +28,7 @@ from spacy.tokens.underscore import Underscore
 
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
                      link_levels, sort_levels)
-from .sentences import doc_text, sentence_of, sentence_token_starts
+from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
             "MALIGNANCY", "PRIOR_AUGMENTATION"}
@@ -129,6 +129,9 @@ def _section_at(sections, token_index: int):
 
 # The end of a paragraph that has begun: text, then a blank line.
 _PARAGRAPH_END = re.compile(r"\S[^\n]*\n[ \t]*\n")
+# One that a list does not go on after ("End-stage renal disease\n\na. numerous urinary tract
+# infections\n\nb. haemodialysis (1983-1988)"): a section's paragraph ends there
+_PARAGRAPH_BREAK = re.compile(rf"{_PARAGRAPH_END.pattern}(?![ \t\n]*(?:[a-z]\.\s|{LIST_ITEM}))")
 
 
 # PRIOR_AUGMENTATION names a procedure that was done ("prior L2 kyphoplasty", "cement in
@@ -199,11 +202,6 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
     body_start = doc[section.body_start].idx if section.body_start < len(doc) else len(text)
     return span.start >= section.body_start and \
         _PARAGRAPH_BREAK.search(text, body_start, span.start_char) is not None
-
-
-# A paragraph's end that is not a list going on after a blank line ("End-stage renal disease\n\n
-# a. numerous urinary tract infections\n\nb. haemodialysis (1983-1988)")
-_PARAGRAPH_BREAK = re.compile(r"\S[^\n]*\n[ \t]*\n(?![ \t\n]*(?:[a-z]\.|\d{1,2}[.)]|[-*•▪])[ \t])")
 
 
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021

@@ -16,7 +16,7 @@ Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # What may stand between a lab's name and its value: white space and joining words, the
 # white space once between two of them ("(\s* word \s*)*" can split a run of spaces in
@@ -149,7 +149,7 @@ def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tup
         if value is None:
             return
         before = found[-1]
-        found[-1] = LabValue(before.lab, before.value, before.unit, before.start, before.end, superseded=True)
+        found[-1] = replace(before, superseded=True)
         found.append(LabValue(lab, value, before.unit, step.start("value"), step.end("value")))
         taken.append((step.start("value"), step.end("value")))
         end = step.end()
