@@ -1794,3 +1794,33 @@ def test_protocols_and_look_alike_abbreviations_are_not_mentions(extractor, text
 def test_a_lab_trend_ends_with_the_latest(extractor, text, values):
     found = [(m["value"], m["historical"]) for m in find(extractor.mentions(text, "PROGRESS NOTE"), "COAGULOPATHY")]
     assert found == values, text
+
+
+@pytest.mark.parametrize("text, needle, attrs", [
+    # a denial of change, not of the fracture: negated and new, as 'no new fracture at L1'
+    ("No further collapse of L1.", None, dict(negated=True, new=True, levels=["L1"])),
+    ("T12: no further height loss.", None, dict(negated=True, new=True, levels=["T12"])),
+    ("T12: stable, no further height loss.", None, dict(negated=True, acuity="chronic")),
+    ("No progression of the L1 fracture.", None, dict(negated=True, new=True)),
+    # an outright denial says nothing about change
+    ("T12: normal height and marrow signal, no fracture.", None, dict(negated=True, new=False)),
+    ("No compression fracture at T12 or L1.", None, dict(negated=True, new=False, levels=["T12", "L1"])),
+    # 'further' without 'no' is not a denial; it neither negates nor (yet) ages
+    ("Further collapse of L1 since the prior study.", None, dict(negated=False)),
+    # a densitometry site left out because of the fracture
+    ("DXA: L-spine not reportable (L1 deformity, T12 cement).", "deformity",
+     dict(negated=False, levels=["L1"])),
+    ("L1-L4 not assessable: L3 fracture.", None, dict(negated=False, levels=["L3"])),
+    ("Spine not reportable due to L1 and L2 fractures.", None, dict(negated=False)),
+    # guard: not assessable *for* a fracture is no finding
+    ("L1 not evaluable for fracture due to motion.", None, dict(negated=True)),
+])
+def test_denials_of_change_and_sites_left_out(extractor, text, needle, attrs):
+    assert_attrs(one(extractor, text, "FRACTURE", "MRI LUMBAR SPINE", needle), attrs, text)
+
+
+def test_other_than_ends_a_negation(extractor):
+    text = "No fracture other than the known L1 fracture."
+    first, known = find(extractor.mentions(text, "CT SPINE"), "FRACTURE")
+    assert first["negated"] and not known["negated"]
+    assert known["levels"] == ["L1"]
