@@ -588,6 +588,87 @@ def test_negated_oedema_alone_leaves_the_oedema_flag_false():
     assert not patient["oedema"]
 
 
+# A later dated note that denies a level outright retires it (SPEC §4: when notes
+# disagree about a level, the most recent dated note wins).
+def xr_t12(**attrs) -> dict:
+    """"T12 compression fracture" on a radiograph of 2025-03-01."""
+    return mention("FRACTURE", **{"levels": "T12", "note_id": "xr", "note_date": "2025-03-01",
+                                  "modality": "XR", **attrs})
+
+
+def t12_denied(**attrs) -> dict:
+    """"T12: no fracture" in a note of 2025-03-20 (an MRI unless said otherwise)."""
+    return mention("FRACTURE", **{"levels": "T12", "negated": True, "note_id": "mri",
+                                  "note_date": "2025-03-20", "modality": "MRI", **attrs})
+
+
+RETIRE_CASES = [
+    ("a later MRI denies the radiograph's level", [xr_t12(), t12_denied()],
+     "", Tier.NO_FRACTURE),
+    ("the later MRI denies one level and finds another",
+     [xr_t12(), t12_denied(), *acute_mri("L1", note_id="mri", note_date="2025-03-20")],
+     "L1", Tier.CANDIDATE),
+    ("a list of denied levels", [xr_t12(), t12_denied(levels="T11;T12")],
+     "", Tier.NO_FRACTURE),
+    ("the denial is earlier than the fracture",
+     [t12_denied(note_date="2025-02-01"), xr_t12()], "T12", Tier.NEEDS_IMAGING),
+    ("the same note denies and affirms the level",
+     [xr_t12(), t12_denied(), fracture("T12", "acute", note_id="mri", note_date="2025-03-20")],
+     "T12", Tier.CANDIDATE),
+    ("an undated denial is the oldest", [xr_t12(), t12_denied(note_date=None)],
+     "T12", Tier.NEEDS_IMAGING),
+    ("an undated fracture is older than a dated denial",
+     [xr_t12(note_date=None), t12_denied()], "", Tier.NO_FRACTURE),
+    ("'no new fracture at T12'", [xr_t12(), t12_denied(new=True)], "T12", Tier.NEEDS_IMAGING),
+    ("'no further collapse of T12'", [xr_t12(acuity="chronic"), t12_denied(new=True)],
+     "T12", Tier.NOT_INDICATED),
+    ("'no acute fracture at T12'", [xr_t12(acuity="chronic"), t12_denied(acuity="acute")],
+     "T12", Tier.NOT_INDICATED),
+    ("a possible denial", [xr_t12(), t12_denied(uncertain=True)], "T12", Tier.NEEDS_IMAGING),
+    ("a past denial ('the 2019 MRI showed no T12 fracture')",
+     [xr_t12(), t12_denied(historical=True)], "T12", Tier.NEEDS_IMAGING),
+    ("a relative's", [xr_t12(), t12_denied(family=True)], "T12", Tier.NEEDS_IMAGING),
+    ("a plan's ('if no fracture at T12')", [xr_t12(), t12_denied(hypothetical=True)],
+     "T12", Tier.NEEDS_IMAGING),
+    ("'no fracture' without a level", [xr_t12(), t12_denied(levels="")],
+     "T12", Tier.NEEDS_IMAGING),
+    ("a denial of another level", [xr_t12(), t12_denied(levels="L1")],
+     "T12", Tier.NEEDS_IMAGING),
+]
+RETIRE_COHORT = Cohort({case[0]: case[1] for case in RETIRE_CASES})
+
+
+@pytest.mark.parametrize("name, rows, levels, tier", RETIRE_CASES,
+                         ids=[case[0] for case in RETIRE_CASES])
+def test_a_later_denial_retires_a_level(name, rows, levels, tier):
+    patient = RETIRE_COHORT[name]
+    assert (patient["fracture_levels"], patient["tier"]) == (levels, tier)
+    assert patient["fracture"] == bool(levels)
+    assert ("T12 not a fracture level" in patient["reasons"]) == ("T12" not in levels)
+
+
+def test_a_retired_level_is_named_in_the_reasons():
+    patient = RETIRE_COHORT["the later MRI denies one level and finds another"]
+    assert patient["reasons"].startswith(
+        "L1 acute (acute, marrow oedema on MRI 2025-03-20); "
+        "T12 not a fracture level (no fracture on MRI 2025-03-20); no local contraindication at L1")
+
+
+def test_a_retired_level_no_longer_sets_the_index_date():
+    # T12 (indeterminate, 03-15) is denied on 04-01: the index date is L1's 03-01, and an
+    # INR of 04-03 is 33 days away from it, outside the window.
+    patient = one(fracture("L1", "acute", note_id="a", note_date="2025-03-01"),
+                  fracture("T12", "indeterminate", note_id="b", note_date="2025-03-15"),
+                  fracture("T12", negated=True, note_id="c", note_date="2025-04-01"),
+                  inr(2.4, note_id="d", note_date="2025-04-03"))
+    assert (patient["fracture_levels"], patient["index_date"]) == ("L1", "2025-03-01")
+    assert (patient["tier"], patient["coagulopathy"]) == (Tier.CANDIDATE, False)
+    kept = one(fracture("L1", "acute", note_id="a", note_date="2025-03-01"),
+               fracture("T12", "indeterminate", note_id="b", note_date="2025-03-15"),
+               inr(2.4, note_id="d", note_date="2025-04-03"))
+    assert (kept["index_date"], kept["tier"]) == ("2025-03-15", Tier.CONTRAINDICATED)
+
+
 @pytest.mark.parametrize("attribute", ["negated", "uncertain", "hypothetical", "family"])
 def test_non_affirmed_fractures_are_ignored(attribute):
     # "no acute fracture", "rule out fracture", "risk of fracture",

@@ -285,3 +285,25 @@ def test_a_frame_in_memory_gets_the_dates_the_readers_give(tmp_path):
     assert pd.to_datetime(in_memory["note_date"]).dt.strftime("%Y-%m-%d %H:%M").fillna("").tolist() == \
         pd.to_datetime(written["note_date"].replace("", None), format="ISO8601").dt.strftime(
             "%Y-%m-%d %H:%M").fillna("").tolist()
+
+
+def test_a_level_a_later_note_denies_does_not_centre_the_window():
+    """T12 (age indeterminate, 03-20) is denied by the CT of 04-05, so the index date is the
+    acute L1's 03-01 and the infection of 04-10 (40 days later) is outside the window: the
+    first pass chooses the deferred notes by the same index date screening ends with."""
+    import pipeline
+    rows = [
+        ("1", "A", "2025-03-01", "MRI LUMBAR SPINE", "Acute L1 compression fracture with marrow oedema."),
+        ("2", "A", "2025-03-20", "XR THORACOLUMBAR SPINE", "T12 compression fracture, age indeterminate."),
+        ("3", "A", "2025-04-05", "CT THORACOLUMBAR SPINE", "T12: normal height and alignment, no fracture."),
+        ("4", "A", "2025-04-10", "PROGRESS NOTE", "Urosepsis, on IV antibiotics."),
+    ]
+    notes = pd.DataFrame(rows, columns=["note_id", "person_id", "note_date", "note_title", "note_text"])
+    two, one = pipeline.screen(notes), pipeline.screen(notes, all_mentions=True)
+    pd.testing.assert_frame_equal(two.patients, one.patients)
+    patient = two.patients.set_index("person_id").loc["A"]
+    assert (patient["fracture_levels"], patient["index_date"]) == ("L1", "2025-03-01")
+    assert (patient["tier"], patient["infection"]) == ("candidate", False)
+    assert two.notes["status"].tolist() == ["processed", "processed", "processed", "no_trigger"]
+    kept = pipeline.screen(notes.iloc[[0, 1, 3]]).patients.set_index("person_id").loc["A"]
+    assert (kept["index_date"], kept["tier"], kept["infection"]) == ("2025-03-20", "contraindicated", True)

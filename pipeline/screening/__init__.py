@@ -43,9 +43,10 @@ from .contraindications import (LocalContraindication, coagulopathy, current_ant
                                 current_infections, describe_lab, in_window, latest_labs,
                                 local_contraindications, systemic_infection)
 from .evidence import evidence_text, join_reasons
-from .frame import as_text, format_date, join_by, level_rank, of_concept, prepare_mentions
+from .frame import (as_text, format_date, join_by, level_rank, of_concept, prepare_denials,
+                    prepare_mentions)
 from .levels import (KEYS, LevelStatus, decide_level_status, fracture_rows, index_dates,
-                     level_evidence, level_reason)
+                     level_evidence, level_reason, retire_denied, retired_reason)
 from .score import score_patients
 from .tiers import REPORT_ORDER, Tier, assign_tiers
 
@@ -80,7 +81,8 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     prepared = prepare_mentions(mentions, notes)
 
     # 1. Levels and index date.
-    fractures, levels, index = _levels_and_index(prepared)
+    fractures, levels, index, retired = _levels_and_index(prepared,
+                                                          prepare_denials(mentions, notes))
     fracture_people = pd.Index(levels["person_id"].unique())
     window = in_window(prepared, index, config.window_days, fracture_people)
 
@@ -158,7 +160,7 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
         latest["lab"], latest["value"], latest["corrected"])])
     patients["latest_inr"] = _lab_value(latest, "INR", people)
     patients["latest_platelets"] = _lab_value(latest, "platelets", people)
-    patients["reasons"] = _reasons(prepared, levels, patients, systemic_infections,
+    patients["reasons"] = _reasons(prepared, levels, retired, patients, systemic_infections,
                                    coagulopathic, lab_values, anticoagulants)
     picks = pd.concat([
         levels[["person_id", "rows"]].explode("rows").rename(columns={"rows": "row"}),
@@ -175,15 +177,18 @@ def screen_patients(mentions: pd.DataFrame, notes: pd.DataFrame | None,
     return patients[PATIENT_COLUMNS]
 
 
-def _levels_and_index(prepared: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Fracture rows, fracture levels with their status, and the index dates (levels.py).
+def _levels_and_index(prepared: pd.DataFrame, denials: pd.DataFrame
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.DataFrame]:
+    """Fracture rows, fracture levels with their status, the index dates and the
+    levels a later note denies (levels.py).
 
-    They are decided from FRACTURE and OEDEMA mentions alone.
+    They are decided from FRACTURE and OEDEMA mentions alone (``denials``:
+    the fracture mentions that deny a level, ``prepare_denials``).
     """
     fractures = fracture_rows(prepared)
-    evidence = level_evidence(prepared, fractures)
+    evidence, retired = retire_denied(level_evidence(prepared, fractures), denials)
     levels = decide_level_status(evidence)
-    return fractures, levels, index_dates(evidence, levels)
+    return fractures, levels, index_dates(evidence, levels), retired
 
 
 def fracture_index_dates(mentions: pd.DataFrame) -> pd.Series:
@@ -193,7 +198,7 @@ def fracture_index_dates(mentions: pd.DataFrame) -> pd.Series:
     and OEDEMA mentions decide it, so the mentions of the first pass of
     ``screen`` are enough (see :func:`pipeline.run.second_pass`).
     """
-    _, levels, index = _levels_and_index(prepare_mentions(mentions))
+    _, levels, index, _ = _levels_and_index(prepare_mentions(mentions), prepare_denials(mentions))
     return index.reindex(pd.Index(levels["person_id"].unique())).astype("datetime64[ns]")
 
 
@@ -294,17 +299,20 @@ def _lab_value(latest: pd.DataFrame, lab: str, people: pd.Index) -> np.ndarray:
     return values.reindex(people).astype(float).to_numpy()
 
 
-def _reasons(prepared: pd.DataFrame, levels: pd.DataFrame, patients: pd.DataFrame,
+def _reasons(prepared: pd.DataFrame, levels: pd.DataFrame, retired: pd.DataFrame,
+             patients: pd.DataFrame,
              systemic_infections: pd.DataFrame, coagulopathic: pd.DataFrame,
              lab_values: pd.DataFrame, anticoagulants: pd.DataFrame) -> pd.Series:
     """person_id -> short text, e.g.
 
-    ``L2 acute (marrow oedema on MRI 2025-05-12); no local contraindication at L2;
-    no systemic contraindication; INR 1.0``
+    ``L2 acute (marrow oedema on MRI 2025-05-12); T12 not a fracture level (no
+    fracture on CT 2025-05-20); no local contraindication at L2; no systemic
+    contraindication; INR 1.0``
     """
     people = patients.index
     with_local = np.where(levels["local"], " with " + levels["local_kinds"], "")
     level_text = join_by(levels["person_id"], level_reason(levels) + with_local, "; ")
+    retired_text = join_by(retired["person_id"], retired_reason(retired), "; ")
 
     free = levels[levels["acute_free"] | levels["indeterminate_free"]]
     local_text = "no local contraindication at " + join_by(free["person_id"], free["level"], ", ")
@@ -332,6 +340,6 @@ def _reasons(prepared: pd.DataFrame, levels: pd.DataFrame, patients: pd.DataFram
         anticoagulants["lexical_variant"].str.lower()
         + np.where(status != "", " (" + status + ")", ""),
         "anticoagulant: ")
-    return join_reasons([no_fracture, level_text, local_text, infection_text, coagulopathy_text,
-                         systemic_clear, lab_text, anticoagulant_text], people)
+    return join_reasons([no_fracture, level_text, retired_text, local_text, infection_text,
+                         coagulopathy_text, systemic_clear, lab_text, anticoagulant_text], people)
 

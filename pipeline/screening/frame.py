@@ -159,11 +159,34 @@ def prepare_mentions(mentions: pd.DataFrame | None,
     """
     if mentions is None or len(mentions) == 0:
         return _empty()
-    keep = (affirmed_mask(mentions) & _text(mentions, "concept").isin(SCREENED_CONCEPTS)).to_numpy()
-    source = mentions.loc[keep]
+    keep = affirmed_mask(mentions) & _text(mentions, "concept").isin(SCREENED_CONCEPTS)
+    return _prepared(mentions.loc[keep.to_numpy()], notes)
+
+
+def prepare_denials(mentions: pd.DataFrame | None,
+                    notes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fracture mentions that deny a fracture at a named level and say nothing more.
+
+    "T12: no fracture", "no compression fracture at T12 or L1": negated, not
+    uncertain, hypothetical, about a relative or historical, naming their
+    levels, and not qualified by age or change: "no acute fracture at L1"
+    (only its age is denied), "no new fracture at L1" and "no further
+    collapse of L1" (the old one stands) are not denials of the level.
+    ``levels.retire_denied`` reads them; prepared as ``prepare_mentions``.
+    """
+    if mentions is None or len(mentions) == 0:
+        return _empty()
+    keep = ((_text(mentions, "concept") == "FRACTURE") & flag_column(mentions, "negated")
+            & ~(flag_column(mentions, "uncertain") | flag_column(mentions, "hypothetical")
+                | flag_column(mentions, "family") | flag_column(mentions, "historical")
+                | flag_column(mentions, "new"))
+            & (_text(mentions, "acuity") == "") & (_levels_text(mentions) != ""))
+    return _prepared(mentions.loc[keep.to_numpy()], notes)
+
+
+def _prepared(source: pd.DataFrame, notes: pd.DataFrame | None) -> pd.DataFrame:
     if source.empty:
         return _empty()
-
     prepared = pd.DataFrame(index=pd.RangeIndex(len(source)))
     for column in _TEXT_COLUMNS:
         prepared[column] = _text(source, column).to_numpy()

@@ -6,8 +6,9 @@ The decisions, in the order they run:
 2. ``fracture_evidence_rank`` — what one fracture mention says about its level.
 3. ``level_evidence`` — fracture mentions plus linked marrow oedema, one row
    per (patient, level, mention).
-4. ``decide_level_status`` — one status per (patient, level) from its evidence.
-5. ``index_dates`` — the date the contraindication window is centred on.
+4. ``retire_denied`` — levels a later note denies outright.
+5. ``decide_level_status`` — one status per (patient, level) from its evidence.
+6. ``index_dates`` — the date the contraindication window is centred on.
 
 Every function works on whole frames (pandas vectorised, no per-row Python).
 """
@@ -22,7 +23,8 @@ import pandas as pd
 from .frame import UNSPECIFIED, collect_by, format_date, join_by, of_concept
 
 __all__ = ["LevelStatus", "Evidence", "fracture_rows", "link_levelless",
-           "fracture_evidence_rank", "level_evidence", "decide_level_status", "index_dates"]
+           "fracture_evidence_rank", "level_evidence", "retire_denied", "decide_level_status",
+           "index_dates", "level_reason", "retired_reason"]
 
 KEYS = ["person_id", "level"]
 
@@ -191,6 +193,47 @@ def level_evidence(prepared: pd.DataFrame, fractures: pd.DataFrame) -> pd.DataFr
     return evidence
 
 
+def retire_denied(evidence: pd.DataFrame, denials: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop the levels that a later dated note denies outright (SPEC §4: when
+    notes disagree about a level, the most recent dated note wins).
+
+    "2025-03-02 XR: T12 compression fracture" then "2025-03-20 MRI: T12: no
+    fracture" -> T12 is not a fracture level. A level is retired only when
+    the denial's note is dated after every note with evidence at that level
+    (undated notes are the oldest, so an undated denial retires nothing), so
+    a note that denies and affirms the same level ("no fracture at T12 ...
+    T12 compression fracture") keeps it. Denials are ``prepare_denials``:
+    "no new fracture at T12" or "no acute fracture at T12" retire nothing.
+
+    Returns the evidence left and the retired levels (person_id, level and
+    the latest denying note's note_date and modality, for the reasons).
+    """
+    retired = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in [
+        ("person_id", object), ("level", object), ("note_date", "datetime64[ns]"),
+        ("modality", object)]})
+    if evidence.empty or denials.empty:
+        return evidence, retired
+    denied = _explode(denials)
+    latest_denial = _latest_date(denied)
+    latest_evidence = _latest_date(evidence)
+    later = latest_denial.reindex(latest_evidence.index, fill_value=np.iinfo("int64").min)
+    keys = latest_evidence.index[later.to_numpy() > latest_evidence.to_numpy()]
+    if keys.empty:
+        return evidence, retired
+    denying = denied.sort_values(["note_date", "seq"], kind="stable").drop_duplicates(KEYS, keep="last")
+    denying = denying[pd.MultiIndex.from_frame(denying[KEYS]).isin(keys)]
+    is_retired = pd.MultiIndex.from_frame(evidence[KEYS]).isin(keys)
+    return (evidence[~is_retired].reset_index(drop=True),
+            denying[retired.columns].reset_index(drop=True))
+
+
+def _latest_date(frame: pd.DataFrame) -> pd.Series:
+    """(person_id, level) -> the latest note date as int64 (undated: the smallest)."""
+    dates = frame["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    return pd.Series(dates, index=pd.MultiIndex.from_frame(frame[KEYS])).groupby(level=[0, 1]).max()
+
+
 def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
     """One status per (patient, level); the deciding note and why.
 
@@ -290,10 +333,19 @@ def index_dates(evidence: pd.DataFrame, levels: pd.DataFrame) -> pd.Series:
 
 def level_reason(levels: pd.DataFrame) -> pd.Series:
     """Short text per level: "L2 acute (marrow oedema on MRI 2025-05-12)"."""
-    date = format_date(levels["note_date"])
-    modality = levels["modality"].astype(str)
+    level = levels["level"].replace(UNSPECIFIED, "unspecified level")
+    return level + " " + levels["status"] + " (" + levels["cues"] + _where(levels) + ")"
+
+
+def retired_reason(retired: pd.DataFrame) -> pd.Series:
+    """Short text per retired level: "T12 not a fracture level (no fracture on CT 2025-04-05)"."""
+    return retired["level"] + " not a fracture level (no fracture" + _where(retired) + ")"
+
+
+def _where(frame: pd.DataFrame) -> pd.Series:
+    """" on MRI 2025-05-12", ", 2025-05-12", " on MRI, undated" or ", undated"."""
+    date = format_date(frame["note_date"])
+    modality = frame["modality"].astype(str)
     where = np.where(modality != "", " on " + modality + np.where(date != "", " " + date, ""),
                      np.where(date != "", ", " + date, ""))
-    undated = np.where(date == "", ", undated", "")
-    level = levels["level"].replace(UNSPECIFIED, "unspecified level")
-    return level + " " + levels["status"] + " (" + levels["cues"] + where + undated + ")"
+    return np.char.add(where.astype(str), np.where(date == "", ", undated", ""))
