@@ -1824,3 +1824,113 @@ def test_other_than_ends_a_negation(extractor):
     first, known = find(extractor.mentions(text, "CT SPINE"), "FRACTURE")
     assert first["negated"] and not known["negated"]
     assert known["levels"] == ["L1"]
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # fears and possibilities in a patient's words
+    ("I'm scared I've got cancer in my bones too.", "MALIGNANCY", None, dict(uncertain=True)),
+    ("I'm afraid it's another compression fracture.", "FRACTURE", None, dict(uncertain=True)),
+    ("They can check it for blood and infection.", "INFECTION", None, dict(uncertain=True)),
+    ("New back pain in myeloma needs checking, because it can be a sign of a compression fracture.",
+     "FRACTURE", None, dict(uncertain=True)),
+    ("The ME considered 'pneumonia' and did not include it.", "INFECTION", None, dict(uncertain=True)),
+    ("Surgery considered for the epidural abscess.", "EPIDURAL_DISEASE", None, dict(uncertain=False)),
+    # denials
+    ("Nothing on the x-ray suggests cancer, but to be thorough I have requested blood tests.",
+     "MALIGNANCY", None, dict(negated=True)),
+    ("The repeat count of 156 in citrate excluded thrombocytopenia.", "COAGULOPATHY", None, dict(negated=True)),
+    ("Myeloma must be excluded before these are treated as osteoporosis.", "MALIGNANCY", None,
+     dict(negated=True)),
+    ("Apixaban held (an apparently low platelet count later shown to be artefactual).", "COAGULOPATHY",
+     None, dict(negated=True)),
+    # guards: excluded from something, because of it
+    ("She was excluded from the trial because of thrombocytopenia.", "COAGULOPATHY", None,
+     dict(negated=False)),
+    # what may happen, not what is
+    ("We discussed the risks, which include infection (less than 1 in 1,000).", "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Chemotherapy lowers your resistance to infection.", "INFECTION", None, dict(hypothetical=True)),
+    # infections in the plural, 'recurrent': a tendency over the years
+    ("5. Recurrent urinary tract infections", "INFECTION", None, dict(historical=True)),
+    ("Recurrent UTIs, now on IV ceftriaxone for urosepsis.", "INFECTION", "urosepsis", dict(historical=False)),
+    ("Recurrent discitis at L4-5 with a new abscess.", "INFECTION", "discitis", dict(historical=False)),
+])
+def test_wave_24_fears_denials_and_risks(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC LETTER", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, absent", [
+    ("Minimally displaced fractures of the left L1, L2 and L3 transverse processes.", "FRACTURE"),
+    ("MRI total spine (STAT, cord compression protocol).", "EPIDURAL_DISEASE"),
+    ("T11: myelomatous involvement and superimposed acute fracture edema.", "FRACTURE"),
+])
+def test_processes_protocols_and_fracture_oedema_are_not_these_findings(extractor, text, absent):
+    assert not find(extractor.mentions(text, "CT LUMBAR SPINE"), absent), text
+
+
+def test_fracture_oedema_is_oedema_at_its_level(extractor):
+    text = "T11: myelomatous involvement and superimposed acute fracture edema."
+    assert_attrs(one(extractor, text, "OEDEMA", "MRI THORACIC SPINE"), dict(levels=["T11"], negated=False), text)
+
+
+def test_a_list_after_another_sentence_does_not_give_its_levels(extractor):
+    # "- T6:" heads the next item, not a list of the fractures of the item before
+    text = ("- T11: New fracture with height loss. Diffuse STIR hyperintensity of the\n"
+            "  body with enhancement, consistent with myeloma and superimposed\n"
+            "  acute fracture change. No retropulsion.\n- T6: 9 mm lytic lesion.")
+    mentions = extractor.mentions(text, "MRI THORACIC SPINE")
+    assert all(m["levels"] == ["T11"] for m in mentions if m["concept"] in ("FRACTURE", "RETROPULSION")), text
+    listed = "There are two acute compression fractures.\n- T12: 20% height loss\n- L1: 30% height loss"
+    assert one(extractor, listed, "FRACTURE", "MRI", "compression fractures")["levels"] == ["T12", "L1"]
+
+
+DDX_NOTE = ("A/P:\n# Low back pain 2/2 L1 compression fracture\n"
+            "- DDx for etiology of the L1 deformity (for completeness):\n"
+            "  1) osteoporotic - most likely, as above\n"
+            "  2) infectious - vertebral osteomyelitis/discitis; very unlikely, afebrile,\n"
+            "     WBC normal.\n"
+            "# Recent CAP - completed antibiotics 2/13\n"
+            "- Plan: MRI to assess for an L2 fracture.")
+
+
+def test_a_differential_heading_covers_its_list(extractor):
+    mentions = extractor.mentions(DDX_NOTE, "PROGRESS NOTE")
+    assert_attrs(one(extractor, DDX_NOTE, "INFECTION", "PROGRESS NOTE", "discitis"),
+                 dict(uncertain=True, section="assessment_plan"), DDX_NOTE)
+    # the list ends with the next problem, which is back in the assessment and plan
+    cap = find(mentions, "INFECTION", "CAP")[0]
+    assert (cap["uncertain"], cap["section"]) == (False, "assessment_plan")
+    inline = ("- DDx for the current pain: (a) acute L2 fracture vs (b) chronic deformity;\n"
+              "  (c) vertebral osteomyelitis - afebrile, low suspicion\n- Continue apixaban.")
+    assert one(extractor, inline, "INFECTION", "PROGRESS NOTE", "osteomyelitis")["uncertain"]
+    assert not one(extractor, inline, "ANTICOAGULANT", "PROGRESS NOTE")["uncertain"]
+
+
+def test_after_a_differential_line_the_plan_goes_on(extractor):
+    text = "Plan:\nDDx: discitis vs mets.\nMRI to assess for L1 fracture."
+    assert_attrs(one(extractor, text, "FRACTURE", "PROGRESS NOTE"), dict(hypothetical=True, uncertain=False), text)
+
+
+def test_an_order_quoted_as_the_clinical_history_is_the_indication(extractor):
+    text = ("MRI LUMBAR SPINE\nClinical history (from order): \"L2 burst fx, eval PLC\"\n"
+            "FINDINGS: L2 normal; there is no L2 fracture. L3: acute burst fracture.")
+    assert one(extractor, text, "FRACTURE", "MRI LUMBAR SPINE", "burst fx")["section"] == "indication"
+
+
+@pytest.mark.parametrize("text, historical", [
+    # today's value, then one quoted from an earlier day: the quoted one is not the latest
+    ("Bloods today 07:10: Hb 121  Plt 238  INR 1.2  APTT 29 s\n    (INR 2.4 in clinic 22/05 - now within"
+     " the limit)", {"INR 1.2": False, "INR 2.4": True}),
+    ("INR 1.2 (today), INR 2.4 on 22/05.", {"INR 1.2": False, "INR 2.4": True}),
+    # a dated value after one of unknown day, or alone, is kept
+    ("LABS: INR 2.8 on arrival -> vitamin K 5 mg IV; INR 1.3 on 31/05.", {"INR 2.8": False, "INR 1.3": False}),
+    ("For AF -- INR 2.6 at anticoag clinic 28/05.", {"INR 2.6": False}),
+    # a day that may be the note's own (2 June, or 6 February) is not before it
+    ("INR 1.2 today; INR 2.4 (6/2).", {"INR 1.2": False, "INR 2.4": False}),
+])
+def test_a_value_quoted_from_an_earlier_day_after_todays(extractor, text, historical):
+    import datetime
+    found = {m["lexical_variant"]: m["historical"] for m in
+             extractor.mentions(text, "PRE-PROCEDURE CHECKLIST", datetime.date(2025, 6, 2))
+             if m["concept"] == "COAGULOPATHY" and m["lab"] == "INR"}
+    assert found == historical, text

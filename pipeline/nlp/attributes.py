@@ -64,11 +64,12 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
                       r"undetermined|unclear|age|chronicity|acuity)\b)", re.IGNORECASE)
 # A fracture of a vertebra's posterior elements or processes is not a vertebral body
 # fracture, the kind vertebral augmentation treats: "transverse process fractures of
-# L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4".
+# L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4", "fractures
+# of the left L1, L2 and L3 transverse processes".
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
-    rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?)\s+){{0,4}}"
+    rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?),?\s+){{0,6}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)",
 # "# Lumbar fx (L2-L3 TP)"
@@ -116,6 +117,13 @@ def _extension_values(span: Span, names) -> list:
         else:
             values.append(getattr(underscore, name))
     return values
+
+
+def _section_before(sections, section):
+    """The section that ends where ``section`` begins (its heading's), or None."""
+    previous = [other for other in sections if other.body_end <= section.title_start + 1
+                and other is not section]
+    return max(previous, key=lambda other: other.title_start) if previous else None
 
 
 def _section_at(sections, token_index: int):
@@ -184,12 +192,36 @@ _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 
 
 def _past_heading_line(section, span: Span, text: str) -> bool:
-    """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading."""
+    """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading,
+    and beyond the list a heading ending in a colon introduces ("- DDx for the L1 deformity:\n
+      1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are list items,
+    or indented deeper than the heading's own line, until the first that is neither."""
     doc = span.doc
     # an indented heading's title begins with the white space that holds its line break
     heading = next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
-    return "\n" in text[heading:span.start_char] or \
-        _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
+    line_end = text.find("\n", heading, span.start_char)
+    if line_end < 0:
+        return _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
+    line_start = text.rfind("\n", 0, heading) + 1
+    title_end = doc[section.title_end - 1].idx + len(doc[section.title_end - 1]) if section.title_end > 0 else heading
+    if not (text[heading:title_end].rstrip().endswith(":") or text[heading:line_end].rstrip().endswith(":")):
+        return True
+    indent = len(text[line_start:heading]) + len(_BULLET.match(text, heading).group())
+    bulleted = _BULLET.match(text, heading).group() != ""
+    while line_end < span.start_char:
+        start = line_end + 1
+        line_end = text.find("\n", start)
+        line_end = len(text) if line_end < 0 else line_end
+        line = text[start:line_end]
+        depth = len(line) - len(line.lstrip(" \t"))
+        if not line.strip() or not (depth >= indent > 0 or (
+                not bulleted and re.match(rf"[ \t]*(?:{LIST_ITEM}|\(?[a-z][.)]\s)", line))):
+            return True
+    return False
+
+
+# A bullet before a heading ("- DDx for the L1 deformity:")
+_BULLET = re.compile(r"(?:[-*][ \t]+)?")
 
 
 # A full stop that ends a sentence: "D/D: brucellar spondylitis. No features to suggest metastasis."
@@ -322,6 +354,69 @@ def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
     not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
             and not _goes_on(span, sentence, text))
+
+
+# A day written right after a lab value, where it was measured: "(INR 2.4 in clinic 22/05 - now
+# within the limit)", "Plt 88 (on 14/03)", "INR 3.0 at the anticoag clinic 30/06/2025"
+_LAB_DATE_AFTER = re.compile(
+    r"[ \t]*[(,]?[ \t]*(?:(?:in|at|from|on|dated|taken|drawn|checked|done)[ \t]+)?"
+    r"(?:(?:the[ \t]+)?(?:anticoag(?:ulation)?[ \t]+clinic|clinic|ED|A&E|GP|ward|admission|pre-?op|"
+    r"pre-?assessment|lab)[ \t]+)?(?:on[ \t]+)?"
+    r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
+
+
+def _lab_dated_before(end: int, sentence: Span, text: str, noted: _dt.date | None) -> bool:
+    """Whether a day written right after a lab value (:data:`_LAB_DATE_AFTER`) is before the
+    note's date, whichever way it is read (day/month or month/day; a day without its year
+    in the year up to the note's): a value measured earlier and quoted, not today's."""
+    found = _LAB_DATE_AFTER.match(text, end, min(sentence.end_char, end + 45))
+    if found is None or noted is None:
+        return False
+    first, second = int(found["first"]), int(found["second"])
+    readings = []
+    for day, month in ((first, second), (second, first)):
+        year = found["year"]
+        try:
+            if year:
+                readings.append(_dt.date(int(year) + (2000 if len(year) == 2 else 0), month, day))
+            else:
+                reading = _dt.date(noted.year, month, day)
+                readings.append(reading if reading <= noted else reading.replace(year=noted.year - 1))
+        except ValueError:
+            continue
+    return bool(readings) and all(reading < noted for reading in readings)
+
+
+#: A lab mention's private key, until :func:`quoted_earlier_values` reads it: a day written
+#: after the value is before the note's.
+_DATED_BEFORE = "_dated_before"
+
+
+def quoted_earlier_values(mentions: list[dict], text: str) -> None:
+    """A lab value dated before the note and written after today's value of the same lab is
+    history (in place): "Bloods today: INR 1.2 (INR 2.4 in clinic 22/05)" -> 1.2 is the latest.
+    Not after a value of unknown day ("INR 2.8 on arrival -> vitamin K; INR 1.3 on 10/31":
+    1.3 is the latest), and alone in its note it is the latest value there is ("INR 2.6 at
+    anticoag clinic 28/02")."""
+    today: set[str] = set()
+    for mention in mentions:  # in text order
+        if not mention["lab"]:
+            continue
+        if mention.pop(_DATED_BEFORE):
+            mention["historical"] = mention["historical"] or mention["lab"] in today
+        elif not mention["historical"] and _of_today(mention, text):
+            today.add(mention["lab"])
+
+
+# Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
+_TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
+
+
+def _of_today(mention: dict, text: str) -> bool:
+    """Whether a lab value's line says, before it or right after it, that it is today's."""
+    line_start = text.rfind("\n", 0, mention["start"]) + 1
+    return _TODAY.search(text, line_start, mention["start"]) is not None or \
+        _TODAY.match(text[mention["end"]:mention["end"] + 16].lstrip(" \t(,")) is not None
 
 
 def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:
@@ -544,6 +639,8 @@ def _listed_levels(mention: dict, text: str) -> list[str]:
     if not affirmed(mention) or not text[mention["end"]:end].rstrip().endswith((".", ":")):
         return []
     line = text.find("\n", end - 1)
+    if line < 0 or text[end:line].strip():
+        return []  # the list follows another sentence: "... fracture oedema. No retropulsion.\n- T6: ..."
     levels: list[str] = []
     while line >= 0 and len(levels) < 12:
         item = _LEVEL_ITEM.match(text, line + 1)
@@ -775,6 +872,7 @@ class MentionAttributes:
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
+        quoted_earlier_values(mentions, text)
         doc._.vertebro_mentions = mentions
         return doc
 
@@ -796,9 +894,15 @@ class MentionAttributes:
         found = _section_at(sections, span.start)
         section = found.category if found is not None and found.category else "other"
         implied = self.section_implies.get(section, {})
-        if (implied.get("paragraph") and _past_first_paragraph(found, span, text)) or (
-                implied.get("line") and _past_heading_line(found, span, text)):
+        if implied.get("paragraph") and _past_first_paragraph(found, span, text):
             section, implied = "other", {}
+        elif implied.get("line") and _past_heading_line(found, span, text):
+            # back in the section the heading was written in ("A/P: ... - DDx: ...\n# HLD")
+            before = _section_before(sections, found)
+            section = before.category if before is not None and before.category else "other"
+            implied = {} if section == "other" else self.section_implies.get(section, {})
+            if implied.get("line") or implied.get("paragraph"):
+                section, implied = "other", {}
         if implied.get("imaging_only") and not span.doc._.imaging_report:
             implied = {"section": implied["section"]} if "section" in implied else {}
         applies = implied.get("concepts")
@@ -887,5 +991,7 @@ class MentionAttributes:
             return [base]
         # a measured value is not denied by a cue about a diagnosis beside it: "Plt 171 -
         # thrombocytopenia excluded (EDTA clumping)"
+        noted = note_date(span.doc)
         return [{**base, "negated": False, "historical": base["historical"] or lab.superseded, "lab": lab.lab,
-                 "value": lab.value, "unit": lab.unit} for lab in rule_labs]
+                 "value": lab.value, "unit": lab.unit, _DATED_BEFORE: _lab_dated_before(lab.end, sentence, text, noted)}
+                for lab in rule_labs]
