@@ -1830,6 +1830,8 @@ def test_other_than_ends_a_negation(extractor):
     # fears and possibilities in a patient's words
     ("I'm scared I've got cancer in my bones too.", "MALIGNANCY", None, dict(uncertain=True)),
     ("I'm afraid it's another compression fracture.", "FRACTURE", None, dict(uncertain=True)),
+    ("Wife worried this is the infection back.", "INFECTION", None, dict(uncertain=True)),
+    ("1. I think it is reasonable to continue heparin.", "ANTICOAGULANT", None, dict(uncertain=False)),
     ("They can check it for blood and infection.", "INFECTION", None, dict(uncertain=True)),
     ("New back pain in myeloma needs checking, because it can be a sign of a compression fracture.",
      "FRACTURE", None, dict(uncertain=True)),
