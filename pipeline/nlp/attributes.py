@@ -120,9 +120,8 @@ def _extension_values(span: Span, names) -> list:
 
 
 def _section_before(sections, section):
-    """The section that ends where ``section`` begins (its heading's), or None."""
-    previous = [other for other in sections if other.body_end <= section.title_start + 1
-                and other is not section]
+    """The section whose heading comes last before ``section``'s, or None."""
+    previous = [other for other in sections if other.title_start < section.title_start]
     return max(previous, key=lambda other: other.title_start) if previous else None
 
 
@@ -206,8 +205,8 @@ def _past_heading_line(section, span: Span, text: str) -> bool:
     title_end = doc[section.title_end - 1].idx + len(doc[section.title_end - 1]) if section.title_end > 0 else heading
     if not (text[heading:title_end].rstrip().endswith(":") or text[heading:line_end].rstrip().endswith(":")):
         return True
-    indent = len(text[line_start:heading]) + len(_BULLET.match(text, heading).group())
-    bulleted = _BULLET.match(text, heading).group() != ""
+    bullet = _BULLET.match(text, heading).group()
+    indent = len(text[line_start:heading]) + len(bullet)
     while line_end < span.start_char:
         start = line_end + 1
         line_end = text.find("\n", start)
@@ -215,13 +214,15 @@ def _past_heading_line(section, span: Span, text: str) -> bool:
         line = text[start:line_end]
         depth = len(line) - len(line.lstrip(" \t"))
         if not line.strip() or not (depth >= indent > 0 or (
-                not bulleted and re.match(rf"[ \t]*(?:{LIST_ITEM}|\(?[a-z][.)]\s)", line))):
+                not bullet and _LIST_LINE.match(line))):
             return True
     return False
 
 
-# A bullet before a heading ("- DDx for the L1 deformity:")
+# A bullet before a heading ("- DDx for the L1 deformity:"), and a list item under one ("1) ...",
+# "- ...", "(a) ...", "a. ...")
 _BULLET = re.compile(r"(?:[-*][ \t]+)?")
+_LIST_LINE = re.compile(rf"[ \t]*(?:{LIST_ITEM}|\(?[a-z][.)]\s)")
 
 
 # A full stop that ends a sentence: "D/D: brucellar spondylitis. No features to suggest metastasis."
