@@ -357,69 +357,6 @@ def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
             and not _goes_on(span, sentence, text))
 
 
-# A day written right after a lab value, where it was measured: "(INR 2.4 in clinic 22/05 - now
-# within the limit)", "Plt 88 (on 14/03)", "INR 3.0 at the anticoag clinic 30/06/2025"
-_LAB_DATE_AFTER = re.compile(
-    r"[ \t]*[(,]?[ \t]*(?:(?:in|at|from|on|dated|taken|drawn|checked|done)[ \t]+)?"
-    r"(?:(?:the[ \t]+)?(?:anticoag(?:ulation)?[ \t]+clinic|clinic|ED|A&E|GP|ward|admission|pre-?op|"
-    r"pre-?assessment|lab)[ \t]+)?(?:on[ \t]+)?"
-    r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
-
-
-def _lab_dated_before(end: int, sentence: Span, text: str, noted: _dt.date | None) -> bool:
-    """Whether a day written right after a lab value (:data:`_LAB_DATE_AFTER`) is before the
-    note's date, whichever way it is read (day/month or month/day; a day without its year
-    in the year up to the note's): a value measured earlier and quoted, not today's."""
-    found = _LAB_DATE_AFTER.match(text, end, min(sentence.end_char, end + 45))
-    if found is None or noted is None:
-        return False
-    first, second = int(found["first"]), int(found["second"])
-    readings = []
-    for day, month in ((first, second), (second, first)):
-        year = found["year"]
-        try:
-            if year:
-                readings.append(_dt.date(int(year) + (2000 if len(year) == 2 else 0), month, day))
-            else:
-                reading = _dt.date(noted.year, month, day)
-                readings.append(reading if reading <= noted else reading.replace(year=noted.year - 1))
-        except ValueError:
-            continue
-    return bool(readings) and all(reading < noted for reading in readings)
-
-
-#: A lab mention's private key, until :func:`quoted_earlier_values` reads it: a day written
-#: after the value is before the note's.
-_DATED_BEFORE = "_dated_before"
-
-
-def quoted_earlier_values(mentions: list[dict], text: str) -> None:
-    """A lab value dated before the note and written after today's value of the same lab is
-    history (in place): "Bloods today: INR 1.2 (INR 2.4 in clinic 22/05)" -> 1.2 is the latest.
-    Not after a value of unknown day ("INR 2.8 on arrival -> vitamin K; INR 1.3 on 10/31":
-    1.3 is the latest), and alone in its note it is the latest value there is ("INR 2.6 at
-    anticoag clinic 28/02")."""
-    today: set[str] = set()
-    for mention in mentions:  # in text order
-        if not mention["lab"]:
-            continue
-        if mention.pop(_DATED_BEFORE):
-            mention["historical"] = mention["historical"] or mention["lab"] in today
-        elif not mention["historical"] and _of_today(mention, text):
-            today.add(mention["lab"])
-
-
-# Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
-_TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
-
-
-def _of_today(mention: dict, text: str) -> bool:
-    """Whether a lab value's line says, before it or right after it, that it is today's."""
-    line_start = text.rfind("\n", 0, mention["start"]) + 1
-    return _TODAY.search(text, line_start, mention["start"]) is not None or \
-        _TODAY.match(text[mention["end"]:mention["end"] + 16].lstrip(" \t(,")) is not None
-
-
 def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:
     """The date that starts ``span``'s line (:data:`_LINE_DATE`) when the line starts its sentence."""
     line = text.rfind("\n", 0, span.start_char) + 1
@@ -873,7 +810,6 @@ class MentionAttributes:
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
-        quoted_earlier_values(mentions, text)
         doc._.vertebro_mentions = mentions
         return doc
 
@@ -992,7 +928,5 @@ class MentionAttributes:
             return [base]
         # a measured value is not denied by a cue about a diagnosis beside it: "Plt 171 -
         # thrombocytopenia excluded (EDTA clumping)"
-        noted = note_date(span.doc)
         return [{**base, "negated": False, "historical": base["historical"] or lab.superseded, "lab": lab.lab,
-                 "value": lab.value, "unit": lab.unit, _DATED_BEFORE: _lab_dated_before(lab.end, sentence, text, noted)}
-                for lab in rule_labs]
+                 "value": lab.value, "unit": lab.unit} for lab in rule_labs]

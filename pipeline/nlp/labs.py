@@ -7,7 +7,9 @@ Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
 ``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
 tabular lab lines
 (``Platelets     42   L   150-400``), and trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
-three values, the last one the latest, the others ``superseded``).
+three values, the last one the latest, the others ``superseded``). Given the note's date, a
+value quoted from an earlier day after today's is ``superseded`` too (``Bloods today: INR 1.2
+(INR 2.4 in clinic 22/05)``).
 
 Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
 ``0.45 lakh/cumm`` are all 45).
@@ -15,6 +17,7 @@ Platelet counts are normalised to ×10⁹/L (``45,000``, ``45 K/uL`` and
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import dataclass, replace
 
@@ -73,7 +76,7 @@ class LabValue:
     unit: str
     start: int
     end: int
-    superseded: bool = False  # a trend's value with a later one after it
+    superseded: bool = False  # a later value of the lab is written after it (a trend, a quote)
 
 
 def _number(text: str) -> float:
@@ -103,8 +106,9 @@ def _reading(lab: str, raw: str, unit: str | None = None) -> float | None:
     return round(value, 3) if 0 < value < 3000 else None
 
 
-def find_lab_values(text: str) -> list[LabValue]:
-    """Every INR, PT and platelet value in ``text``, in order of position."""
+def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
+    """Every INR, PT and platelet value in ``text``, in order of position (``noted``: the
+    note's date, for :func:`_quoted_earlier`)."""
     found: list[LabValue] = []
     taken: list[tuple[int, int]] = []
 
@@ -138,7 +142,8 @@ def find_lab_values(text: str) -> list[LabValue]:
                 found.append(LabValue("platelets", value, "10^9/L", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
-    return sorted(found, key=lambda lab: (lab.start, lab.lab))
+    found.sort(key=lambda lab: (lab.start, lab.lab))
+    return _quoted_earlier(text, found, noted) if noted is not None else found
 
 
 def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tuple[int, int]],
@@ -153,3 +158,61 @@ def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tup
         found.append(LabValue(lab, value, before.unit, step.start("value"), step.end("value")))
         taken.append((step.start("value"), step.end("value")))
         end = step.end()
+
+
+# A day written right after a lab value, where it was measured: "(INR 2.4 in clinic 22/05 - now
+# within the limit)", "Plt 88 (on 14/03)", "INR 3.0 at the anticoag clinic 30/06/2025"
+_DATE_AFTER = re.compile(
+    r"[ \t]*[(,]?[ \t]*(?:(?:in|at|from|on|dated|taken|drawn|checked|done)[ \t]+)?"
+    r"(?:(?:the[ \t]+)?(?:anticoag(?:ulation)?[ \t]+clinic|clinic|ED|A&E|GP|ward|admission|pre-?op|"
+    r"pre-?assessment|lab)[ \t]+)?(?:on[ \t]+)?"
+    r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
+# Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
+_TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
+
+
+def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[LabValue]:
+    """``found`` with each value dated before ``noted`` and written after today's value of the
+    same lab superseded: "Bloods today: INR 1.2 (INR 2.4 in clinic 22/05)" -> 1.2 is the latest.
+    Not after a value of unknown day ("INR 2.8 on arrival -> vitamin K; INR 1.3 on 10/31":
+    1.3 is the latest), and alone in its note it is the latest value there is ("INR 2.6 at
+    anticoag clinic 28/02")."""
+    if len({lab.lab for lab in found}) == len(found):
+        return found  # no lab written twice
+    today: set[str] = set()
+    for index, lab in enumerate(found):
+        if lab.lab in today:
+            if _dated_before(text, lab.end, noted):
+                found[index] = replace(lab, superseded=True)
+        elif not lab.superseded and _of_today(text, lab) and not _dated_before(text, lab.end, noted):
+            today.add(lab.lab)
+    return found
+
+
+def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
+    """Whether a day written right after a value (:data:`_DATE_AFTER`) is before ``noted``,
+    whichever way it is read (day/month or month/day; a day without its year in the year up
+    to the note's)."""
+    line_end = text.find("\n", end)
+    found = _DATE_AFTER.match(text, end, min(len(text) if line_end < 0 else line_end, end + 45))
+    if found is None:
+        return False
+    first, second, year = int(found["first"]), int(found["second"]), found["year"]
+    readings = []
+    for day, month in ((first, second), (second, first)):
+        try:
+            if year:
+                readings.append(_dt.date(int(year) + (2000 if len(year) == 2 else 0), month, day))
+            else:
+                reading = _dt.date(noted.year, month, day)
+                readings.append(reading if reading <= noted else reading.replace(year=noted.year - 1))
+        except ValueError:
+            continue
+    return bool(readings) and all(reading < noted for reading in readings)
+
+
+def _of_today(text: str, lab: LabValue) -> bool:
+    """Whether a value's line says, before it or right after it, that it is today's."""
+    line_start = text.rfind("\n", 0, lab.start) + 1
+    return _TODAY.search(text, line_start, lab.start) is not None or \
+        _TODAY.match(text[lab.end:lab.end + 16].lstrip(" \t(,")) is not None

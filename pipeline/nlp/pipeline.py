@@ -31,7 +31,7 @@ from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix
 
 from . import attributes as _attributes  # noqa: F401  (registers vertebro_attributes)
 from . import sentences as _sentences  # noqa: F401  (registers vertebro_sentences)
-from .attributes import NOTE_DATE, reported_targets
+from .attributes import NOTE_DATE, note_date, reported_targets
 from .labs import find_lab_values
 from .levels import enclosing_brackets
 from .sentences import doc_text, sentence_of, sentence_token_starts
@@ -120,7 +120,7 @@ class LabFinder:
     """
 
     def __call__(self, doc: Doc) -> Doc:
-        labs = find_lab_values(doc_text(doc))
+        labs = find_lab_values(doc_text(doc), note_date(doc))
         if not labs:
             return doc
         by_span: dict[tuple[int, int], list] = {}

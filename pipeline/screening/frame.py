@@ -207,8 +207,8 @@ def _prepared(source: pd.DataFrame, notes: pd.DataFrame | None) -> pd.DataFrame:
     else:
         prepared["note_date"] = pd.Series(pd.NaT, index=prepared.index, dtype="datetime64[ns]")
 
-    # Time order: NaT is the smallest int64, so undated notes are the oldest.
-    date_key = prepared["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    # Time order: undated notes are the oldest.
+    date_key = date_keys(prepared["note_date"])
     note_order = pd.factorize(prepared["note_id"])[0]
     order = np.lexsort((prepared["start"].to_numpy(), note_order, date_key))
     seq = np.empty(len(prepared), dtype="int64")
@@ -218,6 +218,11 @@ def _prepared(source: pd.DataFrame, notes: pd.DataFrame | None) -> pd.DataFrame:
     # Categorical: the many "concept == X" selections then cost almost nothing.
     prepared["concept"] = pd.Categorical(prepared["concept"], categories=_CONCEPT_CATEGORIES)
     return prepared
+
+
+def date_keys(dates: pd.Series) -> np.ndarray:
+    """Note dates as int64 sort keys: NaT is the smallest int64, so undated notes are the oldest."""
+    return dates.to_numpy(dtype="datetime64[ns]").astype("int64")
 
 
 def patient_groups(person_ids: pd.Series, count: int) -> np.ndarray:

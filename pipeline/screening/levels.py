@@ -20,7 +20,7 @@ from enum import IntEnum, StrEnum
 import numpy as np
 import pandas as pd
 
-from .frame import UNSPECIFIED, collect_by, format_date, join_by, of_concept
+from .frame import UNSPECIFIED, collect_by, date_keys, format_date, join_by, of_concept
 
 __all__ = ["LevelStatus", "Evidence", "fracture_rows", "link_levelless",
            "fracture_evidence_rank", "level_evidence", "retire_denied", "decide_level_status",
@@ -230,8 +230,8 @@ def retire_denied(evidence: pd.DataFrame, denials: pd.DataFrame
 
 def _latest_date(frame: pd.DataFrame) -> pd.Series:
     """(person_id, level) -> the latest note date as int64 (undated: the smallest)."""
-    dates = frame["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
-    return pd.Series(dates, index=pd.MultiIndex.from_frame(frame[KEYS])).groupby(level=[0, 1]).max()
+    keys = pd.MultiIndex.from_frame(frame[KEYS])
+    return pd.Series(date_keys(frame["note_date"]), index=keys).groupby(level=[0, 1]).max()
 
 
 def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
@@ -273,7 +273,7 @@ def decide_level_status(evidence: pd.DataFrame) -> pd.DataFrame:
     # plain mention outranks a historical one.
     rank = evidence["rank"].to_numpy()
     strength = np.where(rank >= Evidence.INDETERMINATE, Evidence.ACUTE + 1, rank)
-    date_key = evidence["note_date"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    date_key = date_keys(evidence["note_date"])
     order = np.lexsort((evidence["seq"].to_numpy(), rank, date_key, strength, group))
     last = np.ones(len(order), dtype=bool)
     last[:-1] = group[order][1:] != group[order][:-1]
