@@ -1936,3 +1936,72 @@ def test_a_value_quoted_from_an_earlier_day_after_todays(extractor, text, histor
              extractor.mentions(text, "PRE-PROCEDURE CHECKLIST", datetime.date(2025, 6, 2))
              if m["concept"] == "COAGULOPATHY" and m["lab"] == "INR"}
     assert found == historical, text
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # other people's illnesses: friends, a wife's, a wrapped bracket
+    ("Patient mentions a friend from church had a spine fracture last year.", "FRACTURE", None,
+     dict(family=True)),
+    ("He was talking about his wife,\nwho is having chemotherapy for lymphoma.", "MALIGNANCY", None,
+     dict(family=True)),
+    ("Daughter worried mum is like her aunt (pt's\nsister) who had crush fractures in her spine.",
+     "FRACTURE", None, dict(family=True)),
+    # guards: a friend who speaks for or goes with the patient
+    ("Per girlfriend, pt was intoxicated and has back pain 8/10 after a fall.", "PAIN", None,
+     dict(family=False)),
+    ("Walks daily with a friend; back pain 6/10.", "PAIN", None, dict(family=False)),
+    ("Friend reports she has had fevers for three days.", "INFECTION", None, dict(family=False)),
+    ("d/w daughter (HCP) who would consider kyphoplasty only if pain not controllable.", "PRIOR_AUGMENTATION",
+     None, dict(family=False)),
+    # a fear of a return
+    ('Patient is worried that "the cancer\'s come back in my spine".', "MALIGNANCY", None,
+     dict(uncertain=True)),
+    ("She is afraid the infection has come back.", "INFECTION", None, dict(uncertain=True)),
+    # an episode one is well since, or that settled with its treatment
+    ("Chest fine since April chest infection. On apixaban.", "INFECTION", None, dict(historical=True)),
+    ("Fever since yesterday, now on IV antibiotics.", "INFECTION", "fever", dict(historical=False)),
+    ("Her urinary tract infection in early February settled with nitrofurantoin.", "INFECTION", None,
+     dict(corrected="resolved")),
+    ("T 38.1. Febrile on arrival, settled with paracetamol.", "INFECTION", None, dict(corrected="")),
+    # a kind of fracture explained, not this patient's
+    ("Explained that kyphoplasty is for fresh painful fractures, not old healed ones, and his L3 pain is "
+     "settling.", "FRACTURE", None, dict(hypothetical=True)),
+    ("MRI can tell, because a recent compression fracture shows swelling in the bone that an old one "
+     "does not.", "FRACTURE", None, dict(hypothetical=True)),
+    ("Acute L1 compression fracture, not an old one.", "FRACTURE", None, dict(hypothetical=False)),
+    # a catheter-associated urinary infection
+    ("A: E. coli CAUTI, improving on cephalexin.", "INFECTION", None, dict(negated=False, scope="systemic")),
+    # a cancer with its year is one treated; not one that spread, came back or is myeloma
+    ("PMH: breast cancer 2017 (WLE + RT), hypothyroidism.", "MALIGNANCY", None, dict(historical=True)),
+    ("Prostate cancer 2015 -- radical prostatectomy, PSA undetectable.", "MALIGNANCY", None,
+     dict(historical=True)),
+    ("Metastatic breast cancer (2022), on letrozole.", "MALIGNANCY", "cancer", dict(historical=False)),
+    ("Biochemical recurrence of prostate cancer after RALP (2021), PSA 9.6.", "MALIGNANCY", None,
+     dict(historical=False)),
+    ("IgG myeloma 2021, on lenalidomide.", "MALIGNANCY", None, dict(historical=False)),
+    ("Tumour: high-grade papillary urothelial carcinoma (WHO 2022), pT1.", "MALIGNANCY", None,
+     dict(historical=False)),
+])
+def test_wave_25_other_people_fears_and_episodes_over(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC LETTER", needle, date="2025-06-01"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept", [
+    # a service, a clinic or a board named after a cancer, and a risk score
+    ("BREAST CANCER SURVIVORSHIP CLINIC\nAnnual review.", "MALIGNANCY"),
+    ("Seen in the Myeloma Clinic today; discussed at tumour board.", "MALIGNANCY"),
+    ("Tumour markers normal.", "MALIGNANCY"),
+    ("FRAX (without BMD): 10-year major osteoporotic fracture probability 8.4%.", "FRACTURE"),
+    # wedging the next sentence explains as Scheuermann's
+    ("There is mild anterior wedging of T7, T8 and T9 with Schmorl's nodes at T8-T10. The appearances "
+     "are of old Scheuermann's disease.", "FRACTURE"),
+])
+def test_names_scores_and_explained_wedging_are_not_findings(extractor, text, concept):
+    assert not find(extractor.mentions(text, "DXA REPORT"), concept), text
+
+
+def test_wedging_the_next_sentence_calls_a_fracture_stays(extractor):
+    text = "There is mild anterior wedging of T12. The appearances are of an acute fracture."
+    assert one(extractor, text, "FRACTURE", "XR SPINE", "wedging")["levels"] == ["T12"]
+    listed = "2. Breast cancer survivorship - no evidence of recurrence."
+    assert find(extractor.mentions(listed, "CLINIC LETTER"), "MALIGNANCY"), listed

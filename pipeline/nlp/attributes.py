@@ -245,7 +245,7 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # 2022": the kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
     r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
-    r"scheduled|due|for|next)\b)"
+    r"scheduled|due|for|next|who)\b)"
     rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
@@ -258,8 +258,14 @@ _DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*"
 # date is known, as for a date before, and when the line starts the sentence (not a hard wrap's
 # "Not present on CT of\n03/11/2024, in keeping with an acute fracture").
 _LINE_DATE = re.compile(rf"[ \t]*(?:[-*•][ \t]*)?{_FINDING_DATE}\)?(?:[ \t]*[:,-]|[ \t])")
-#: The concepts a date right after them makes history (a fracture, an infection, a procedure done).
-DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION"})
+#: The concepts a date right after them makes history (a fracture, an infection, a procedure done,
+#: a cancer treated: "Prostate cancer 2017 -- radical prostatectomy", "breast ca 2009").
+DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION", "MALIGNANCY"})
+#: A cancer its date does not end: spread, back, myeloma, or lesions in the bone ("metastatic breast
+#: cancer (2022)", "mets 2023", "recurrence of prostate cancer after RALP (2021)", "PET/CT 11/14/2024:
+#: multiple lytic lesions")
+_LASTING_CANCER = re.compile(r"metasta|\bmets\b|myeloma|\bstage\s+(?:IV|4)\b|recurren|relaps|progress|lytic|"
+                             r"\blesions?\b|\bdeposits?\b", re.IGNORECASE)
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
 _DATE_PARTS = re.compile(
     rf"(?:(?P<month_name>{_MONTH})[- ]+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
@@ -330,6 +336,9 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether a date right after ``span`` (:data:`_DATE_AFTER`), or when the note's date is
     known just before it (:data:`_DATE_BEFORE`) or at its line's start (:data:`_LINE_DATE`), is
     long before the note's."""
+    if span.label_ == "MALIGNANCY" and _LASTING_CANCER.search(
+            text, max(sentence.start_char, span.start_char - 40), span.end_char):
+        return False
     dated = note_date(span.doc)
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
     if found is None and dated is not None:
@@ -479,6 +488,12 @@ _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuer
                       r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging)",
                       re.IGNORECASE)
 _VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,-]{{0,25}}$", re.IGNORECASE)
+# ... or the sentence after it, when that sentence explains the appearances: "There is mild anterior
+# wedging of T7, T8 and T9 with Schmorl's nodes at T8-T10. The appearances are of old Scheuermann's
+# disease."
+_APPEARANCES_AFTER = re.compile(rf"\s*(?:the\s+|these\s+)?appearances?\s+(?:are|is)\s+(?:those\s+)?(?:of|in\s+keeping\s+with|"
+                                rf"consistent\s+with|typical\s+of|due\s+to)\b[^.\n]{{0,40}}?{_VARIANT.pattern}",
+                                re.IGNORECASE)
 
 
 def _explained_wedging(span: Span, sentence: Span, text: str) -> bool:
@@ -489,7 +504,9 @@ def _explained_wedging(span: Span, sentence: Span, text: str) -> bool:
         return True
     end = min(sentence.end_char, span.end_char + 200)
     clause_end = CLAUSE_BREAK.search(text, span.end_char, end)
-    return _VARIANT.search(text, span.end_char, clause_end.start() if clause_end else end) is not None
+    if _VARIANT.search(text, span.end_char, clause_end.start() if clause_end else end) is not None:
+        return True
+    return clause_end is None and _APPEARANCES_AFTER.match(text, sentence.end_char) is not None
 
 
 def _vertebral_cue(text: str) -> bool:
