@@ -1981,6 +1981,12 @@ def test_a_value_quoted_from_an_earlier_day_after_todays(extractor, text, histor
     ("IgG myeloma 2021, on lenalidomide.", "MALIGNANCY", None, dict(historical=False)),
     ("Tumour: high-grade papillary urothelial carcinoma (WHO 2022), pT1.", "MALIGNANCY", None,
      dict(historical=False)),
+    # a cancer one is a survivor of
+    ("2. Breast cancer survivorship - no evidence of recurrence clinically.", "MALIGNANCY", None,
+     dict(historical=True)),
+    ("Breast cancer survivor, disease-free for 11 years.", "MALIGNANCY", None, dict(historical=True)),
+    ("Metastatic prostate cancer, no evidence of recurrence at the primary site.", "MALIGNANCY", "cancer",
+     dict(historical=False)),
 ])
 def test_wave_25_other_people_fears_and_episodes_over(extractor, text, concept, needle, attrs):
     assert_attrs(one(extractor, text, concept, "CLINIC LETTER", needle, date="2025-06-01"), attrs, text)
