@@ -2011,3 +2011,15 @@ def test_wedging_the_next_sentence_calls_a_fracture_stays(extractor):
     assert one(extractor, text, "FRACTURE", "XR SPINE", "wedging")["levels"] == ["T12"]
     listed = "2. Breast cancer survivorship - no evidence of recurrence."
     assert find(extractor.mentions(listed, "CLINIC LETTER"), "MALIGNANCY"), listed
+
+
+def test_a_report_quoted_under_a_background_heading_is_the_notes_own(extractor):
+    # the past history's paragraph ends at a line that heads an imaging report quoted below it
+    text = ("Background: 79F, AF (apixaban on hold), osteoporosis, GLF 3/11. MRI done today.\n"
+            "MRI T/L spine w/o (final, Dr. Vashti, 3/13):\n"
+            ' "Acute L1 superior endplate compression fracture with marrow edema on STIR."')
+    assert_attrs(one(extractor, text, "FRACTURE", "CROSS-COVER NOTE"), dict(historical=False, levels=["L1"]), text)
+    assert one(extractor, text, "OSTEOPOROSIS", "CROSS-COVER NOTE")["historical"]
+    # guard: a dated study inside the history, its finding on the same line, stays history
+    listed = "PMH: osteoporosis\nMRI 2019: L1 compression fracture, treated conservatively.\nHTN"
+    assert one(extractor, listed, "FRACTURE", "CLINIC NOTE")["historical"], listed

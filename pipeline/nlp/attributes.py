@@ -137,8 +137,11 @@ def _section_at(sections, token_index: int):
 # The end of a paragraph that has begun: text, then a blank line.
 _PARAGRAPH_END = re.compile(r"\S[^\n]*\n[ \t]*\n")
 # One that a list does not go on after ("End-stage renal disease\n\na. numerous urinary tract
-# infections\n\nb. haemodialysis (1983-1988)"): a section's paragraph ends there
-_PARAGRAPH_BREAK = re.compile(rf"{_PARAGRAPH_END.pattern}(?![ \t\n]*(?:[a-z]\.\s|{LIST_ITEM}))")
+# infections\n\nb. haemodialysis (1983-1988)"): a section's paragraph ends there; and at a line
+# that heads an imaging report quoted below it ("Background: 79F, AF, osteoporosis, GLF 3/11.
+# MRI done today.\nMRI T/L spine w/o (final, 3/13):\n  \"Acute L1 ...\""): the report is the note's own
+_REPORT_HEADING_LINE = r"\n[ \t]*(?i:MRI|MR|CT|XR|X-?rays?|radiographs?|bone\s+scan|PET(?:[-/]CT)?)\b[^\n]{0,80}:[ \t]*\n"
+_PARAGRAPH_BREAK = re.compile(rf"{_PARAGRAPH_END.pattern}(?![ \t\n]*(?:[a-z]\.\s|{LIST_ITEM}))|{_REPORT_HEADING_LINE}")
 
 
 # PRIOR_AUGMENTATION names a procedure that was done ("prior L2 kyphoplasty", "cement in
