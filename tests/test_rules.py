@@ -2023,3 +2023,62 @@ def test_a_report_quoted_under_a_background_heading_is_the_notes_own(extractor):
     # guard: a dated study inside the history, its finding on the same line, stays history
     listed = "PMH: osteoporosis\nMRI 2019: L1 compression fracture, treated conservatively.\nHTN"
     assert one(extractor, listed, "FRACTURE", "CLINIC NOTE")["historical"], listed
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # an infection's episode with its days, over more than a month before the note
+    ("- Febrile neutropenia 02/03-06/03/2025: cultures negative, meropenem stopped 06/03.", "INFECTION", None,
+     dict(historical=True)),
+    ("Well in himself. Febrile neutropenia admission 02/03-07/03\n(meropenem stopped).", "INFECTION", None,
+     dict(historical=True)),
+    # guards: one still treated, one that may have ended this month
+    ("MSSA bacteremia 02/03-06/03, still on IV cefazolin via PICC.", "INFECTION", "bacteremia",
+     dict(historical=False)),
+    ("UTI 01/04-03/04.", "INFECTION", None, dict(historical=False)),
+    # a diagnosis taken off the record
+    ('Please remove "UTI" from the EPR problem list.', "INFECTION", None, dict(negated=True)),
+    ('5. "UTI" removed from the problem list 23/09 -- confirmed.', "INFECTION", None, dict(negated=True)),
+    # questions and possibilities
+    ("Bacteriuria in ED -- please comment on discitis.", "INFECTION", None, dict(uncertain=True)),
+    ("4. Examine for metastatic foci: spine, joints, skin, heart murmur.", "MALIGNANCY", None,
+     dict(uncertain=True)),
+    ("Recent fall, so an osteoporotic or insufficiency fracture of L1 is the other possibility.", "FRACTURE",
+     None, dict(uncertain=True)),
+    # a low count normal on its recheck
+    ("5. Low platelets on arrival (48 on 8/12), normal on 8/28 recheck (131).", "COAGULOPATHY", None,
+     dict(corrected="resolved")),
+])
+def test_wave_26_episodes_over_records_and_questions(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle, date="2025-04-16"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept", [
+    ("T10: 20 Gy in 5 #, first # tomorrow, then 4 further # Mon-Thu. Carrow linac.", "FRACTURE"),
+    ("EBRT 20 Gy in 5 fx to T8-T10, fx 1 given 9/30.", "FRACTURE"),
+    ("[x] no metastatic infection -- MRI spine 17/10: no discitis.", "MALIGNANCY"),
+])
+def test_fractions_and_metastatic_infection_are_not_these_findings(extractor, text, concept):
+    assert not find(extractor.mentions(text, "ONCOLOGY NOTE"), concept), text
+
+
+def test_a_value_quoted_from_an_earlier_day_after_the_notes_day(extractor):
+    text = "- Bloods 16/04: neutrophils 1.9, Plt 78 (Plt 44 on 14/04), CRP 4."
+    values = find(extractor.mentions(text, "WARD ROUND", "2025-04-16"), "COAGULOPATHY")
+    assert [(m["value"], m["historical"]) for m in values] == [(78.0, False), (44.0, True)]
+    # guard: a line of another day says nothing about today's
+    earlier = "- Bloods 12/04: Plt 78 (Plt 44 on 10/04)."
+    values = find(extractor.mentions(earlier, "WARD ROUND", "2025-04-16"), "COAGULOPATHY")
+    assert [m["historical"] for m in values] == [False, False]
+
+
+def test_a_plan_under_one_problem_ends_at_the_next(extractor):
+    text = ("1. Low back pain (from 16/11)\n   Better. XR: no new fracture.\n"
+            "   Plan: continue paracetamol, gentle walking, heat.\n\n"
+            "2. L shin cellulitis\n   Scratched on fence wire 20/11. Day 3 of 7.")
+    assert_attrs(one(extractor, text, "INFECTION", "CLINIC NOTE"), dict(hypothetical=False), text)
+    listed = "A/P:\n1. Back pain\n   Plan: MRI L-spine to look for a compression fracture.\n2. UTI - nitrofurantoin"
+    assert_attrs(one(extractor, listed, "INFECTION", "CLINIC NOTE"),
+                 dict(hypothetical=False, section="assessment_plan"), listed)
+    # guard: text at the margin that starts no item goes on with the plan
+    wrapped = "   Plan:\nMRI to assess for fracture of the lumbar spine."
+    assert one(extractor, wrapped, "FRACTURE", "CLINIC NOTE")["hypothetical"], wrapped

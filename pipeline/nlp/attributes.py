@@ -26,6 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
+from .labs import day_readings
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
                      link_levels, sort_levels)
 from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
@@ -232,6 +233,28 @@ _LIST_LINE = re.compile(rf"[ \t]*(?:{LIST_ITEM}|\(?[a-z][.)]\s)")
 _SENTENCE_BREAK = re.compile(r"\.[ \t]+[A-Z]")
 
 
+# An item that starts a line ("2. L shin cellulitis", "# UTI", "- Anticoagulation")
+_SIBLING_ITEM = re.compile(r"[ \t]*(?:\d{1,2}[.)]|#|[-*\u2022])(?:[ \t]|$)")
+
+
+def _past_indented_block(section, span: Span, text: str) -> bool:
+    """Whether an item less indented than ``span``'s section heading, itself indented, comes
+    between them: "1. Low back pain\n   Plan: continue paracetamol, heat\n\n2. L shin cellulitis"
+    (the plan was the first problem's). Text at the margin that starts no item ("   Plan:\nMRI
+    to assess for fracture", a wrapped export) does not end it."""
+    doc = span.doc
+    heading = next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
+    line_start = text.rfind("\n", 0, heading) + 1
+    indent = text[line_start:heading]
+    heading_end = text.find("\n", heading, span.start_char)
+    if not indent or indent.strip() or heading_end < 0:
+        return False
+    for line in text[heading_end + 1:span.start_char].split("\n"):
+        if len(line) - len(line.lstrip(" \t")) < len(indent) and _SIBLING_ITEM.match(line):
+            return True
+    return False
+
+
 def _past_first_paragraph(section, span: Span, text: str) -> bool:
     """Whether ``span`` lies beyond the first paragraph of its section's body."""
     doc = span.doc
@@ -281,6 +304,12 @@ RECENT_DAYS = 183
 #: current infection; unless its treatment goes on ("Discitis 01/2024, on IV antibiotics").
 RECENT_DAYS_OF = {"INFECTION": 31}
 _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
+#: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
+#: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)"): the
+#: day it ended (``first``/``second``, ``year``)
+_EPISODE_AFTER = re.compile(
+    r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:from[ \t]+)?\d{1,2}[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?[ \t]*(?:-|to)[ \t]*"
+    r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
 #: such infections are marked across the corpora; not one just found ("recently diagnosed
@@ -360,6 +389,18 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
     """Whether what ``span`` names goes on, by the words after it (:data:`_ONGOING`): "Discitis
     01/2024, on IV antibiotics", "Recent pneumonia, still on amoxicillin"."""
     return _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None
+
+
+def _episode_over(span: Span, sentence: Span, text: str) -> bool:
+    """Whether an infection's episode, its days written right after it (:data:`_EPISODE_AFTER`),
+    ended more than ``RECENT_DAYS_OF`` days before the note, and its treatment does not go on."""
+    noted = note_date(span.doc)
+    found = None if noted is None else _EPISODE_AFTER.match(text, span.end_char,
+                                                           min(sentence.end_char, span.end_char + 60))
+    if found is None or _goes_on(span, sentence, text):
+        return False
+    readings = [ended for ended in day_readings(found, noted) if ended <= noted]  # an end to come is no reading
+    return bool(readings) and all((noted - ended).days > RECENT_DAYS_OF[span.label_] for ended in readings)
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
@@ -846,15 +887,18 @@ class MentionAttributes:
         flags["negated"] = flags["negated"] or bool(rule_negated) or _ANSWERED_N.match(text, span.end_char) is not None
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
-            span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))
+            span.label_ == "INFECTION" and not flags["negated"] and (
+                _recent_episode(span, sentence, text) or _episode_over(span, sentence, text)))
 
         found = _section_at(sections, span.start)
         section = found.category if found is not None and found.category else "other"
         implied = self.section_implies.get(section, {})
         if implied.get("paragraph") and _past_first_paragraph(found, span, text):
             section, implied = "other", {}
-        elif implied.get("line") and _past_heading_line(found, span, text):
-            # back in the section the heading was written in ("A/P: ... - DDx: ...\n# HLD")
+        elif implied.get("line") and _past_heading_line(found, span, text) or (
+                implied and _past_indented_block(found, span, text)):
+            # back in the section the heading was written in ("A/P: ... - DDx: ...\n# HLD",
+            # "A/P:\n1. Back pain\n   Plan: MRI\n2. UTI")
             before = _section_before(sections, found)
             section = before.category if before is not None and before.category else "other"
             implied = {} if section == "other" else self.section_implies.get(section, {})

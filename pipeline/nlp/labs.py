@@ -167,6 +167,8 @@ _DATE_AFTER = re.compile(
     r"(?:(?:the[ \t]+)?(?:anticoag(?:ulation)?[ \t]+clinic|clinic|ED|A&E|GP|ward|admission|pre-?op|"
     r"pre-?assessment|lab)[ \t]+)?(?:on[ \t]+)?"
     r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
+# A day written with a slash ("16/04", "04/16/2025"; not a decimal "1.9")
+_DAY = re.compile(r"\b(?P<first>\d{1,2})/(?P<second>\d{1,2})(?:/(?P<year>(?:19|20)?\d\d))?\b(?![/:]\d)")
 # Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
 _TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
 
@@ -184,7 +186,7 @@ def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[L
         if lab.lab in today:
             if _dated_before(text, lab.end, noted):
                 found[index] = replace(lab, superseded=True)
-        elif not lab.superseded and _of_today(text, lab) and not _dated_before(text, lab.end, noted):
+        elif not lab.superseded and _of_today(text, lab, noted) and not _dated_before(text, lab.end, noted):
             today.add(lab.lab)
     return found
 
@@ -197,6 +199,13 @@ def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
     found = _DATE_AFTER.match(text, end, min(len(text) if line_end < 0 else line_end, end + 45))
     if found is None:
         return False
+    readings = day_readings(found, noted)
+    return bool(readings) and all(reading < noted for reading in readings)
+
+
+def day_readings(found: re.Match, noted: _dt.date) -> list[_dt.date]:
+    """The dates a day written as ``first``/``second`` (and ``year``, if any) of ``found`` can
+    be: day/month or month/day; a day without its year in the year up to ``noted``."""
     first, second, year = int(found["first"]), int(found["second"]), found["year"]
     readings = []
     for day, month in ((first, second), (second, first)):
@@ -208,11 +217,13 @@ def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
                 readings.append(reading if reading <= noted else reading.replace(year=noted.year - 1))
         except ValueError:
             continue
-    return bool(readings) and all(reading < noted for reading in readings)
+    return readings
 
 
-def _of_today(text: str, lab: LabValue) -> bool:
-    """Whether a value's line says, before it or right after it, that it is today's."""
+def _of_today(text: str, lab: LabValue, noted: _dt.date) -> bool:
+    """Whether a value's line says, before it or right after it, that it is today's, or gives
+    the note's day before it ("Bloods 16/04: neutrophils 1.9, Plt 78 (Plt 44 on 14/04)")."""
     line_start = text.rfind("\n", 0, lab.start) + 1
     return _TODAY.search(text, line_start, lab.start) is not None or \
-        _TODAY.match(text[lab.end:lab.end + 16].lstrip(" \t(,")) is not None
+        _TODAY.match(text[lab.end:lab.end + 16].lstrip(" \t(,")) is not None or \
+        any(noted in day_readings(day, noted) for day in _DAY.finditer(text, line_start, lab.start))
