@@ -26,7 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .labs import day_readings
+from .labs import DAY, day_readings
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
                      link_levels, sort_levels)
 from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
@@ -194,14 +194,19 @@ def affirmed(mention: dict) -> bool:
 _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 
 
+def _heading_start(section, doc: Doc) -> int:
+    """Where a section's heading starts: an indented heading's title begins with the white space
+    that holds its line break."""
+    return next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
+
+
 def _past_heading_line(section, span: Span, text: str) -> bool:
     """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading,
     and beyond the list a heading ending in a colon introduces ("- DDx for the L1 deformity:\n
       1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are list items,
     or indented deeper than the heading's own line, until the first that is neither."""
     doc = span.doc
-    # an indented heading's title begins with the white space that holds its line break
-    heading = next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
+    heading = _heading_start(section, doc)
     line_end = text.find("\n", heading, span.start_char)
     if line_end < 0:
         return _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
@@ -242,8 +247,7 @@ def _past_indented_block(section, span: Span, text: str) -> bool:
     between them: "1. Low back pain\n   Plan: continue paracetamol, heat\n\n2. L shin cellulitis"
     (the plan was the first problem's). Text at the margin that starts no item ("   Plan:\nMRI
     to assess for fracture", a wrapped export) does not end it."""
-    doc = span.doc
-    heading = next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
+    heading = _heading_start(section, span.doc)
     line_start = text.rfind("\n", 0, heading) + 1
     indent = text[line_start:heading]
     heading_end = text.find("\n", heading, span.start_char)
@@ -309,7 +313,7 @@ _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|rem
 #: day it ended (``first``/``second``, ``year``)
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:from[ \t]+)?\d{1,2}[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?[ \t]*(?:-|to)[ \t]*"
-    r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)", re.IGNORECASE)
+    rf"{DAY}", re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
 #: such infections are marked across the corpora; not one just found ("recently diagnosed
