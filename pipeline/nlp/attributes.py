@@ -239,7 +239,7 @@ _SENTENCE_BREAK = re.compile(r"\.[ \t]+[A-Z]")
 
 
 # An item that starts a line ("2. L shin cellulitis", "# UTI", "- Anticoagulation")
-_SIBLING_ITEM = re.compile(r"[ \t]*(?:\d{1,2}[.)]|#|[-*\u2022])(?:[ \t]|$)")
+_SIBLING_ITEM = re.compile(rf"[ \t]*(?:{LIST_ITEM}|#[ \t])")
 
 
 def _past_indented_block(section, span: Span, text: str) -> bool:
@@ -310,7 +310,8 @@ RECENT_DAYS_OF = {"INFECTION": 31}
 _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
 #: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
 #: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)"): the
-#: day it ended (``first``/``second``, ``year``)
+#: day it ended (``first``/``second``, ``year``) dates it, as a date after a finding does
+#: (:func:`_dated_long_before`)
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:from[ \t]+)?\d{1,2}[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}", re.IGNORECASE)
@@ -380,12 +381,19 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     if found is None and dated is not None:
         found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) \
             or _line_date(span, sentence, text)
-    if found is None:
+    episode = None
+    if found is None and dated is not None and span.label_ == "INFECTION":
+        episode = _EPISODE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60))
+    if found is None and episode is None:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
     days = RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
     if days != RECENT_DAYS and _goes_on(span, sentence, text):
         days = RECENT_DAYS
+    if episode is not None:
+        # the day it ended, however it is read (an end to come is no reading)
+        ended = [day for day in day_readings(episode, dated) if day <= dated]
+        return bool(ended) and all((dated - day).days > days for day in ended)
     return _long_before(found["date"], dated, days)
 
 
@@ -393,18 +401,6 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
     """Whether what ``span`` names goes on, by the words after it (:data:`_ONGOING`): "Discitis
     01/2024, on IV antibiotics", "Recent pneumonia, still on amoxicillin"."""
     return _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None
-
-
-def _episode_over(span: Span, sentence: Span, text: str) -> bool:
-    """Whether an infection's episode, its days written right after it (:data:`_EPISODE_AFTER`),
-    ended more than ``RECENT_DAYS_OF`` days before the note, and its treatment does not go on."""
-    noted = note_date(span.doc)
-    found = None if noted is None else _EPISODE_AFTER.match(text, span.end_char,
-                                                           min(sentence.end_char, span.end_char + 60))
-    if found is None or _goes_on(span, sentence, text):
-        return False
-    readings = [ended for ended in day_readings(found, noted) if ended <= noted]  # an end to come is no reading
-    return bool(readings) and all((noted - ended).days > RECENT_DAYS_OF[span.label_] for ended in readings)
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
@@ -891,8 +887,7 @@ class MentionAttributes:
         flags["negated"] = flags["negated"] or bool(rule_negated) or _ANSWERED_N.match(text, span.end_char) is not None
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
-            span.label_ == "INFECTION" and not flags["negated"] and (
-                _recent_episode(span, sentence, text) or _episode_over(span, sentence, text)))
+            span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))
 
         found = _section_at(sections, span.start)
         section = found.category if found is not None and found.category else "other"

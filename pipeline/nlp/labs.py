@@ -160,9 +160,15 @@ def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tup
         end = step.end()
 
 
-#: A day in digits, day/month or month/day, its year optional ("22/05", "14.03", "30/06/2025"): the
-#: groups :func:`day_readings` reads
-DAY = r"(?P<first>\d{1,2})[/.](?P<second>\d{1,2})(?:[/.](?P<year>(?:19|20)?\d\d))?\b(?![/.:]\d)"
+def day_pattern(separator: str = "[/.]") -> str:
+    """A day in digits, day/month or month/day, its year optional ("22/05", "14.03", "30/06/2025"),
+    with the groups :func:`day_readings` reads."""
+    return (rf"(?P<first>\d{{1,2}}){separator}(?P<second>\d{{1,2}})(?:{separator}(?P<year>(?:19|20)?\d\d))?\b"
+            rf"(?!{separator}\d|:\d)")
+
+
+#: ``day_pattern()``: "/" or "." between the parts
+DAY = day_pattern()
 # A day written right after a lab value, where it was measured: "(INR 2.4 in clinic 22/05 - now
 # within the limit)", "Plt 88 (on 14/03)", "INR 3.0 at the anticoag clinic 30/06/2025"
 _DATE_AFTER = re.compile(
@@ -171,7 +177,7 @@ _DATE_AFTER = re.compile(
     r"pre-?assessment|lab)[ \t]+)?(?:on[ \t]+)?"
     rf"{DAY}", re.IGNORECASE)
 # A day written with a slash ("16/04", "04/16/2025"; not a decimal "1.9")
-_DAY = re.compile(r"\b" + DAY.replace("[/.]", "/").replace("(?![/.:]", "(?![/:]"))
+_DAY = re.compile(rf"\b{day_pattern('/')}")
 # Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
 _TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
 
