@@ -2082,3 +2082,82 @@ def test_a_plan_under_one_problem_ends_at_the_next(extractor):
     # guard: text at the margin that starts no item goes on with the plan
     wrapped = "   Plan:\nMRI to assess for fracture of the lumbar spine."
     assert one(extractor, wrapped, "FRACTURE", "CLINIC NOTE")["hypothetical"], wrapped
+
+
+@pytest.mark.parametrize("text, concept, needle, family", [
+    # someone the note introduces by name, as the subject of the clause
+    ("Social: lives with husband Bernard (81) in a bungalow. Bernard has myeloma and has had vertebral "
+     "fractures from it.", "FRACTURE", None, True),
+    ("HPC (collateral from daughter Sandra, main carer).\nSandra (58) is herself having chemotherapy for "
+     "breast cancer (cycle 3 of 6).", "MALIGNANCY", None, True),
+    ("Present: patient and husband (Harold, 86). Harold has had pneumonia this month.", "INFECTION", None, True),
+    ("Rosa, his wife, came with him. Rosa herself is on warfarin for AF.", "ANTICOAGULANT", None, True),
+    # a carer's own problems, listed after the colon
+    ("Harold is her main support but has his own health problems:\nprostate cancer with bone spread, on "
+     "hormone injections, and is on warfarin for AF.", "ANTICOAGULANT", None, True),
+    ("Her husband has his own health problems including prostate cancer.", "MALIGNANCY", None, True),
+    # guards: a relative who tells, notices or is told; a name the note does not introduce
+    ("Seen with daughter Sandra. Sandra has noticed a fever since Tuesday.", "INFECTION", None, False),
+    ("Seen with daughter Sandra. Sandra was told about the T8 compression fracture.", "FRACTURE", None, False),
+    ("Husband Harold present. Harold reports she has had a fever.", "INFECTION", None, False),
+    ("Bernard has myeloma with an L2 pathological fracture.", "MALIGNANCY", None, False),
+    ("Lives with wife Rosa. Bernard has myeloma.", "MALIGNANCY", None, False),
+])
+def test_wave_27_someone_else_named_as_the_subject(extractor, text, concept, needle, family):
+    assert one(extractor, text, concept, "CLINIC NOTE", needle)["family"] is family, text
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a stay in hospital named by an earlier month
+    ("Since last seen (January): admission in June with urosepsis and delirium, now back to her baseline.",
+     "2025-07-15", "INFECTION", None, dict(historical=True)),
+    ("She has recovered well from the admission in July for febrile neutropenia.", "2025-09-02", "INFECTION",
+     None, dict(historical=True)),
+    # guards: this month's stay, one whose treatment goes on
+    ("She was admitted in July with urosepsis, IV ceftriaxone day 3.", "2025-07-15", "INFECTION", "urosepsis",
+     dict(historical=False)),
+    ("Admission in June with pneumonia, still on amoxicillin.", "2025-07-15", "INFECTION", "pneumonia",
+     dict(historical=False)),
+    # fully recovered, the treatment in brackets between
+    ("Other history: hypertension, pneumonia\nearly January 2025 (GP, amoxicillin), fully recovered.",
+     "2025-02-07", "INFECTION", None, dict(corrected="resolved")),
+    # guard: a count recovered is the count's, not the sepsis behind it
+    ("(a) Sepsis-associated thrombocytopenia, nadir Plt 41 (15/10), recovered -\n    Plt 132 on 19/10.",
+     "2025-10-30", "INFECTION", None, dict(corrected="")),
+    # readings weighed against each other
+    ("A fresh L3 fracture after the lifting trauma is clinically plausible, but cannot be\nproven.", "2025-08-21",
+     "FRACTURE", None, dict(uncertain=True)),
+    ("An older fracture of LWK 3 is equally possible, as there is no prior imaging.", "2025-08-21", "FRACTURE",
+     None, dict(uncertain=True, levels=["L3"])),
+    ("Acute L3 fracture with oedema; kyphoplasty is a plausible option.", "2025-08-21", "FRACTURE", None,
+     dict(uncertain=False)),
+    # what a test can show
+    ("No erosion at the spinous processes, but radiographs are insensitive in early osteomyelitis.",
+     "2025-09-04", "INFECTION", None, dict(hypothetical=True)),
+    ("MRI: L2-3 discitis with a small epidural phlegmon.", "2025-09-04", "INFECTION", None,
+     dict(hypothetical=False)),
+])
+def test_wave_27_past_stays_recoveries_and_weighed_readings(extractor, text, date, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle, date=date), attrs, text)
+
+
+def test_wedging_within_the_range_of_a_kyphosis_rather_than_fracture(extractor):
+    text = ("Mild anterior wedging of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather\n"
+            "than fracture. Moderate T8 wedge compression fracture.")
+    assert [m["levels"] for m in find(extractor.mentions(text, "XR THORACIC SPINE"), "FRACTURE")
+            if not m["negated"]] == [["T8"]]
+
+
+def test_a_table_column_answered_no_in_every_row(extractor):
+    table = ("Date     | Size (cm) | Exudate | Infection signs | Pain | Sign\n"
+             "04/03/25 | 3.4 x 2.1 | low ser | N               | 2/10 | RB\n"
+             "06/03/25 | 3.2 x 2.0 | low ser | nil             | 3/10 | JM\n\nComments: healing.")
+    assert one(extractor, table, "INFECTION", "WOUND CHART")["negated"]
+    # guard: a row that answers yes
+    answered = "Date | Temp | Fever | Sign\n04/03 | 38.5 | Y | AB\n05/03 | 37.0 | N | AB"
+    assert not one(extractor, answered, "INFECTION", "OBS CHART")["negated"]
+
+
+def test_oedema_without_t1_change_in_a_foot_is_no_vertebras(extractor):
+    text = "Marrow oedema without T1 change at the base of the 2nd proximal phalanx."
+    assert not find(extractor.mentions(text, "MRI FOOT"), "OEDEMA"), text

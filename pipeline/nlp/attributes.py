@@ -194,6 +194,72 @@ def affirmed(mention: dict) -> bool:
 _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 
 
+# Someone else by name, as the subject of the clause a mention is in: "Bernard has myeloma and has
+# had vertebral fractures from it", "Sandra (58) is herself having chemotherapy for breast
+# cancer", "Sandra herself ... had a neutropenic sepsis admission" - when the note introduces the
+# name as a relative, a carer or a friend ("lives with husband Bernard (81)", "daughter Sandra",
+# "husband (Harold, 86)", "Rosa, his wife,"). The name starts the sentence or a clause and the verb
+# after it is one of having an illness, not of telling or noticing ("Sandra was told about the back
+# fracture", "Harold has noticed she is slower", "Sandra checked").
+_RELATION = (r"(?:husband|wife|spouse|partner|daughter|son|sister|brother|mother|father|mum|mom|dad|niece|"
+             r"nephew|grand(?:daughter|son|mother|father)|(?:daughter|son|sister|brother)-in-law|friend|"
+             r"neighbou?r|carer|caregiver|roommate|flatmate)")
+_NAMED_SUBJECT = re.compile(
+    r"(?:^|[.;:!?\n]|\band\s|\bbut\s)[ \t]*(?P<name>[A-Z][a-z]{2,})(?:[ \t]+\(\d{1,3}\))?[ \t]+"
+    r"(?:(?:is|was)[ \t]+(?:himself|herself|themselves)\b|(?:himself|herself)\b|"
+    r"(?:has|had|have)[ \t]+(?!(?:been|noticed|seen|found|observed|reported|said|told|asked|called|phoned|rung|brought|"
+    r"helped|raised|mentioned|expressed|agreed|consented|declined|requested|given|explained|described|confirmed|"
+    r"witnessed|checked|arranged|read|heard|no|not|concerns?|questions?|a\s+(?:copy|question|letter)|power|lpa|"
+    r"capacity)\b)|(?:is|was)[ \t]+(?:having|on|receiving|undergoing|being[ \t]+treated|awaiting|recovering|"
+    r"diagnosed|admitted|unwell)\b|underwent\b|takes\b|(?:is|was|has been)[ \t]+in[ \t]+hospital\b)")
+_NOT_A_NAME = frozenset("""The This That These Those There Then She He Her His They Their Patient Pt Mrs Mr Ms
+    Miss Dr Sister Nurse Mum Mom Dad Father Mother Wife Husband Daughter Son Family Lives Also Plan Patients Today
+    Yesterday Overnight Since Now Currently Previously Known Nil None Not No Yes Has Had Was Is Impression
+    Findings History Social Collateral Background Assessment""".split())
+
+
+# A carer or relative with illnesses of their own, listed after it in the sentence or the lines
+# after its colon: "Harold is her main support but has his own health problems:\nprostate cancer
+# with bone spread, on hormone injections, and is on warfarin for AF"
+_OWN_PROBLEMS = re.compile(r"\b(?:has|with)\s+(?:his|her|their)\s+own\s+(?:(?:significant|serious|medical|health)\s+)*"
+                           r"(?:health\s+problems|problems|issues|illness(?:es)?|conditions?)\b", re.IGNORECASE)
+_OWN_PROBLEMS_LEAD = re.compile(rf"{_OWN_PROBLEMS.pattern}\s*:\s*$", re.IGNORECASE)
+
+
+def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
+    """Whether ``span`` is someone else's, by the clause it is in: someone named as its subject
+    (:data:`_NAMED_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
+    before = text[sentence.start_char:span.start_char]
+    if _OWN_PROBLEMS.search(before) or (
+            _after_colon(sentence, text) and _OWN_PROBLEMS_LEAD.search(_sentence_before(sentence, text))):
+        return True
+    for found in _NAMED_SUBJECT.finditer(before):
+        name = found["name"]
+        if name in _NOT_A_NAME or CLAUSE_BREAK.search(before, found.end()) is not None:
+            continue
+        relatives = span.doc.user_data.setdefault(_RELATIVES, {})
+        if name not in relatives:
+            relatives[name] = re.search(
+                rf"(?i:\b{_RELATION})[ \t]*[(,]?[ \t]*(?:(?i:Mr|Mrs|Ms)\.?[ \t]+)?{name}\b|"
+                rf"\b{name}[ \t]*(?:\(|,)[ \t]*(?:\d{{1,3}}[ \t]*,[ \t]*)?(?i:(?:his|her|their|the[ \t]+patient's|"
+                rf"pt's)[ \t]+)?(?i:{_RELATION})\b", text) is not None
+        if relatives[name]:
+            return True
+    return False
+
+
+def _after_colon(sentence: Span, text: str) -> bool:
+    """Whether the sentence before ``sentence`` ends with a colon."""
+    end = sentence.start_char
+    while end > 0 and text[end - 1] in " \t\n":
+        end -= 1
+    return end > 0 and text[end - 1] == ":"
+
+
+#: ``doc.user_data`` key of the names :func:`_someone_elses` has looked up (name -> a relative).
+_RELATIVES = "vertebro.relatives"
+
+
 def _heading_start(section, doc: Doc) -> int:
     """Where a section's heading starts: an indented heading's title begins with the white space
     that holds its line break."""
@@ -323,6 +389,14 @@ _EPISODE_AFTER = re.compile(
 _RECENT_BEFORE = re.compile(r"\brecent(?:ly)?\b(?!\s+(?:diagnos|develop|found|presented|presenting|started|onset))"
                             r"(?:\s+[\w.'/-]+){0,5}?\s+$", re.IGNORECASE)
 
+#: ... and a stay in hospital named by its month: "Since last seen (January): admission in June with
+#: urosepsis and delirium, now back to her baseline", "recovered well from the admission in July for
+#: febrile neutropenia" (past when the month is before the note's)
+_ADMISSION_IN_BEFORE = re.compile(
+    rf"\b(?:admission|admitted|hospitali[sz](?:ation|ed)|(?:inpatient|hospital)\s+stay)\s+(?:[\w-]+\s+){{0,2}}?in\s+"
+    rf"(?:early\s+|mid-?\s*|late\s+)?(?P<month>{_MONTH})(?:\s+(?P<year>(?:19|20)\d\d))?\s+(?:with|for)\s+"
+    r"(?:[\w/-]+\s+){0,3}$", re.IGNORECASE)
+
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
 #: Timestamp, an ISO string, None or NaT); :func:`note_date` reads it.
@@ -404,10 +478,24 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
-    """Whether an infection is called recent (:data:`_RECENT_BEFORE`) and its treatment does
-    not go on."""
+    """Whether an infection is called recent (:data:`_RECENT_BEFORE`) or was a stay in hospital
+    in an earlier month (:data:`_ADMISSION_IN_BEFORE`), and its treatment does not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
-            and not _goes_on(span, sentence, text))
+            or _admitted_before(span, sentence, text)) and not _goes_on(span, sentence, text)
+
+
+def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
+    """Whether a stay in hospital named by its month, a month before the note's, is what the
+    infection is written after (:data:`_ADMISSION_IN_BEFORE`)."""
+    found = _ADMISSION_IN_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char)
+    if found is None:
+        return False
+    noted = note_date(span.doc)
+    if noted is None:
+        return True
+    month = _MONTHS.index(found["month"][:3].lower()) + 1
+    year = int(found["year"]) if found["year"] else noted.year - (month > noted.month)
+    return (year, month) < (noted.year, noted.month)
 
 
 def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:
@@ -526,10 +614,13 @@ def _sentence_before(sentence: Span, text: str) -> str:
 _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?patholog", re.IGNORECASE)
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
-# with irregular endplates ..., in keeping with old Scheuermann's disease".
+# with irregular endplates ..., in keeping with old Scheuermann's disease", "Mild anterior wedging
+# of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather than fracture".
 _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|"
                       r"(?:in\s+keeping|consistent)\s+with\s+(?:(?:the|her|his|a|thoracic|age-related|postural)\s+){0,3}kyphosis|"
-                      r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging)",
+                      r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging|"
+                      r"within\s+the\s+range\s+(?:seen|expected|found)\s+(?:with|in|for)\s+(?:[\w-]+\s+){0,2}kyphosis|"
+                      r"rather\s+than\s+(?:a\s+)?fractures?\b)",
                       re.IGNORECASE)
 _VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,-]{{0,25}}$", re.IGNORECASE)
 # ... or the sentence after it, when that sentence explains the appearances: "There is mild anterior
@@ -846,6 +937,42 @@ def grid_answers(mentions: list[dict], text: str) -> None:
             row_start = row_end + 1
 
 
+# A table's cell that answers no: "N", "no", "nil", "none", "neg", "absent", "-"
+_NO_CELL = re.compile(r"[ \t]*(?:n|no|nil|none|neg|negative|absent|not\s+present|-|\u2013|\u2717)[ \t]*", re.IGNORECASE)
+
+
+def column_answers(mentions: list[dict], text: str) -> None:
+    """A table's column head answered no in every row under it: "Date | Size (cm) | Exudate |
+    Infection signs | Pain" over rows "04/03/25 | 3.4 x 2.1 | low ser | N | 2/10" (cells between
+    ``|``): the head's mentions are negated. The head is the first line of the table; its rows run
+    to the first line without a ``|``. In place."""
+    if "|" not in text:
+        return
+    for mention in mentions:
+        line_start = text.rfind("\n", 0, mention["start"]) + 1
+        line_end = text.find("\n", mention["end"])
+        line_end = len(text) if line_end < 0 else line_end
+        head = text[line_start:line_end]
+        previous = text.rfind("\n", 0, max(line_start - 1, 0)) + 1
+        if head.count("|") < 2 or (line_start > 0 and "|" in text[previous:line_start - 1]):
+            continue
+        column = text.count("|", line_start, mention["start"])
+        if "|" in text[mention["start"]:mention["end"]] or column != text.count("|", line_start, mention["end"]):
+            continue
+        cells, row_start = [], line_end + 1
+        while row_start < len(text):
+            row_end = text.find("\n", row_start)
+            row_end = len(text) if row_end < 0 else row_end
+            row = text[row_start:row_end].split("|")
+            if len(row) < 3:
+                break
+            if column < len(row):
+                cells.append(row[column])
+            row_start = row_end + 1
+        if cells and all(_NO_CELL.fullmatch(cell) for cell in cells):
+            mention["negated"] = True
+
+
 @Language.factory("vertebro_attributes", default_config={"section_implies": {}})
 def make_attributes(nlp: Language, name: str, section_implies: dict):
     # target-rule attributes read only here: a negative word ("afebrile") and
@@ -871,6 +998,7 @@ class MentionAttributes:
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
+        column_answers(mentions, text)
         doc._.vertebro_mentions = mentions
         return doc
 
@@ -885,6 +1013,7 @@ class MentionAttributes:
         categories = {modifier.category for modifier in modifiers}
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["negated"] = flags["negated"] or bool(rule_negated) or _ANSWERED_N.match(text, span.end_char) is not None
+        flags["family"] = flags["family"] or _someone_elses(span, sentence, text)
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
             span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))

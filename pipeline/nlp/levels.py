@@ -53,10 +53,11 @@ LEVEL_RUN = re.compile(
     rf"(?<![A-Za-z0-9'’])(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
-# After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted").
+# After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted", "marrow
+# oedema without T1 change").
 _SEQUENCE_AFTER = re.compile(
     r"\s*-?\s*(?:weighted|wi\b|w\b|signal|hyper|hypo|iso|stir|flair|images?|sequences?|fat|post|pre|marrow\s+signal|"
-    r"bright|dark|dixon|map|relax|and\s+t[12]\b|/\s*(?:t[12]|stir|flair|pd)\b|,\s*t[12]\b)",
+    r"bright|dark|dixon|map|relax|changes?\b|correlat|abnormalit|and\s+t[12]\b|/\s*(?:t[12]|stir|flair|pd)\b|,\s*t[12]\b)",
     re.IGNORECASE,
 )
 _PIECE = re.compile(rf"(?P<sep>{_RANGE_SEP}|{_LIST_SEP})?(?P<region>{_REGION})?\s?-?\s?"
