@@ -2161,3 +2161,22 @@ def test_a_table_column_answered_no_in_every_row(extractor):
 def test_oedema_without_t1_change_in_a_foot_is_no_vertebras(extractor):
     text = "Marrow oedema without T1 change at the base of the 2nd proximal phalanx."
     assert not find(extractor.mentions(text, "MRI FOOT"), "OEDEMA"), text
+
+
+@pytest.mark.parametrize("text, attrs", [
+    # what an earlier study showed, or what is known, is a finding: the question is its age
+    ("CLINICAL INDICATION: 84F, fall 1/30, L1 fracture on CT, persistent pain. Assess acuity.",
+     dict(uncertain=False, levels=["L1"])),
+    ("Clinical details: 79F, fall, T12 wedge # of indeterminate age on XR 06/03, ?acute.",
+     dict(uncertain=False, acuity="indeterminate")),
+    ("Clinical details: Known old L3 wedge #.\nComparison: CT 19/02/2025.", dict(uncertain=False)),
+    # ... and "new" on that study is not an age
+    ("INDICATION: 69F with new T12 and L2 compression fractures on XR 9/3. Assess acuity.",
+     dict(uncertain=False, acuity="", new=False)),
+    # guards: the indication's own questions
+    ("INDICATION: rule out fracture.", dict(uncertain=True)),
+    ("Indication: back pain, ?L1 fracture on XR.", dict(uncertain=True)),
+    ("INDICATION: Fall. L1 compression fracture? Assess.", dict(uncertain=True)),
+])
+def test_an_indication_states_what_an_earlier_study_showed(extractor, text, attrs):
+    assert_attrs(one(extractor, text, "FRACTURE", "MRI LUMBAR SPINE", date="2025-09-10"), attrs, text)

@@ -260,6 +260,25 @@ def _after_colon(sentence: Span, text: str) -> bool:
 _RELATIVES = "vertebro.relatives"
 
 
+# What an earlier study showed, or what is known, stated in an indication: "Indication: L1
+# compression fracture on CT 03/08, ?acute", "T12 wedge # of indeterminate age on XR 06/03", "Known
+# old L3 wedge #". The indication's question is the age or the cause, asked in words ConText reads
+# ("?acute", "rule out"); the fracture itself is a finding (writers mark 140 of 140 such held-out
+# mentions so).
+_SEEN_ON_AFTER = re.compile(
+    r"[^.;?\n]{0,40}?\b(?:(?:as\s+)?(?:seen|shown|noted|demonstrated|identified|found)\s+)?(?:on|at|per|from)\s+"
+    r"(?:the\s+|an?\s+)?(?:(?:outside|prior|previous|recent|plain|ED|lateral|initial|trauma|portable)\s+)?"
+    r"(?:XR|x-?rays?|CT|CTs|MRI|MR|radiographs?|films?|imaging|bone\s+scan|DXA|VFA|CXR|PET(?:[-/]CT)?)\b",
+    re.IGNORECASE)
+_KNOWN_BEFORE = re.compile(r"\bknown\s+(?:[\w/,-]+\s+){0,4}$", re.IGNORECASE)
+
+
+def _seen_before(span: Span, sentence: Span, text: str) -> bool:
+    """Whether ``span`` is stated as seen on an earlier study, or known (:data:`_SEEN_ON_AFTER`)."""
+    return (_SEEN_ON_AFTER.match(text, span.end_char, sentence.end_char) is not None
+            or _KNOWN_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None)
+
+
 def _heading_start(section, doc: Doc) -> int:
     """Where a section's heading starts: an indented heading's title begins with the white space
     that holds its line break."""
@@ -1034,6 +1053,9 @@ class MentionAttributes:
                 section, implied = "other", {}
         if implied.get("imaging_only") and not span.doc._.imaging_report:
             implied = {"section": implied["section"]} if "section" in implied else {}
+        seen_before = bool(implied.get("uncertain")) and _seen_before(span, sentence, text)
+        if seen_before:
+            implied = {name: value for name, value in implied.items() if name != "uncertain"}
         applies = implied.get("concepts")
         if applies is None or span.label_ in applies:
             for name in FLAGS.values():
@@ -1100,9 +1122,11 @@ class MentionAttributes:
             **flags,
             "levels": levels,
             # "a new L2 fracture": new is acute (SPEC §4), unless an age is written; not in
-            # "no new fracture", "?new fracture", "risk of new adjacent fractures"
+            # "no new fracture", "?new fracture", "risk of new adjacent fractures", nor in an
+            # indication's "new T12 and L2 compression fractures on XR 9/3" (new on that study;
+            # the question is their age)
             "acuity": acuity or ("acute" if span.label_ == "FRACTURE" and "NEW" in categories and not (
-                flags["negated"] or flags["uncertain"] or flags["hypothetical"]) else ""),
+                flags["negated"] or flags["uncertain"] or flags["hypothetical"] or seen_before) else ""),
             "aetiology": aetiology or "",
             "scope": rule_scope or "",
             "lab": "",
@@ -1111,7 +1135,7 @@ class MentionAttributes:
             "corrected": corrected if span.label_ in CORRECTABLE else "",
             "med_status": med_status,
             # "new since 2019, age indeterminate": an explicit age outranks "new"
-            "new": "NEW" in categories and acuity not in ("chronic", "healed", "indeterminate"),
+            "new": "NEW" in categories and acuity not in ("chronic", "healed", "indeterminate") and not seen_before,
         }
         if rule_also:
             # "epidural abscess" is a local infection and epidural disease at once
