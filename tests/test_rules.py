@@ -2180,3 +2180,34 @@ def test_oedema_without_t1_change_in_a_foot_is_no_vertebras(extractor):
 ])
 def test_an_indication_states_what_an_earlier_study_showed(extractor, text, attrs):
     assert_attrs(one(extractor, text, "FRACTURE", "MRI LUMBAR SPINE", date="2025-09-10"), attrs, text)
+
+
+@pytest.mark.parametrize("table, latest", [
+    # a flowsheet's row under a head of days: the latest day's value is the value
+    ("Results:\n            04/08    05/08    06/08    07/08\nHb           104       91       95       97\n"
+     "Plt          233      208      214      226\nINR          4.6      1.2      1.2      1.3\n",
+     {"platelets": 226.0, "INR": 1.3}),
+    # the days the other way round, a dash for a day without a value, the unit in brackets
+    ("Labs:\n              07/08    06/08    05/08\nPlt (x10^9/L)  41       72       163\nINR            1.7      -        1.2\n",
+     {"platelets": 41.0, "INR": 1.7}),
+    # ISO days, days with their times, days month first
+    ("Recent bloods:\n                2025-09-22   2025-10-06   2025-10-17\n  Plt (x10^9/L)  92           61"
+     "            55\n", {"platelets": 55.0}),
+    ("Recent Labs\n  Lab         02/09/25 2230   02/10/25 0455\n  HGB         11.9            11.4\n"
+     "  PLT         198             205\n", {"platelets": 205.0}),
+    ("LABS:\n          1/13     1/14     1/15\nPlt       112      71       38   (x10^9/L)\n", {"platelets": 38.0}),
+])
+def test_a_flowsheet_row_s_latest_day_is_its_value(extractor, table, latest):
+    values = find(extractor.mentions(table, "PROGRESS NOTE", "2025-10-20"), "COAGULOPATHY")
+    assert {m["lab"]: m["value"] for m in values if not m["historical"]} == latest, table
+    assert all(m["historical"] for m in values if m["value"] != latest[m["lab"]]), table
+
+
+def test_a_row_of_values_is_no_head_of_days(extractor):
+    # guards: rows of decimals are values, not days ("11.9  11.4"); a reference range is no value
+    text = "HGB         11.9            11.4\nPLT         198             205\n"
+    assert [(m["value"], m["historical"]) for m in find(extractor.mentions(text, "NOTE"), "COAGULOPATHY")] == \
+        [(198.0, False)]
+    ranged = "Platelets     42   L   150-400\nINR  1.1    0.8-1.2\n"
+    assert [(m["value"], m["historical"]) for m in find(extractor.mentions(ranged, "NOTE"), "COAGULOPATHY")] == \
+        [(42.0, False), (1.1, False)]

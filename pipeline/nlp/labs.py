@@ -6,8 +6,10 @@ Written forms understood: ``INR 1.9``, ``INR: 2.4 (H)``, ``INR:2.4``,
 ``Plt 42``, ``Plt42``, ``platelets 38 x10^9/L``, ``PLT 120 K/uL``, ``platelet count of 45,000``,
 ``Platelets 1.89 lakh/cumm``, ``INR 2,9`` (a decimal comma), ``Thrombocytes 42.000/mm3``,
 tabular lab lines
-(``Platelets     42   L   150-400``), and trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
-three values, the last one the latest, the others ``superseded``). Given the note's date, a
+(``Platelets     42   L   150-400``), trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
+three values, the last one the latest, the others ``superseded``) and flowsheets, rows under a
+head of days (``04/08  05/08  06/08`` over ``Plt  233  208  214``: the latest day's value is the
+latest). Given the note's date, a
 value quoted from an earlier day after today's is ``superseded`` too (``Bloods today: INR 1.2
 (INR 2.4 in clinic 22/05)``).
 
@@ -27,9 +29,11 @@ from dataclasses import dataclass, replace
 # exponential time: "INR  of  of  of ..." ten times over took 5 s)
 # ("INR(PT)-1.2" and "Plt Ct-593" are how MIMIC's discharge summaries list labs)
 # ("INR this morning is 1.1", "INR on admission was 3.2": when the value was taken; "INR trend: 3.4")
+# (a table row's unit in brackets: "Plt (x10^9/L)     171      164")
 _JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
          r"|\bthis\s+(?:morning|am|afternoon|evening)\b|\byesterday\b|\btonight\b|\bon\s+(?:admission|arrival)\b"
-         r"|\bchecked\b|\btrend(?:ed|ing|s)?\b|\(\s*[HL]\s*\)|\(\s*PT\s*\))\s*)*")
+         r"|\bchecked\b|\btrend(?:ed|ing|s)?\b|\(\s*[HL]\s*\)|\(\s*PT\s*\)"
+         r"|\((?:x\s*)?10\s*(?:\^|e)?\s*[39]\s*/\s*u?L\)|\(\s*K\s*/\s*uL\s*\))\s*)*")
 _DECIMAL = r"\d+(?:\.\d+)?"
 _NUMBER = rf"(?P<value>\d{{1,3}}(?:,\d{{3}})+|{_DECIMAL})"
 #: After a value: not more of a number or of a list of values ("19.1/31.6" is not 19)
@@ -129,12 +133,14 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 found.append(LabValue("INR", value, "", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "INR", found, taken)
+                _columns(text, match.end(), "INR", found, taken)
     for match in PT.finditer(text):
         if free(*match.span()):
             value = _number(match.group("value"))
             if 5 <= value <= 200:  # seconds; "PT 3x/week" is physiotherapy
                 found.append(LabValue("PT", value, "s", match.start(), match.end()))
                 taken.append(match.span())
+                _columns(text, match.end("unit") if match.group("unit") else match.end("value"), "PT", found, taken)
     for match in PLATELETS.finditer(text):
         if free(*match.span()):
             value = _reading("platelets", match.group("value"), match.group("unit"))
@@ -142,6 +148,8 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 found.append(LabValue("platelets", value, "10^9/L", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
+                _columns(text, match.end("unit") if match.group("unit") else match.end("value"), "platelets",
+                         found, taken, match.group("unit"))
     found.sort(key=lambda lab: (lab.start, lab.lab))
     return _quoted_earlier(text, found, noted) if noted is not None else found
 
@@ -158,6 +166,78 @@ def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tup
         found.append(LabValue(lab, value, before.unit, step.start("value"), step.end("value")))
         taken.append((step.start("value"), step.end("value")))
         end = step.end()
+
+
+# The next cell of a table's row, two spaces or a tab after the one before: a value, or a dash
+# for a day without one ("INR     1.1     -       1.0")
+_NEXT_CELL = re.compile(r"(?:[ \t]{2,}|\t)(?P<cell>-{1,2}|\u2013|(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?))(?=[ \t]|$)",
+                        re.MULTILINE)
+# A table's head of days, one per column, a time after each or not: "            04/08    05/08
+# 06/08    07/08", "2025-09-22   2025-10-06", "Lab   02/09/25 2230   02/10/25 0455", "Date   01.03.
+# 02.03." (a day with dots ends with one: "1.8   1.7" is a row of values)
+_HEAD_DAY = (r"(?:\d{1,2}/\d{1,2}(?:/(?:19|20)?\d\d)?|\d{1,2}\.\d{1,2}\.(?:(?:19|20)?\d\d)?|(?:19|20)\d\d-\d\d-\d\d)"
+             r"(?:[ \t]+(?:\d{4}|\d{1,2}:\d\d)(?![/.\d]))?")
+_DAYS_HEAD = re.compile(rf"[ \t]*(?:[A-Za-z][^\n]{{0,25}}?[ \t]{{2,}})?(?P<days>(?:{_HEAD_DAY}(?:[ \t]+|$)){{2,}})[ \t]*$")
+_DAY_PARTS = re.compile(r"(?<![\d:])(\d{1,4})[/.-](\d{1,2})(?:[/.-](\d{2,4})?)?")
+#: Lines a table's head may be above a row of it
+_HEAD_REACH = 12
+
+
+def _columns(text: str, end: int, lab: str, found: list[LabValue], taken: list[tuple[int, int]],
+             unit: str | None = None) -> None:
+    """The other cells of a table's row whose first value is ``found[-1]``, under a head of days
+    (:data:`_DAYS_HEAD`), one cell per day: the latest day's value is the value, the others are
+    ``superseded``. "            04/08    05/08    06/08    07/08\nPlt  233  208  214  226": 226
+    is the latest; with the days the other way round ("07/08  06/08 ..."), the first."""
+    cells = []
+    position = end
+    while (cell := _NEXT_CELL.match(text, position)) is not None:
+        cells.append(cell)
+        position = cell.end()
+    if not any(cell.group("value") for cell in cells):
+        return
+    head = _days_head(text, text.rfind("\n", 0, end) + 1)
+    if head is None or len(head) != len(cells) + 1:
+        return
+    first = found[-1]
+    row = [first]
+    for cell in cells:
+        if cell.group("value"):
+            reading = _number(cell.group("value")) if lab == "PT" else _reading(lab, cell.group("value"), unit)
+            if reading is None:
+                return
+            row.append(LabValue(lab, reading, first.unit, cell.start("value"), cell.end("value")))
+    # the days' direction, by most steps (a table over the new year has one step back)
+    steps = [later > earlier for earlier, later in zip(head, head[1:])]
+    latest = len(row) - 1 if sum(steps) * 2 >= len(steps) else 0
+    found[-1] = replace(first, superseded=latest != 0)
+    for index, value in enumerate(row[1:], start=1):
+        found.append(replace(value, superseded=index != latest))
+        taken.append((value.start, value.end))
+
+
+def _days_head(text: str, line_start: int) -> list[tuple[int, int, int]] | None:
+    """The days of the table head above a row starting at ``line_start``, as (year, month, day)
+    sort keys (year 0 when not written), day/month unless a part only fits month/day; None when
+    there is none."""
+    start = line_start
+    for _ in range(_HEAD_REACH):
+        if start == 0:
+            return None
+        start = text.rfind("\n", 0, start - 1) + 1
+        line_end = text.find("\n", start)
+        line = text[start:len(text) if line_end < 0 else line_end]
+        if not line.strip():
+            return None
+        found = _DAYS_HEAD.fullmatch(line)
+        if found is not None:
+            days = [[int(part) for part in day.groups() if part] for day in _DAY_PARTS.finditer(found["days"])]
+            if all(len(day) == 3 and day[0] > 31 for day in days):  # ISO: year, month, day
+                return [(year, month, day) for year, month, day in days]
+            month_first = any(day[1] > 12 for day in days)
+            return [(day[2] if len(day) > 2 else 0, day[0] if month_first else day[1],
+                     day[1] if month_first else day[0]) for day in days]
+    return None
 
 
 def day_pattern(separator: str = "[/.]") -> str:
