@@ -2211,3 +2211,25 @@ def test_a_row_of_values_is_no_head_of_days(extractor):
     ranged = "Platelets     42   L   150-400\nINR  1.1    0.8-1.2\n"
     assert [(m["value"], m["historical"]) for m in find(extractor.mentions(ranged, "NOTE"), "COAGULOPATHY")] == \
         [(42.0, False), (1.1, False)]
+
+
+@pytest.mark.parametrize("text, concept, kept", [
+    # an abbreviation the note spells out as something else
+    ("Coverage: County Health Access Program (HAP) application started. HAP application submitted 07/03.",
+     "INFECTION", 0),
+    ("Individualized Treatment Plan (ITP) reviewed at the meeting; ITP goals met.", "COAGULOPATHY", 0),
+    # guards: spelled out as itself, or not spelled out
+    ("Dx: hospital-acquired pneumonia (HAP), on pip-tazo. HAP improving.", "INFECTION", 3),
+    ("Immune thrombocytopenia (ITP), ITP on steroids.", "COAGULOPATHY", 3),
+    ("HAP on day 3 of pip-tazo.", "INFECTION", 1),
+])
+def test_an_abbreviation_spelled_out_as_something_else(extractor, text, concept, kept):
+    assert len(find(extractor.mentions(text, "NOTE"), concept)) == kept, text
+
+
+def test_an_abbreviation_a_note_writes_as_a_programme_s_name(extractor):
+    text = "HAP application submitted 07/03; referred to CHW to help with HAP and scheduling."
+    assert not find(extractor.mentions(text, "CLINIC NOTE"), "INFECTION"), text
+    # guard: antibiotic cover for a pneumonia
+    covered = "HAP - broaden to HAP coverage with pip-tazo."
+    assert len(find(extractor.mentions(covered, "CLINIC NOTE"), "INFECTION")) == 2, covered

@@ -920,6 +920,49 @@ def _other_age(mention: dict, last: dict) -> bool:
     return None not in ages and ages[0] != ages[1]
 
 
+# An abbreviation that the note spells out as something else: "County Health Access Program (HAP)
+# application started" - its HAP is no hospital-acquired pneumonia. Spelled out: the words before
+# its bracket, their initials the abbreviation's letters (little words may be skipped)
+_ABBREVIATION = re.compile(r"[A-Z]{2,6}")
+_LITTLE_WORDS = frozenset(("of", "and", "the", "for", "in", "on", "to", "&"))
+# ... or, anywhere in the note, writes as the name of a programme or a form: "HAP application"
+_FORM_WORDS = r"(?:application|enrol\w*|approv\w*|letter|card|programm?e?s?|eligib\w*)\b"
+
+
+def _without_other_abbreviations(mentions: list[dict], text: str) -> list[dict]:
+    """``mentions`` less those of an abbreviation the note spells out as words that hold no
+    mention of the same concept ("Health Access Program (HAP)"; not "hospital-acquired
+    pneumonia (HAP)"), or writes as a programme's or a form's name ("HAP application")."""
+    other: dict[tuple[str, str], bool] = {}
+    kept = []
+    for mention in mentions:
+        word = mention["lexical_variant"].rstrip("s")
+        if _ABBREVIATION.fullmatch(word):
+            key = (word, mention["concept"])
+            if key not in other:
+                other[key] = _spelled_out_otherwise(word, mention["concept"], mentions, text)
+            if other[key]:
+                continue
+        kept.append(mention)
+    return kept
+
+
+def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict], text: str) -> bool:
+    if re.search(rf"\b{abbreviation}\s+{_FORM_WORDS}", text, re.IGNORECASE):
+        return True  # "HAP application submitted 07/03", "help with HAP and scheduling"
+    for bracket in re.finditer(rf"\(\s*{abbreviation}s?\s*\)", text):
+        words = list(re.finditer(r"[A-Za-z]+", text[max(0, bracket.start() - 80):bracket.start()]))
+        offset = max(0, bracket.start() - 80)
+        for candidates in (words, [word for word in words if word.group().lower() not in _LITTLE_WORDS]):
+            spelled = candidates[-len(abbreviation):]
+            if len(spelled) == len(abbreviation) and "".join(
+                    word.group()[0] for word in spelled).upper() == abbreviation:
+                start = offset + spelled[0].start()
+                return not any(other["concept"] == concept and start <= other["start"] < bracket.start()
+                               for other in mentions)
+    return False
+
+
 # A checklist's column heads ("Y    N    N/A", "Yes  No") on a line of their own, and a row's
 # mark ("x", a tick) after a gap
 _GRID_HEAD = re.compile(r"(?im)^[ \t]*(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
@@ -1015,6 +1058,7 @@ class MentionAttributes:
         for span, sentence, levels in reported_targets(doc):
             mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
+        mentions = _without_other_abbreviations(mentions, text)
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
         column_answers(mentions, text)
