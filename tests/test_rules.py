@@ -2233,3 +2233,37 @@ def test_an_abbreviation_a_note_writes_as_a_programme_s_name(extractor):
     # guard: antibiotic cover for a pneumonia
     covered = "HAP - broaden to HAP coverage with pip-tazo."
     assert len(find(extractor.mentions(covered, "CLINIC NOTE"), "INFECTION")) == 2, covered
+
+
+@pytest.mark.parametrize("text, needle, corrected", [
+    # a course's end reaches back past a semicolon
+    ("Hospitalized 01/15-01/21/2025 for pneumococcal pneumonia with bacteremia; completed\nantibiotics 01/28/2025.",
+     "pneumonia", "treated"),
+    ("Admitted Feb with new AF + chest infection; completed 5 days doxycycline for CAP\nmid-Feb, cough now gone.",
+     "chest infection", "treated"),
+    # guards: a hold, a stop or a settling does not ("UTI; apixaban held" is the apixaban's)
+    ("UTI on nitrofurantoin day 2; apixaban held for the procedure.", "UTI", ""),
+    ("Fever 38.2 overnight; IV fluids stopped.", "Fever", ""),
+])
+def test_a_course_s_end_reaches_past_a_semicolon(extractor, text, needle, corrected):
+    assert one(extractor, text, "INFECTION", "CLINIC NOTE", needle, date="2025-03-10")["corrected"] == corrected, text
+
+
+@pytest.mark.parametrize("text, concept", [
+    # what a payer's policy covers, requires or excludes, in the abstract
+    ("SUR-112 section B requires an\nacute or subacute vertebral fracture documented by MRI (edema on STIR/T2).", "FRACTURE"),
+    ("Bluewater Clinical Policy SUR-112 covers vertebral augmentation\nonly for an acute or subacute osteoporotic "
+     "vertebral compression fracture with bone marrow edema on MRI.", "OEDEMA"),
+    ("Policy criterion I.B (abstract): vertebral augmentation is covered for a painful osteoporotic\nvertebral "
+     "compression fracture when an acute fracture is confirmed by MRI.", "FRACTURE"),
+    ("Discussion: Policy VA-07 lists uncorrected coagulopathy as an exclusion.", "COAGULOPATHY"),
+])
+def test_a_policy_s_criteria_are_not_the_patient_s(extractor, text, concept):
+    assert all(m["hypothetical"] for m in find(extractor.mentions(text, "UM REVIEW"), concept)), text
+    assert find(extractor.mentions(text, "UM REVIEW"), concept), text
+
+
+def test_what_the_patient_requires_is_the_patient_s(extractor):
+    text = "She requires IV antibiotics for the L2 discitis. The L1 fracture requires cement."
+    assert not any(m["hypothetical"] for m in find(extractor.mentions(text, "CLINIC NOTE"), "INFECTION")), text
+    assert not one(extractor, text, "FRACTURE", "CLINIC NOTE")["hypothetical"], text

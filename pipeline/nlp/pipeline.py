@@ -150,14 +150,19 @@ def _limit_scope(self, other) -> bool:
     scope is the whole sentence encloses it and no longer limits it: in "The
     patient is a 55-year-old woman with carcinoma, which was diagnosed two
     years ago", "which" stopped "years ago" reaching the carcinoma only until
-    another terminating cue ("patient is") had limited it first. Everything
-    else is medspaCy's method as written.
+    another terminating cue ("patient is") had limited it first. A terminating
+    rule spares the modifiers whose rules' metadata hold a key its
+    ``metadata.spares`` names. Everything else
+    is medspaCy's method as written.
     """
     (a_start, a_end), (b_start, b_end) = self.scope_span, other.scope_span
     if not (a_start < b_end and b_start < a_end):
         return False
     if self.direction.upper() == "TERMINATE":
         return False
+    if other.direction.upper() == "TERMINATE" and any(
+            (self.rule.metadata or {}).get(key) for key in (other.rule.metadata or {}).get("spares", ())):
+        return False  # a semicolon ends a denial's reach, not a course's end ("pneumonia; completed antibiotics")
     if (other.direction.upper() != "TERMINATE" and other.category.upper() not in self.rule.terminated_by
             and other.category.upper() != self.category.upper()):
         return False
