@@ -2267,3 +2267,19 @@ def test_what_the_patient_requires_is_the_patient_s(extractor):
     text = "She requires IV antibiotics for the L2 discitis. The L1 fracture requires cement."
     assert not any(m["hypothetical"] for m in find(extractor.mentions(text, "CLINIC NOTE"), "INFECTION")), text
     assert not one(extractor, text, "FRACTURE", "CLINIC NOTE")["hypothetical"], text
+
+
+def test_what_a_long_past_procedure_was_done_for_is_past(extractor):
+    text = "s/p L1 kyphoplasty 06/2022 (Dr. Harrowgate) for a painful L1 compression fracture."
+    assert one(extractor, text, "FRACTURE", "PA REQUEST", date="2025-05-05")["historical"], text
+    # guards: a procedure two weeks ago, or without its date
+    recent = "2 weeks status post L1 kyphoplasty performed on 09/16/2025 for an acute L1 compression fracture."
+    assert not one(extractor, recent, "FRACTURE", "CLINIC NOTE", date="2025-09-30")["historical"], recent
+    undated = "Prior L1 kyphoplasty for a painful L1 compression fracture."
+    assert not one(extractor, undated, "FRACTURE", "CLINIC NOTE", date="2025-09-30")["historical"], undated
+
+
+def test_an_icd_title_s_pair_of_vertebrae_is_the_one_the_note_describes(extractor):
+    text = ("Dx: S22.080A Wedge compression fracture of T11-T12 vertebra, initial encounter for closed fracture\n"
+            "XR: new T12 compression fracture (~40% height loss). Known chronic L2 wedge deformity.")
+    assert [m["levels"] for m in find(extractor.mentions(text, "PA REQUEST"), "FRACTURE")][:2] == [["T12"], ["T12"]]

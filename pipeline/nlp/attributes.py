@@ -28,7 +28,7 @@ from spacy.tokens.underscore import Underscore
 
 from .labs import DAY, day_readings
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
-                     link_levels, sort_levels)
+                     icd_pair_levels, link_levels, sort_levels)
 from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
 
 LEVELLED = {"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION",
@@ -899,6 +899,11 @@ def _levels_referred_to(mention: dict, described: list[dict], text: str) -> list
         same = [m for m in described if _age_of(m) == age]
         described = same or [m for m in described if _age_of(m) is None]
     levels = sort_levels(level for m in described for level in m["levels"])
+    if "vertebra" in text[mention["sentence_start"]:mention["sentence_end"]].lower():
+        # an ICD title's pair: "S22.080A Wedge compression fracture of T11-T12 vertebra" is the
+        # fracture of the two the note describes
+        pair = icd_pair_levels(text, mention["sentence_start"], mention["sentence_end"])
+        levels = [level for level in levels if level in pair] or levels
     return _in_regions(levels, mention, text)
 
 
@@ -961,6 +966,28 @@ def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict]
                 return not any(other["concept"] == concept and start <= other["start"] < bracket.start()
                                for other in mentions)
     return False
+
+
+# What a past procedure was done for, after it in its sentence: "s/p L1 kyphoplasty 06/2022 (Dr.
+# Harrowgate) for a painful L1 compression fracture", "Prior T12 vertebroplasty in 2021 for an
+# osteoporotic fracture": that fracture is past too
+_FOR_BETWEEN = re.compile(r"[^;\n]{0,60}?\bfor\s+(?:[\w-]+\s+){0,4}$", re.IGNORECASE)
+
+
+def _past_procedures_reasons(mentions: list[dict], text: str, noted: _dt.date | None) -> None:
+    """A fracture a procedure dated long before the note was done for (:data:`_FOR_BETWEEN`) is
+    historical ("2 weeks status post L1 kyphoplasty performed on 09/16/2025 for an acute L1
+    compression fracture" is not). In place."""
+    done = None
+    for mention in mentions:
+        if mention["concept"] == "PRIOR_AUGMENTATION":
+            done = mention if mention["historical"] and affirmed(mention) else None
+        elif (mention["concept"] == "FRACTURE" and done is not None
+              and mention["sentence_start"] == done["sentence_start"] and not mention["historical"]
+              and _FOR_BETWEEN.fullmatch(text, done["end"], mention["start"])):
+            dated = re.search(_FINDING_DATE, text[done["end"]:mention["start"]], re.IGNORECASE)
+            mention["historical"] = dated is not None and _long_before(dated["date"], noted)
+            done = None
 
 
 # A checklist's column heads ("Y    N    N/A", "Yes  No") on a line of their own, and a row's
@@ -1059,6 +1086,7 @@ class MentionAttributes:
             mentions.extend(self._mentions(text, sections, span, sentence, levels))
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         mentions = _without_other_abbreviations(mentions, text)
+        _past_procedures_reasons(mentions, text, note_date(doc))
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
         column_answers(mentions, text)

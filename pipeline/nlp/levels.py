@@ -237,6 +237,13 @@ _NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
 _ICD_PAIR_AFTER = re.compile(r"[ \t]+vertebra\b", re.IGNORECASE)
 
 
+def icd_pair_levels(text: str, start: int, end: int) -> set[str]:
+    """The levels of the ICD-10 titles' pairs of vertebrae in ``text[start:end]`` (above)."""
+    return {level for group in find_level_groups(text, start, end)
+            if len(group.levels) == 2 and _ICD_PAIR_AFTER.match(text, group.end) is not None
+            for level in group.levels}
+
+
 def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset:
     """The concepts a level group that names a disc or a degenerative finding's level, or an ICD
     title's pair of vertebrae, bars (see above)."""
