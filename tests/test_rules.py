@@ -2283,3 +2283,8 @@ def test_an_icd_title_s_pair_of_vertebrae_is_the_one_the_note_describes(extracto
     text = ("Dx: S22.080A Wedge compression fracture of T11-T12 vertebra, initial encounter for closed fracture\n"
             "XR: new T12 compression fracture (~40% height loss). Known chronic L2 wedge deformity.")
     assert [m["levels"] for m in find(extractor.mentions(text, "PA REQUEST"), "FRACTURE")][:2] == [["T12"], ["T12"]]
+
+
+def test_posterior_element_fractures_written_with_a_hyphen(extractor):
+    text = "CT: left L2 and L3 transverse process fractures, which are posterior-element fractures."
+    assert not [m for m in find(extractor.mentions(text, "UM REVIEW"), "FRACTURE") if not m["negated"]], text

@@ -259,7 +259,7 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
 # A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4",
 # "C7 spinous process tip fracture").
 POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|pars(?:\s+interarticularis)?|"
-                     r"lamina[er]?|laminar|facets?|pedicles?|posterior\s+elements?|odontoid|dens|"
+                     r"lamina[er]?|laminar|facets?|pedicles?|posterior[\s-]+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
 _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|PSF|PLF|ACDF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
             r"arthrodesis|laminectom(?:y|ies)|laminoplasty|(?:posterior\s+|spinal\s+)?(?:stabili[sz]ation|fixation))")
