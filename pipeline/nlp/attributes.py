@@ -953,6 +953,8 @@ def _without_other_abbreviations(mentions: list[dict], text: str) -> list[dict]:
 
 
 def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict], text: str) -> bool:
+    """Whether the note writes ``abbreviation`` as a programme's or a form's name, or spells it out
+    in the words before its bracket without a mention of ``concept`` among them."""
     if re.search(rf"\b{abbreviation}\s+{_FORM_WORDS}", text, re.IGNORECASE):
         return True  # "HAP application submitted 07/03", "help with HAP and scheduling"
     for bracket in re.finditer(rf"\(\s*{abbreviation}s?\s*\)", text):

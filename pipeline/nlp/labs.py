@@ -178,7 +178,7 @@ _NEXT_CELL = re.compile(r"(?:[ \t]{2,}|\t)(?P<cell>-{1,2}|\u2013|(?P<value>\d{1,
 _HEAD_DAY = (r"(?:\d{1,2}/\d{1,2}(?:/(?:19|20)?\d\d)?|\d{1,2}\.\d{1,2}\.(?:(?:19|20)?\d\d)?|(?:19|20)\d\d-\d\d-\d\d)"
              r"(?:[ \t]+(?:\d{4}|\d{1,2}:\d\d)(?![/.\d]))?")
 _DAYS_HEAD = re.compile(rf"[ \t]*(?:[A-Za-z][^\n]{{0,25}}?[ \t]{{2,}})?(?P<days>(?:{_HEAD_DAY}(?:[ \t]+|$)){{2,}})[ \t]*$")
-_DAY_PARTS = re.compile(r"(?<![\d:])(\d{1,4})[/.-](\d{1,2})(?:[/.-](\d{2,4})?)?")
+_ISO_DAY = re.compile(r"((?:19|20)\d\d)-(\d\d)-(\d\d)")
 #: Lines a table's head may be above a row of it
 _HEAD_REACH = 12
 
@@ -231,12 +231,13 @@ def _days_head(text: str, line_start: int) -> list[tuple[int, int, int]] | None:
             return None
         found = _DAYS_HEAD.fullmatch(line)
         if found is not None:
-            days = [[int(part) for part in day.groups() if part] for day in _DAY_PARTS.finditer(found["days"])]
-            if all(len(day) == 3 and day[0] > 31 for day in days):  # ISO: year, month, day
-                return [(year, month, day) for year, month, day in days]
-            month_first = any(day[1] > 12 for day in days)
-            return [(day[2] if len(day) > 2 else 0, day[0] if month_first else day[1],
-                     day[1] if month_first else day[0]) for day in days]
+            iso = [tuple(int(part) for part in day.groups()) for day in _ISO_DAY.finditer(found["days"])]
+            if iso:
+                return iso
+            days = [(int(day["first"]), int(day["second"]), int(day["year"] or 0))
+                    for day in re.finditer(DAY, found["days"])]
+            month_first = any(second > 12 for _, second, _ in days)
+            return [(year, first, second) if month_first else (year, second, first) for first, second, year in days]
     return None
 
 

@@ -237,10 +237,14 @@ _NOT_BEFORE_A_DISC = frozenset({"FRACTURE"})
 _ICD_PAIR_AFTER = re.compile(r"[ \t]+vertebra\b", re.IGNORECASE)
 
 
+def _icd_pair(text: str, group: LevelGroup) -> bool:
+    """Whether ``group`` is an ICD-10 title's pair of vertebrae (above)."""
+    return len(group.levels) == 2 and _ICD_PAIR_AFTER.match(text, group.end) is not None
+
+
 def icd_pair_levels(text: str, start: int, end: int) -> set[str]:
-    """The levels of the ICD-10 titles' pairs of vertebrae in ``text[start:end]`` (above)."""
-    return {level for group in find_level_groups(text, start, end)
-            if len(group.levels) == 2 and _ICD_PAIR_AFTER.match(text, group.end) is not None
+    """The levels of the ICD-10 titles' pairs of vertebrae in ``text[start:end]``."""
+    return {level for group in find_level_groups(text, start, end) if _icd_pair(text, group)
             for level in group.levels}
 
 
@@ -249,7 +253,7 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
     title's pair of vertebrae, bars (see above)."""
     if _preceded_by(_DISC_LEVEL, text, sentence_start, group):
         return _NOT_AT_A_DISC
-    if len(group.levels) == 2 and _ICD_PAIR_AFTER.match(text, group.end) is not None:
+    if _icd_pair(text, group):
         return _NOT_BEFORE_A_DISC
     if len(group.levels) > 1 and _DISC_AFTER.match(text, group.end) is not None:
         return _NOT_BEFORE_A_DISC
