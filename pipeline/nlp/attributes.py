@@ -230,8 +230,9 @@ def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     """Whether ``span`` is someone else's, by the clause it is in: someone named as its subject
     (:data:`_NAMED_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
     before = text[sentence.start_char:span.start_char]
-    if _OWN_PROBLEMS.search(before) or (
-            _after_colon(sentence, text) and _OWN_PROBLEMS_LEAD.search(_sentence_before(sentence, text))):
+    lead = _colon_line(sentence, text)
+    if any(("own" in part or "OWN" in part) and pattern.search(part)
+           for part, pattern in ((before, _OWN_PROBLEMS), (lead, _OWN_PROBLEMS_LEAD))):
         return True
     for found in _NAMED_SUBJECT.finditer(before):
         name = found["name"]
@@ -248,12 +249,12 @@ def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     return False
 
 
-def _after_colon(sentence: Span, text: str) -> bool:
-    """Whether the sentence before ``sentence`` ends with a colon."""
+def _colon_line(sentence: Span, text: str) -> str:
+    """The line that ends with a colon right before ``sentence`` ("" when there is none)."""
     end = sentence.start_char
     while end > 0 and text[end - 1] in " \t\n":
         end -= 1
-    return end > 0 and text[end - 1] == ":"
+    return text[text.rfind("\n", 0, end) + 1:end] if end > 0 and text[end - 1] == ":" else ""
 
 
 #: ``doc.user_data`` key of the names :func:`_someone_elses` has looked up (name -> a relative).
