@@ -140,7 +140,7 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
             if 5 <= value <= 200:  # seconds; "PT 3x/week" is physiotherapy
                 found.append(LabValue("PT", value, "s", match.start(), match.end()))
                 taken.append(match.span())
-                _columns(text, match.end("unit") if match.group("unit") else match.end("value"), "PT", found, taken)
+                _columns(text, _value_end(match), "PT", found, taken)
     for match in PLATELETS.finditer(text):
         if free(*match.span()):
             value = _reading("platelets", match.group("value"), match.group("unit"))
@@ -148,10 +148,14 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 found.append(LabValue("platelets", value, "10^9/L", match.start(), match.end()))
                 taken.append(match.span())
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
-                _columns(text, match.end("unit") if match.group("unit") else match.end("value"), "platelets",
-                         found, taken, match.group("unit"))
+                _columns(text, _value_end(match), "platelets", found, taken, match.group("unit"))
     found.sort(key=lambda lab: (lab.start, lab.lab))
     return _quoted_earlier(text, found, noted) if noted is not None else found
+
+
+def _value_end(match: re.Match) -> int:
+    """Where a value and its unit end, without the white space a missing unit's pattern takes."""
+    return match.end("unit") if match.group("unit") else match.end("value")
 
 
 def _trend(text: str, end: int, lab: str, found: list[LabValue], taken: list[tuple[int, int]],

@@ -152,8 +152,7 @@ def _limit_scope(self, other) -> bool:
     years ago", "which" stopped "years ago" reaching the carcinoma only until
     another terminating cue ("patient is") had limited it first. A terminating
     rule spares the modifiers whose rules' metadata hold a key its
-    ``metadata.spares`` names. Everything else
-    is medspaCy's method as written.
+    ``metadata.spares`` names. Everything else is medspaCy's method as written.
     """
     (a_start, a_end), (b_start, b_end) = self.scope_span, other.scope_span
     if not (a_start < b_end and b_start < a_end):
