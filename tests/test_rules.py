@@ -2213,6 +2213,16 @@ def test_a_row_of_values_is_no_head_of_days(extractor):
         [(42.0, False), (1.1, False)]
 
 
+def test_a_flowsheet_row_is_read_only_when_every_cell_can_be_its_lab():
+    # a prothrombin time's cells are seconds: a row with a cell no PT can be is not read as one
+    from pipeline.nlp.labs import find_lab_values
+    head = "            04/08    05/08    06/08\n"
+    read = [(v.lab, v.value, v.superseded) for v in find_lab_values(head + "PT          14.1     13.8     12.9\n")]
+    assert read == [("PT", 14.1, True), ("PT", 13.8, True), ("PT", 12.9, False)]
+    unread = [(v.lab, v.value, v.superseded) for v in find_lab_values(head + "PT          14.1     13.8     250\n")]
+    assert unread == [("PT", 14.1, False)]
+
+
 @pytest.mark.parametrize("text, concept, kept", [
     # an abbreviation the note spells out as something else
     ("Coverage: County Health Access Program (HAP) application started. HAP application submitted 07/03.",

@@ -102,7 +102,11 @@ def _platelets(value: float, unit: str | None = None) -> float:
 
 
 def _reading(lab: str, raw: str, unit: str | None = None) -> float | None:
-    """An INR's or a platelet count's value as written, or None when it cannot be one."""
+    """An INR's, a prothrombin time's or a platelet count's value as written, or None when it
+    cannot be one."""
+    if lab == "PT":
+        value = _number(raw)
+        return value if 5 <= value <= 200 else None  # seconds; "PT 3x/week" is physiotherapy
     if lab == "INR":
         value = float(raw.replace(",", "."))
         return value if value < 20 else None  # an INR above 20 is a reading error or another number
@@ -136,8 +140,8 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 _columns(text, match.end(), "INR", found, taken)
     for match in PT.finditer(text):
         if free(*match.span()):
-            value = _number(match.group("value"))
-            if 5 <= value <= 200:  # seconds; "PT 3x/week" is physiotherapy
+            value = _reading("PT", match.group("value"))
+            if value is not None:
                 found.append(LabValue("PT", value, "s", match.start(), match.end()))
                 taken.append(match.span())
                 _columns(text, _value_end(match), "PT", found, taken)
@@ -207,7 +211,7 @@ def _columns(text: str, end: int, lab: str, found: list[LabValue], taken: list[t
     row = [first]
     for cell in cells:
         if cell.group("value"):
-            reading = _number(cell.group("value")) if lab == "PT" else _reading(lab, cell.group("value"), unit)
+            reading = _reading(lab, cell.group("value"), unit)
             if reading is None:
                 return
             row.append(LabValue(lab, reading, first.unit, cell.start("value"), cell.end("value")))
