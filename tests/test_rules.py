@@ -2298,3 +2298,105 @@ def test_an_icd_title_s_pair_of_vertebrae_is_the_one_the_note_describes(extracto
 def test_posterior_element_fractures_written_with_a_hyphen(extractor):
     text = "CT: left L2 and L3 transverse process fractures, which are posterior-element fractures."
     assert not [m for m in find(extractor.mentions(text, "UM REVIEW"), "FRACTURE") if not m["negated"]], text
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a line that ends in "incl." goes on in the next
+    ("Consent discussed: benefits - pain relief in most; risks incl.\ncement leak, infection, bleeding.",
+     "INFECTION", "infection", dict(hypothetical=True)),
+    # guard: a line that ends in a full stop after a word ends its sentence
+    ("Consent discussed: risks reviewed.\nInfection: cellulitis of the left shin.", "INFECTION", "cellulitis",
+     dict(hypothetical=False)),
+    # what a procedure is for, said of "it"
+    ("His wife asked about the cement injection she had. I explained it is for painful recent fractures and is "
+     "not indicated for his T8 and L2 fractures.", "FRACTURE", None, dict(hypothetical=True)),
+    # a report's finding taken back, or first read one way and then changed
+    ("NB: The preliminary CT report of an L4 fracture was amended by the consultant's final report (limbus "
+     "vertebra).", "FRACTURE", None, dict(negated=True)),
+    ("No retropulsion; the query of retropulsion on the preliminary report is withdrawn.", "RETROPULSION", None,
+     dict(negated=True)),
+    ("4. T12 normal; the external 2023 report of a T12 fracture is not supported.", "FRACTURE", None,
+     dict(negated=True)),
+    ("The T-spine x-ray was first read overnight as an\nacute T8 compression fracture; the attending's final read "
+     "changed this to an old T8 fracture.", "FRACTURE", "compression", dict(negated=True)),
+    # guards: a change of what the report says; a first reading that stood
+    ("The fracture level was amended to L1.", "FRACTURE", None, dict(negated=False)),
+    ("The L1 fracture was initially reported as acute and was confirmed on MRI.", "FRACTURE", None,
+     dict(negated=False, acuity="acute")),
+    # a cancer's risk group is no risk of one
+    ("PMH: MDS (low risk), transfusion dependent.", "MALIGNANCY", None, dict(hypothetical=False)),
+    ("Prostate cancer (high risk) on ADT.", "MALIGNANCY", None, dict(hypothetical=False)),
+    # guards: a risk of the disease
+    ("Pneumonia risk: bedbound.", "INFECTION", None, dict(hypothetical=True)),
+    ("High risk of rebound vertebral fractures after stopping denosumab.", "FRACTURE", None,
+     dict(hypothetical=True)),
+])
+def test_reports_taken_back_and_sentences_run_on(extractor, text, concept, needle, attrs):
+    assert_attrs(one(extractor, text, concept, "CLINIC NOTE", needle), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, kept", [
+    # a service's name, not cord compression
+    ("MRI whole spine - urgent MSCC slot 03/05/2025 08:00.", "EPIDURAL_DISEASE", 0),
+    ("Assessment: does not meet MSCC criteria - no neurological symptoms.", "EPIDURAL_DISEASE", 0),
+    ("Safety-netting for MSCC symptoms reiterated.", "EPIDURAL_DISEASE", 0),
+    ("MSCC triage 10/03 - MRI whole spine booked 12/03.", "EPIDURAL_DISEASE", 0),
+    ("Infection check before procedure: afebrile, urine dip negative, CRP 6.", "INFECTION", 1),  # afebrile
+    ("Neutropenic sepsis screening pathway followed.", "INFECTION", 1),  # the sepsis, not its screening
+    # guards: the finding
+    ("MSCC at T9 with ESCC 3.", "EPIDURAL_DISEASE", 2),
+    ("Infection: cellulitis of the left shin.", "INFECTION", 1),
+])
+def test_a_service_s_or_a_check_s_name_is_no_finding(extractor, text, concept, kept):
+    assert len(find(extractor.mentions(text, "ACUTE ONCOLOGY"), concept)) == kept, text
+
+
+def test_a_pharmacy_s_monitored_dosage_system_is_no_myelodysplasia(extractor):
+    text = ("Sources: GP SCR, Lindsay's Pharmacy (weekly MDS). Carers give meds from the MDS.\n"
+            "Bisoprolol 1.25 mg OD        | MDS, SCR              | HELD")
+    assert not find(extractor.mentions(text, "PHARMACY"), "MALIGNANCY"), text
+    # guard: the disease
+    disease = "PMH: MDS, transfusion dependent. Plt 45."
+    assert find(extractor.mentions(disease, "PHARMACY"), "MALIGNANCY"), disease
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('Clarification: ward handover sheet reads "L2/L3 #" - these are the transverse\nprocesses only.', "#"),
+    ("Explained the CT again: the fractures are of the transverse processes (the small bony bits).", "fractures"),
+])
+def test_a_fracture_said_to_be_of_the_processes_is_no_vertebral_one(extractor, text, needle):
+    assert not find(extractor.mentions(text, "SPINE NOTE"), "FRACTURE", needle), text
+
+
+def test_a_fracture_said_to_be_something_else_keeps_its_level(extractor):
+    # guards: a fracture named again, and one beside process fractures
+    text = "Acute L1 fracture, which is an osteoporotic compression fracture. L2 fracture is associated with TP fractures."
+    assert [m["levels"] for m in find(extractor.mentions(text, "SPINE NOTE"), "FRACTURE")] == [["L1"], ["L1"], ["L2"]]
+
+
+@pytest.mark.parametrize("text, family", [
+    # a pronoun of the other sex than the patient's, after a relative the sentence names
+    ("Pt: Rhodri P, 72M. Sources: wife Glenys.\nOTHER PEOPLE'S MEDICINES IN THE BAG: Glenys's alendronic acid "
+     "(for her osteoporosis - she had two crush fractures in her spine in 2022, per pt).", True),
+    ("81-year-old man. Lives with wife Maureen; she has COPD herself and was treated for a chest infection "
+     "last month.", True),
+    # guards: the patient's own sex; no relative named; the patient's sex not written, or written both ways
+    ("68F. Her husband says she had an L1 fracture in 2020.", False),
+    ("72M. Wife reports he had two crush fractures.", False),
+    ("72M. Seen by Dr Ames; she has reviewed the L1 fracture.", False),
+    ("Lives with wife Glenys; she had two crush fractures per pt.", False),
+    ("72M, 16F catheter. Lives with wife Glenys; she had two crush fractures per pt.", False),
+])
+def test_a_pronoun_of_the_other_sex_after_a_relative_is_someone_else(extractor, text, family):
+    concept = "INFECTION" if "infection" in text else "FRACTURE"
+    assert find(extractor.mentions(text, "PHARMACY"), concept)[-1]["family"] is family, text
+
+
+@pytest.mark.parametrize("text, corrected", [
+    ("Heparin d/c 3/4 for the UTI. Abx d/c 3/4.", "held"),
+    # guards: a discharge
+    ("pt given written d/c instructions incl. signs of infection (fever) - to call/ED.", ""),
+    ("Fever resolved w/ incentive spirometry; afebrile x72h prior to d/c.", ""),
+])
+def test_d_c_is_stopped_not_a_discharge(extractor, text, corrected):
+    assert find(extractor.mentions(text, "DISCHARGE SUMMARY"), "INFECTION")[-1]["corrected"] == corrected, text

@@ -66,10 +66,14 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # A fracture of a vertebra's posterior elements or processes is not a vertebral body
 # fracture, the kind vertebral augmentation treats: "transverse process fractures of
 # L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4", "fractures
-# of the left L1, L2 and L3 transverse processes".
+# of the left L1, L2 and L3 transverse processes", or said to be one after it: "the fractures
+# are of the transverse processes", 'handover sheet reads "L2/L3 #" - these are the transverse
+# processes only'.
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
-    rf"\s+(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
+    r"(?:[)\"'\u201d]*\s*(?:(?:-+|,)\s*)?(?:(?:these|this|which|they|it)\s+)?"
+    r"(?:(?:are|is|was|were)(?:\s+(?:only|all|both|just))?|(?:refers?|referred|relates?|related)\s+to)\s+|\s+)"
+    rf"(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
     rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?),?\s+){{0,6}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)",
@@ -204,14 +208,26 @@ _ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
 _RELATION = (r"(?:husband|wife|spouse|partner|daughter|son|sister|brother|mother|father|mum|mom|dad|niece|"
              r"nephew|grand(?:daughter|son|mother|father)|(?:daughter|son|sister|brother)-in-law|friend|"
              r"neighbou?r|carer|caregiver|roommate|flatmate)")
-_NAMED_SUBJECT = re.compile(
-    r"(?:^|[.;:!?\n]|\band\s|\bbut\s)[ \t]*(?P<name>[A-Z][a-z]{2,})(?:[ \t]+\(\d{1,3}\))?[ \t]+"
+# A verb of having an illness after a clause's subject
+_HAVING = (
     r"(?:(?:is|was)[ \t]+(?:himself|herself|themselves)\b|(?:himself|herself)\b|"
     r"(?:has|had|have)[ \t]+(?!(?:been|noticed|seen|found|observed|reported|said|told|asked|called|phoned|rung|brought|"
     r"helped|raised|mentioned|expressed|agreed|consented|declined|requested|given|explained|described|confirmed|"
     r"witnessed|checked|arranged|read|heard|no|not|concerns?|questions?|a\s+(?:copy|question|letter)|power|lpa|"
     r"capacity)\b)|(?:is|was)[ \t]+(?:having|on|receiving|undergoing|being[ \t]+treated|awaiting|recovering|"
     r"diagnosed|admitted|unwell)\b|underwent\b|takes\b|(?:is|was|has been)[ \t]+in[ \t]+hospital\b)")
+_NAMED_SUBJECT = re.compile(
+    r"(?:^|[.;:!?\n]|\band\s|\bbut\s)[ \t]*(?P<name>[A-Z][a-z]{2,})(?:[ \t]+\(\d{1,3}\))?[ \t]+" + _HAVING)
+# ... or a pronoun of the other sex than the patient's, after a relative the sentence names: "wife
+# Glenys's alendronic acid (for her osteoporosis - she had two crush fractures in her spine)" in a
+# note on "72M". The patient's sex as the note writes it with the age ("72M", "68 y/o F", "81-year-
+# old woman"); a note that writes both (a "16F" catheter) has none.
+_PRONOUN_SUBJECT = re.compile(rf"\b(?P<pronoun>[Ss]he|[Hh]e)[ \t]+{_HAVING}")
+_PATIENT_SEX = re.compile(
+    r"\b\d{1,3}[ \t]*(?:(?i:y(?:rs?)?[./]?[ \t]*o\.?|yo)[ \t]*|-?[ \t]*(?i:years?|yrs?)-?[ \t]*(?i:old)[ \t]*)?"
+    r"(?:(?P<letter>[MF])\b|(?P<word>(?i:man|male|gentleman|woman|female|lady))\b)")
+_SEX_WORDS = {"man": "M", "male": "M", "gentleman": "M", "woman": "F", "female": "F", "lady": "F"}
+_RELATION_WORD = re.compile(rf"\b{_RELATION}\b", re.IGNORECASE)
 _NOT_A_NAME = frozenset("""The This That These Those There Then She He Her His They Their Patient Pt Mrs Mr Ms
     Miss Dr Sister Nurse Mum Mom Dad Father Mother Wife Husband Daughter Son Family Lives Also Plan Patients Today
     Yesterday Overnight Since Now Currently Previously Known Nil None Not No Yes Has Had Was Is Impression
@@ -228,25 +244,45 @@ _OWN_PROBLEMS_LEAD = re.compile(rf"{_OWN_PROBLEMS.pattern}\s*:\s*$", re.IGNORECA
 
 def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     """Whether ``span`` is someone else's, by the clause it is in: someone named as its subject
-    (:data:`_NAMED_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
+    (:data:`_NAMED_SUBJECT`), a pronoun of the other sex than the patient's after a relative
+    (:data:`_PRONOUN_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
     before = text[sentence.start_char:span.start_char]
     lead = _colon_line(sentence, text)
     if any(("own" in part or "OWN" in part) and pattern.search(part)
            for part, pattern in ((before, _OWN_PROBLEMS), (lead, _OWN_PROBLEMS_LEAD))):
         return True
     for found in _NAMED_SUBJECT.finditer(before):
-        name = found["name"]
-        if name in _NOT_A_NAME or CLAUSE_BREAK.search(before, found.end()) is not None:
-            continue
-        relatives = span.doc.user_data.setdefault(_RELATIVES, {})
-        if name not in relatives:
-            relatives[name] = re.search(
-                rf"(?i:\b{_RELATION})[ \t]*[(,]?[ \t]*(?:(?i:Mr|Mrs|Ms)\.?[ \t]+)?{name}\b|"
-                rf"\b{name}[ \t]*(?:\(|,)[ \t]*(?:\d{{1,3}}[ \t]*,[ \t]*)?(?i:(?:his|her|their|the[ \t]+patient's|"
-                rf"pt's)[ \t]+)?(?i:{_RELATION})\b", text) is not None
-        if relatives[name]:
+        if CLAUSE_BREAK.search(before, found.end()) is None and _relative(found["name"], span.doc, text):
             return True
+    pronouns = [found for found in _PRONOUN_SUBJECT.finditer(before) if CLAUSE_BREAK.search(before, found.end()) is None]
+    if pronouns and (sex := _patient_sex(span.doc, text)) is not None \
+            and pronouns[-1]["pronoun"].lower() == ("she" if sex == "M" else "he"):
+        named = before[:pronouns[-1].start()]
+        return _RELATION_WORD.search(named) is not None or any(
+            _relative(name, span.doc, text) for name in re.findall(r"\b[A-Z][a-z]{2,}\b", named))
     return False
+
+
+def _relative(name: str, doc: Doc, text: str) -> bool:
+    """Whether the note introduces ``name`` as a relative, a carer or a friend ("lives with
+    husband Bernard (81)", "daughter Sandra", "husband (Harold, 86)", "Rosa, his wife,")."""
+    if name in _NOT_A_NAME:
+        return False
+    relatives = doc.user_data.setdefault(_RELATIVES, {})
+    if name not in relatives:
+        relatives[name] = re.search(
+            rf"(?i:\b{_RELATION})[ \t]*[(,]?[ \t]*(?:(?i:Mr|Mrs|Ms)\.?[ \t]+)?{name}\b|"
+            rf"\b{name}[ \t]*(?:\(|,)[ \t]*(?:\d{{1,3}}[ \t]*,[ \t]*)?(?i:(?:his|her|their|the[ \t]+patient's|"
+            rf"pt's)[ \t]+)?(?i:{_RELATION})\b", text) is not None
+    return relatives[name]
+
+
+def _patient_sex(doc: Doc, text: str) -> str | None:
+    """"M" or "F" as the note writes it with the patient's age (:data:`_PATIENT_SEX`), or None."""
+    if _SEX not in doc.user_data:
+        found = {match["letter"] or _SEX_WORDS[match["word"].lower()] for match in _PATIENT_SEX.finditer(text)}
+        doc.user_data[_SEX] = found.pop() if len(found) == 1 else None
+    return doc.user_data[_SEX]
 
 
 def _colon_line(sentence: Span, text: str) -> str:
@@ -259,6 +295,8 @@ def _colon_line(sentence: Span, text: str) -> str:
 
 #: ``doc.user_data`` key of the names :func:`_someone_elses` has looked up (name -> a relative).
 _RELATIVES = "vertebro.relatives"
+#: ``doc.user_data`` key of the patient's sex (:func:`_patient_sex`).
+_SEX = "vertebro.sex"
 
 
 # What an earlier study showed, or what is known, stated in an indication: "Indication: L1
@@ -933,6 +971,13 @@ _ABBREVIATION = re.compile(r"[A-Z]{2,6}")
 _LITTLE_WORDS = frozenset(("of", "and", "the", "for", "in", "on", "to", "&"))
 # ... or, anywhere in the note, writes as the name of a programme or a form: "HAP application"
 _FORM_WORDS = r"(?:application|enrol\w*|approv\w*|letter|card|programm?e?s?|eligib\w*)\b"
+# ... or as the other thing it also names: a pharmacy's monitored dosage system ("Lindsay's
+# Pharmacy (weekly MDS)", "carers give meds from the MDS", "MDS, SCR"), not myelodysplasia
+_OTHER_MEANINGS = {
+    "MDS": re.compile(r"\b(?:weekly|monthly|pharmacy|chemist|blister|dosette|from\s+the|in\s+an?|via\s+(?:the\s+)?)\s+MDS\b"
+                      r"|\bMDS\s+(?:trays?|packs?|box(?:es)?|changes?|unchanged|updated|supplied|filled|,\s*SCR)\b"
+                      r"|\b(?:monitored\s+dosage\s+system|compliance\s+aid)\b", re.IGNORECASE),
+}
 
 
 def _without_other_abbreviations(mentions: list[dict], text: str) -> list[dict]:
@@ -954,10 +999,13 @@ def _without_other_abbreviations(mentions: list[dict], text: str) -> list[dict]:
 
 
 def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict], text: str) -> bool:
-    """Whether the note writes ``abbreviation`` as a programme's or a form's name, or spells it out
-    in the words before its bracket without a mention of ``concept`` among them."""
+    """Whether the note writes ``abbreviation`` as a programme's or a form's name or as the other
+    thing it names (:data:`_OTHER_MEANINGS`), or spells it out in the words before its bracket
+    without a mention of ``concept`` among them."""
     if re.search(rf"\b{abbreviation}\s+{_FORM_WORDS}", text, re.IGNORECASE):
         return True  # "HAP application submitted 07/03", "help with HAP and scheduling"
+    if abbreviation in _OTHER_MEANINGS and _OTHER_MEANINGS[abbreviation].search(text):
+        return True  # "carers give meds from the MDS"
     for bracket in re.finditer(rf"\(\s*{abbreviation}s?\s*\)", text):
         words = list(re.finditer(r"[A-Za-z]+", text[max(0, bracket.start() - 80):bracket.start()]))
         offset = max(0, bracket.start() - 80)

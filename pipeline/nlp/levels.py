@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sentences import previous_word
+from .sentences import MID_CLAUSE_ABBREVIATIONS, previous_word
 
 REGION_SIZE = {"C": 7, "T": 12, "L": 5, "S": 5}
 ORDER = [f"{region}{n}" for region in "CTLS" for n in range(1, REGION_SIZE[region] + 1)]
@@ -338,11 +338,6 @@ def enclosing_brackets(text: str, start: int, end: int, lowest: int, highest: in
     return None if closing < 0 else (opening, closing)
 
 
-# Abbreviations whose full stop never ends a clause: "approx. 30% height loss". Not the
-# abbreviations the sentence splitter also knows that end clauses as words do ("failed PT.",
-# "neg for fx.", "breast ca.").
-_MID_CLAUSE_ABBREVIATIONS = frozenset({"approx", "appr", "e.g", "i.e", "eg", "ie", "vs", "incl", "resp", "cf",
-                                       "dr", "mr", "mrs", "ms", "prof", "fig"})
 # Clause boundaries inside a sentence: a mention takes levels from its own clause.
 CLAUSE_BREAK = re.compile(r";|\bbut\b|\bwhereas\b|\bwhile\b|\bhowever\b|\balso\b|\badditionally\b|\bas well as\b|\. ", re.IGNORECASE)
 
@@ -354,7 +349,7 @@ def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """
     bounds, cursor = [], start
     for match in CLAUSE_BREAK.finditer(text, start, end):
-        if match.group() == ". " and previous_word(text, match.start()) in _MID_CLAUSE_ABBREVIATIONS:
+        if match.group() == ". " and previous_word(text, match.start()) in MID_CLAUSE_ABBREVIATIONS:
             continue
         bounds.append((cursor, match.start()))
         cursor = match.end()

@@ -41,6 +41,12 @@ ABBREVIATIONS = {
     "dept", "assoc", "est", "sr", "jr",
 }
 
+# Abbreviations whose full stop never ends a clause: "approx. 30% height loss", "risks incl.\ncement
+# leak, infection". Not the abbreviations above that end clauses as words do ("failed PT.", "neg
+# for fx.", "breast ca.").
+MID_CLAUSE_ABBREVIATIONS = frozenset({"approx", "appr", "e.g", "i.e", "eg", "ie", "vs", "incl", "resp", "cf",
+                                      "dr", "mr", "mrs", "ms", "prof", "fig"})
+
 #: ``doc.user_data`` key under which :class:`~pipeline.nlp.pipeline.Extractor` keeps the
 #: text it made the doc from: ``Doc.text`` joins every token in Python on each call.
 DOC_TEXT = "vertebro.text"
@@ -133,9 +139,12 @@ def sentence_starts(text: str) -> list[int]:
     for match in _LINE_BREAK.finditer(text):
         line_start = text.rfind("\n", 0, match.start()) + 1
         previous_line = text[line_start:match.start()]
-        last = previous_line.rstrip(" \t")[-1:]
+        kept = previous_line.rstrip(" \t")
+        last = kept[-1:]
+        # a line that ends in "incl." or "e.g." goes on in the next ("risks incl.\ncement leak")
+        abbreviated = last == "." and previous_word(text, line_start + len(kept) - 1) in MID_CLAUSE_ABBREVIATIONS
         # _PREVIOUS_ENDS.search(previous_line), its first branch without a regex scan of the line
-        if last in _ENDS or _PREVIOUS_ENDS.search(previous_line) \
+        if (not abbreviated and (last in _ENDS or _PREVIOUS_ENDS.search(previous_line))) \
                 or _NEXT_STARTS_BLOCK.match(text, match.end()) \
                 or (_COLUMNS.search(previous_line) and _COLUMNS.search(text, match.end(), _line_end(text, match.end()))):
             starts.add(match.end())
