@@ -2400,3 +2400,25 @@ def test_a_pronoun_of_the_other_sex_after_a_relative_is_someone_else(extractor, 
 ])
 def test_d_c_is_stopped_not_a_discharge(extractor, text, corrected):
     assert find(extractor.mentions(text, "DISCHARGE SUMMARY"), "INFECTION")[-1]["corrected"] == corrected, text
+
+
+@pytest.mark.parametrize("text, thresholds", [
+    # a threshold is a hypothetical value of its lab, not one measured
+    ("IR require Plt >= 50 and INR <= 1.5.", [("platelets", 50.0), ("INR", 1.5)]),
+    ("Continue heparin until INR >= 2.5 on two consecutive days, then stop.", [("INR", 2.5)]),
+    ("When INR falls below 2.5 haematology to advise on UFH.", [("INR", 2.5)]),
+    ("1 unit platelets if Plt < 50 before any procedure; platelets must be > 20.", [("platelets", 50.0),
+                                                                                     ("platelets", 20.0)]),
+    ("Transfuse if plt < 10k.", [("platelets", 10.0)]),
+])
+def test_a_lab_threshold_is_a_hypothetical_value(extractor, text, thresholds):
+    values = find(extractor.mentions(text, "PHARMACY"), "COAGULOPATHY")
+    assert [(m["lab"], m["value"]) for m in values] == thresholds, text
+    assert all(m["hypothetical"] and not m["corrected"] for m in values), text
+
+
+def test_a_threshold_leaves_the_measured_value_the_latest(extractor):
+    text = "Plt 38 today (held enoxaparin); restart once Plt >= 50 on two counts. INR 1.1."
+    values = [(m["value"], m["hypothetical"], m["historical"])
+              for m in find(extractor.mentions(text, "WARD ROUND", "2025-01-14"), "COAGULOPATHY")]
+    assert values == [(38.0, False, False), (50.0, True, False), (1.1, False, False)], text

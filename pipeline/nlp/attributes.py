@@ -1267,5 +1267,7 @@ class MentionAttributes:
             return [base]
         # a measured value is not denied by a cue about a diagnosis beside it: "Plt 171 -
         # thrombocytopenia excluded (EDTA clumping)"
-        return [{**base, "negated": False, "historical": base["historical"] or lab.superseded, "lab": lab.lab,
+        return [{**base, "negated": False, "historical": base["historical"] or lab.superseded,
+                 "hypothetical": base["hypothetical"] or lab.threshold, "lab": lab.lab,
+                 "corrected": "" if lab.threshold else base["corrected"],
                  "value": lab.value, "unit": lab.unit} for lab in rule_labs]

@@ -9,7 +9,8 @@ tabular lab lines
 (``Platelets     42   L   150-400``), trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
 three values, the last one the latest, the others ``superseded``) and flowsheets, rows under a
 head of days (``04/08  05/08  06/08`` over ``Plt  233  208  214``: the latest day's value is the
-latest). Given the note's date, a
+latest). A threshold (``proceed only if plt >50``, ``INR <= 1.5``, ``until INR falls below 2.5``)
+is a value ``threshold``, not one measured. Given the note's date, a
 value quoted from an earlier day after today's is ``superseded`` too (``Bloods today: INR 1.2
 (INR 2.4 in clinic 22/05)``).
 
@@ -68,6 +69,17 @@ PLATELETS = re.compile(
 )
 
 
+# A threshold: a lab, a comparison and a value, a few words of what the value must do between them
+# ("IR require Plt >= 50 and INR <= 1.5", "until INR falls below 2.5", "platelets must be > 50")
+THRESHOLD = re.compile(
+    r"\b(?P<lab>INR|plts?|platelets?|platelet\s+count)"
+    r"(?:\s+(?:must|needs?|should|to|be|recovers?|recovered|rises?|falls?|drops?|is|are|remains?|stays?|"
+    r"consistently|count|ct)){0,3}"
+    r"\s*(?:<=|>=|=<|=>|<|>|\u2264|\u2265|\b(?:below|above|under|over|less\s+than|greater\s+than|more\s+than)\b)"
+    r"\s*(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?)(?![\d/]|\.\d)"
+    r"(?:\s*(?P<unit>K\b|k\b|lakhs?\b|(?:x|\u00d7)\s*10\s*\^?\s*9\s*/\s*L\b))?",
+    re.IGNORECASE)
+
 # The next value of a trend: "-> 57 (8/4)", "→ INR 1.4"
 _TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
                          r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?)" + _END, re.IGNORECASE)
@@ -81,6 +93,7 @@ class LabValue:
     start: int
     end: int
     superseded: bool = False  # a later value of the lab is written after it (a trend, a quote)
+    threshold: bool = False  # a limit a value is held to ("plt >50"), not a value measured
 
 
 def _number(text: str) -> float:
@@ -154,7 +167,22 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
                 _columns(text, _value_end(match), "platelets", found, taken, match.group("unit"))
     found.sort(key=lambda lab: (lab.start, lab.lab))
-    return _quoted_earlier(text, found, noted) if noted is not None else found
+    found = _quoted_earlier(text, found, noted) if noted is not None else found
+    thresholds = _thresholds(text, free)
+    return sorted(found + thresholds, key=lambda lab: (lab.start, lab.lab)) if thresholds else found
+
+
+def _thresholds(text: str, free) -> list[LabValue]:
+    """The thresholds (:data:`THRESHOLD`) in ``text`` where no value was read (``free``)."""
+    found = []
+    for match in THRESHOLD.finditer(text):
+        if free(*match.span()):
+            lab = "INR" if match.group("lab").upper() == "INR" else "platelets"
+            value = _reading(lab, match.group("value"), match.group("unit"))
+            if value is not None:
+                found.append(LabValue(lab, value, "" if lab == "INR" else "10^9/L", match.start(), match.end(),
+                                      threshold=True))
+    return found
 
 
 def _value_end(match: re.Match) -> int:
