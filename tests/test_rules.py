@@ -2422,3 +2422,27 @@ def test_a_threshold_leaves_the_measured_value_the_latest(extractor):
     values = [(m["value"], m["hypothetical"], m["historical"])
               for m in find(extractor.mentions(text, "WARD ROUND", "2025-01-14"), "COAGULOPATHY")]
     assert values == [(38.0, False, False), (50.0, True, False), (1.1, False, False)], text
+
+
+@pytest.mark.parametrize("text, latest", [
+    # lines that each start with their day: the latest day's value is the value
+    ("Platelets:\n  13/01  Plt 38\n  14/01  1 unit platelets before planning\n  15/01  Plt 61\n  16/01  Plt 74\n",
+     {"platelets": 74.0}),
+    # newest first; days with their times; a run over the new year
+    ("INR history:\n  17/03/25   INR 2.6\n  24/02/25   INR 3.1\n  27/01/25   INR 2.2\n", {"INR": 2.6}),
+    ("Follow-up INR:\n  01/08 22:00   INR 3.1\n  01/09 06:05   INR 2.2\n", {"INR": 2.2}),
+    ("12/30 INR 2.0\n01/02 INR 3.0\n", {"INR": 3.0}),
+])
+def test_dated_lines_of_a_lab_latest_day_is_its_value(extractor, text, latest):
+    values = find(extractor.mentions(text, "PHARMACY", "2025-01-20"), "COAGULOPATHY")
+    assert {m["lab"]: m["value"] for m in values if not m["historical"]} == latest, text
+    assert len([m for m in values if not m["historical"]]) == 1, text
+
+
+def test_a_line_of_several_dated_values_is_no_run_of_dated_lines(extractor):
+    # guards: values on one line are a trend, read in order; a day written as a head is no value
+    text = "Bloods - platelet trend:\n  01/09 182 | 16/09 141 | 18/09 Plt 88 | 20/09 Plt 61\n"
+    values = find(extractor.mentions(text, "WARD ROUND", "2025-09-20"), "COAGULOPATHY")
+    assert [m["value"] for m in values if not m["historical"]][-1:] == [61.0], text
+    assert [m["value"] for m in find(extractor.mentions("Platelets:\n  13/01  Plt 38\n", "NOTE"), "COAGULOPATHY")] \
+        == [38.0]

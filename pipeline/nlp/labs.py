@@ -9,7 +9,8 @@ tabular lab lines
 (``Platelets     42   L   150-400``), trends (``Plt 68 (8/2) -> 57 (8/4) -> 44 (today)``:
 three values, the last one the latest, the others ``superseded``) and flowsheets, rows under a
 head of days (``04/08  05/08  06/08`` over ``Plt  233  208  214``: the latest day's value is the
-latest). A threshold (``proceed only if plt >50``, ``INR <= 1.5``, ``until INR falls below 2.5``)
+latest), and lines that each start with their day (``13/01  Plt 38`` over ``15/01  Plt 61``: the
+latest day's). A threshold (``proceed only if plt >50``, ``INR <= 1.5``, ``until INR falls below 2.5``)
 is a value ``threshold``, not one measured. Given the note's date, a
 value quoted from an earlier day after today's is ``superseded`` too (``Bloods today: INR 1.2
 (INR 2.4 in clinic 22/05)``).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 
 # What may stand between a lab's name and its value: white space and joining words, the
@@ -61,7 +63,8 @@ PT = re.compile(
 )
 PLATELETS = re.compile(
     r"\b(?:platelets?(?:\s+count)?|plts?(?:\s+(?:count|ct))?|thrombocytes?(?:\s+count)?)" + _JOIN + _NUMBER
-    + r"(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
+    # not a day: "Platelets:\n  13/01  Plt 38"
+    + r"(?!\d|[/.]\d)(?:\s*(?P<unit>(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:9|⁹)\s*/\s*L|x\s*10\s*(?:\^|e)?\s*3\s*/\s*(?:uL|µL|mm3)|"
     r"(?:x|×)\s*10\s*(?:\^|e|\*\*)?\s*(?:4|⁴)\s*/\s*(?:uL|µL|μL|mm3)|"
     r"K\s*/\s*(?:uL|µL|mm3)|10\^9/L|thou(?:sand)?\s*/\s*(?:uL|µL)|/\s*(?:uL|µL|mm3|cumm)|K\b|"
     r"lakhs?(?:\s*/\s*(?:cumm|cu\.?\s*mm|mm3|uL|µL))?))?",
@@ -167,6 +170,7 @@ def find_lab_values(text: str, noted: _dt.date | None = None) -> list[LabValue]:
                 _trend(text, match.end(), "platelets", found, taken, match.group("unit"))
                 _columns(text, _value_end(match), "platelets", found, taken, match.group("unit"))
     found.sort(key=lambda lab: (lab.start, lab.lab))
+    found = _dated_rows(text, found, noted)
     found = _quoted_earlier(text, found, noted) if noted is not None else found
     thresholds = _thresholds(text, free)
     return sorted(found + thresholds, key=lambda lab: (lab.start, lab.lab)) if thresholds else found
@@ -243,13 +247,18 @@ def _columns(text: str, end: int, lab: str, found: list[LabValue], taken: list[t
             if reading is None:
                 return
             row.append(LabValue(lab, reading, first.unit, cell.start("value"), cell.end("value")))
-    # the days' direction, by most steps (a table over the new year has one step back)
-    steps = [later > earlier for earlier, later in zip(head, head[1:])]
-    latest = len(row) - 1 if sum(steps) * 2 >= len(steps) else 0
+    latest = len(row) - 1 if _latest(head) else 0  # the last value written, past a dash for a day without one
     found[-1] = replace(first, superseded=latest != 0)
     for index, value in enumerate(row[1:], start=1):
         found.append(replace(value, superseded=index != latest))
         taken.append((value.start, value.end))
+
+
+def _latest(days: list[tuple[int, int, int]]) -> int:
+    """The index of the latest of ``days`` (sort keys, in the order written), by the direction of
+    most steps (a table over the new year has one step back): the last, or the first."""
+    steps = [later > earlier for earlier, later in zip(days, days[1:])]
+    return len(days) - 1 if sum(steps) * 2 >= len(steps) else 0
 
 
 def _days_head(text: str, line_start: int) -> list[tuple[int, int, int]] | None:
@@ -267,14 +276,60 @@ def _days_head(text: str, line_start: int) -> list[tuple[int, int, int]] | None:
             return None
         found = _DAYS_HEAD.fullmatch(line)
         if found is not None:
-            iso = [tuple(int(part) for part in day.groups()) for day in _ISO_DAY.finditer(found["days"])]
-            if iso:
-                return iso
-            days = [(int(day["first"]), int(day["second"]), int(day["year"] or 0))
-                    for day in re.finditer(DAY, found["days"])]
-            month_first = any(second > 12 for _, second, _ in days)
-            return [(year, first, second) if month_first else (year, second, first) for first, second, year in days]
+            return _day_keys(found["days"])
     return None
+
+
+def _day_keys(days: str) -> list[tuple[int, int, int]]:
+    """The days written in ``days``, in order, as (year, month, day) sort keys (year 0 when not
+    written): ISO days, or day/month unless a day only fits month/day."""
+    iso = [tuple(int(part) for part in day.groups()) for day in _ISO_DAY.finditer(days)]
+    if iso:
+        return iso
+    parts = [(int(day["first"]), int(day["second"]), int(day["year"] or 0)) for day in re.finditer(DAY, days)]
+    month_first = any(second > 12 for _, second, _ in parts)
+    return [(year % 100, first, second) if month_first else (year % 100, second, first)
+            for first, second, year in parts]
+
+
+# A line that starts with its day: "  13/01  Plt 38", "  03/05 23:15   INR 1.9", "7/16: INR 2.1"
+_DAY_LINE = re.compile(rf"[ \t]*(?P<day>{_HEAD_DAY})[ \t]*[:,-]?[ \t]")
+
+
+def _dated_rows(text: str, found: list[LabValue], noted: _dt.date | None) -> list[LabValue]:
+    """``found`` with the values of a lab in lines that each start with their day (a run of such
+    lines, :data:`_DAY_LINE`) superseded but the latest day's: "13/01  Plt 38\n15/01  Plt 61\n
+    16/01  Plt 74" -> 74; newest first ("17/03/25  INR 2.6\n24/02/25  INR 3.1") -> 2.6. A day
+    without its year is in the year up to ``noted``, when given."""
+    runs: dict[tuple[int, str], list[tuple[str, int]]] = {}
+    lines = Counter((text.rfind("\n", 0, lab.start), lab.lab) for lab in found)
+    for index, lab in enumerate(found):
+        line_start = text.rfind("\n", 0, lab.start) + 1
+        if lab.superseded or lab.threshold or lines[line_start - 1, lab.lab] > 1:
+            continue  # not a line's one value: "01/09 182 | 16/09 141 | 18/09 Plt 88"
+        day = _DAY_LINE.match(text, line_start, lab.start)
+        if day is None:
+            continue
+        run_start = line_start
+        while run_start > 0:
+            previous = text.rfind("\n", 0, run_start - 1) + 1
+            if not _DAY_LINE.match(text, previous, run_start - 1):
+                break
+            run_start = previous
+        runs.setdefault((run_start, lab.lab), []).append((day["day"], index))
+    for rows in runs.values():
+        if len(rows) < 2:
+            continue
+        # the run's days read together (one "12/30" makes every day month first)
+        days = _day_keys("  ".join(day for day, _ in rows))
+        if noted is not None:
+            days = [(year or noted.year % 100 - ((month, date) > (noted.month, noted.day)), month, date)
+                    for year, month, date in days]
+        latest = rows[_latest(days)][1] if len(days) == len(rows) else rows[-1][1]
+        for _, index in rows:
+            if index != latest:
+                found[index] = replace(found[index], superseded=True)
+    return found
 
 
 def day_pattern(separator: str = "[/.]") -> str:
