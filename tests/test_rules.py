@@ -2446,3 +2446,25 @@ def test_a_line_of_several_dated_values_is_no_run_of_dated_lines(extractor):
     assert [m["value"] for m in values if not m["historical"]][-1:] == [61.0], text
     assert [m["value"] for m in find(extractor.mentions("Platelets:\n  13/01  Plt 38\n", "NOTE"), "COAGULOPATHY")] \
         == [38.0]
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # a drug stopped in a year gone by is not taken now
+    ("PMH: AF - rate control with bisoprolol, apixaban stopped\n2023 after upper GI bleed, not restarted.",
+     "ANTICOAGULANT", dict(historical=True, med_status="held")),
+    ("Warfarin discontinued in March 2022 (falls).", "ANTICOAGULANT", dict(historical=True)),
+    # guard: a hold now
+    ("Apixaban stopped 2 days ago for the procedure.", "ANTICOAGULANT", dict(historical=False, med_status="held")),
+    # advice about a condition
+    ("Neutropenic sepsis advice: to ring AOS if temp 37.5 or above, or shivery.", "INFECTION",
+     dict(hypothetical=True)),
+    # guard: the condition and what was given for it
+    ("Sepsis: on IV pip-taz, advice from micro awaited.", "INFECTION", dict(hypothetical=False)),
+    # a procedure long ago, and what it was done for on the next line
+    ("PMH:\n- Osteoporosis - old T11 and T12 wedge fractures (2022); L1 kyphoplasty 2021\n  for osteoporotic collapse\n"
+     "- AF", "FRACTURE", dict(historical=True)),
+])
+def test_what_was_stopped_or_done_long_ago_and_advice(extractor, text, concept, attrs):
+    found = find(extractor.mentions(text, "DN VISIT", "2025-02-24"), concept)
+    assert_attrs(found[-1], attrs, text)
+

@@ -1022,7 +1022,8 @@ def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict]
 # What a past procedure was done for, after it in its sentence: "s/p L1 kyphoplasty 06/2022 (Dr.
 # Harrowgate) for a painful L1 compression fracture", "Prior T12 vertebroplasty in 2021 for an
 # osteoporotic fracture": that fracture is past too
-_FOR_BETWEEN = re.compile(r"[^;\n]{0,60}?\bfor\s+(?:[\w-]+\s+){0,4}$", re.IGNORECASE)
+_FOR_BETWEEN = re.compile(r"(?:[^;\n]|\n(?![ \t]*(?:[-*\u2022]|\d{1,2}[.)])\s)){0,60}?\bfor\s+(?:[\w-]+\s+){0,4}$",
+                          re.IGNORECASE)
 
 
 def _past_procedures_reasons(mentions: list[dict], text: str, noted: _dt.date | None) -> None:
@@ -1228,11 +1229,12 @@ class MentionAttributes:
                                     {"MED_HELD", "MED_CONTINUED", "CORRECTED"})
             if med_modifier is not None:
                 med_status = "continued" if med_modifier.category == "MED_CONTINUED" else "held"
+            if corrected_modifier is not None and corrected_modifier.rule.metadata.get("course_over"):
+                # "finished 10 days enoxaparin", "completed her warfarin course", "apixaban stopped 2023":
+                # a course that is over
+                flags["historical"] = True
             if corrected == "held":
                 corrected = ""
-            elif corrected_modifier is not None and corrected_modifier.rule.metadata.get("course_over"):
-                # "finished 10 days enoxaparin", "completed her warfarin course": a course that is over
-                flags["historical"] = True
 
         base = {
             "concept": span.label_,
