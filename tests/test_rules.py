@@ -2468,3 +2468,16 @@ def test_what_was_stopped_or_done_long_ago_and_advice(extractor, text, concept, 
     found = find(extractor.mentions(text, "DN VISIT", "2025-02-24"), concept)
     assert_attrs(found[-1], attrs, text)
 
+
+
+@pytest.mark.parametrize("text, attrs", [
+    # an epidural haematoma is an epidural mass
+    ("Small ventral epidural haematoma at L1 without cord compression.", dict(levels=["L1"], negated=False)),
+    ("No epidural hematoma.", dict(negated=True)),
+    ("Risk of spinal epidural haematoma with enoxaparin and the epidural catheter.", dict(hypothetical=True)),
+])
+def test_an_epidural_haematoma_is_epidural_disease(extractor, text, attrs):
+    assert_attrs(one(extractor, text, "EPIDURAL_DISEASE", "MRI SPINE", "haematoma" if "haem" in text else "hematoma"),
+                 attrs, text)
+    # guard: the procedures stay procedures
+    assert not has(extractor, "Epidural steroid injection at L4-5; epidural catheter removed.", "EPIDURAL_DISEASE", "NOTE")
