@@ -2481,3 +2481,57 @@ def test_an_epidural_haematoma_is_epidural_disease(extractor, text, attrs):
                  attrs, text)
     # guard: the procedures stay procedures
     assert not has(extractor, "Epidural steroid injection at L4-5; epidural catheter removed.", "EPIDURAL_DISEASE", "NOTE")
+
+
+@pytest.mark.parametrize("text, levels", [
+    # the range a count or a trial's criterion is over is not where the fractures are
+    ("Q1. Number of vertebral fractures T4-L5: 2  (T12, L2)\nQ2. Per-level description", [["T12", "L2"]]),
+    ("[x]   1-3 painful VCF T5-L5, symptom onset < 6 weeks   -> L1, onset 27-JAN", [["L1"]]),
+    ("I2  1 to 3 VCFs between T5 and L5 on plain film, CT or MRI ........ Y", [[]]),
+    # a number with a unit after a level is no level
+    ("Acute fractures at T12 and L1, 2-3 mm retropulsion at L1.", [["T12", "L1"]]),
+    ("Fracture at L1, 2 mm retropulsion.", [["L1"]]),
+    # a form's item is no vertebra
+    ("F3 item C3 (adjacent-level fracture): wedge fracture of T11 confirmed.", [["T11"], ["T11"]]),
+    # guards: a list of levels, a range that is the fractures', a cervical fracture
+    ("Fractures of L1, 2 and 3.", [["L1", "L2", "L3"]]),
+    ("Compression fractures T11-L1 with 30% height loss at T12.", [["T11", "T12", "L1"], ["T12"]]),
+    ("Fracture of C3 on CT.", [["C3"]]),
+])
+def test_ranges_counts_and_items_that_are_no_fracture_s_levels(extractor, text, levels):
+    assert [m["levels"] for m in find(extractor.mentions(text, "CRF"), "FRACTURE")] == levels, text
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # a value overtaken by a later one
+    ("Unscheduled visit today 11-JUN-2025: INR 2.4 (local lab).\nThe Day 0 value of 12-MAY (INR 1.3) no longer "
+     "applies.", "COAGULOPATHY", dict(value=1.3, historical=True)),
+    # a trial's criterion and endpoint
+    ("Eligibility: I1-I4 met. Exclusion E2 (any severe or > 2 moderate prevalent vertebral fractures)\npending "
+     "central read of today's spine XR.", "FRACTURE", dict(hypothetical=True)),
+    ("Spine XR repeated at Months 12 and 24 for incident morphometric vertebral fractures (primary endpoint).",
+     "FRACTURE", dict(hypothetical=True)),
+    # answered N after a colon, a count of none, a field not applicable
+    ("E2 severe or > 2 moderate prevalent vertebral fractures: N (central read 17-JUN: none)", "FRACTURE",
+     dict(negated=True)),
+    ("Retropulsion (mm): 0", "RETROPULSION", dict(negated=True)),
+    ("Th11 wedge fracture, age: [x] cannot be determined\n      Bone marrow oedema (MRI STIR): N/A", "OEDEMA",
+     dict(uncertain=True)),
+    # an age the form leaves unticked
+    ("Th11: SQ grade 2 wedge deformity.\n      Fracture age: [ ] acute  [ ] subacute  [ ] chronic  [x] cannot be "
+     "determined", "FRACTURE", dict(acuity="")),
+    # guards: the unticked option is itself denied, with its age; a pain score of none; an age answered
+    ("Please clarify:\n[ ] Acute traumatic compression fracture of L3\n[X] L3 compression fracture, age "
+     "indeterminate", "FRACTURE", dict(negated=True, acuity="acute")),
+    ("Back pain: 0/10 at rest, 6/10 on standing.", "PAIN", dict(negated=False)),
+    # gait retropulsion under a mobility heading
+    ("3. Mobility (PT): retropulsion and freezing at doorways, walks 10 m with 4WW + 1.", "RETROPULSION", None),
+    # an epidural haematoma in the head
+    ("HCT revealed a left parietal epidural hematoma.", "EPIDURAL_DISEASE", None),
+])
+def test_forms_criteria_and_answers(extractor, text, concept, attrs):
+    found = find(extractor.mentions(text, "CRF", "2025-06-11"), concept)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert_attrs(found[-1] if concept == "COAGULOPATHY" else found[0], attrs, text)

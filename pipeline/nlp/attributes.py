@@ -191,11 +191,12 @@ def affirmed(mention: dict) -> bool:
     return not (mention["negated"] or mention["uncertain"] or mention["hypothetical"] or mention["family"])
 
 
-# A checklist item answered N right after it, without a colon: "Pre-procedure checklist:
-# coagulopathy N, active infection N, fever N" (a capital N before a comma, a stop or the
-# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in
-# "n", was in every note.
-_ANSWERED_N = re.compile(r"[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$)")
+# A checklist item answered N right after it, with a colon or without: "Pre-procedure checklist:
+# coagulopathy N, active infection N, fever N", "E2 ... prevalent vertebral fractures: N (central
+# read 17-JUN: no prevalent fracture)" (a capital N before a comma, a stop, a bracket or the
+# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
+# was in every note.
+_ANSWERED_N = re.compile(r"(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\()")
 
 
 # Someone else by name, as the subject of the clause a mention is in: "Bernard has myeloma and has
@@ -316,6 +317,17 @@ def _seen_before(span: Span, sentence: Span, text: str) -> bool:
     """Whether ``span`` is stated as seen on an earlier study, or known (:data:`_SEEN_ON_AFTER`)."""
     return (_SEEN_ON_AFTER.match(text, span.end_char, sentence.end_char) is not None
             or _KNOWN_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None)
+
+
+# An empty box before an answer: "Fracture age: [ ] acute  [ ] subacute  [ ] chronic  [x] cannot be
+# determined" - the ages not ticked are not the fracture's
+_EMPTY_BOX_BEFORE = re.compile(r"(?:\[[ \t_]?\]|\u2610)[ \t]*$")
+
+
+def _unticked_after(modifier, span: Span, text: str) -> bool:
+    """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked."""
+    start = span.doc[modifier.modifier_span[0]].idx
+    return start >= span.end_char and _EMPTY_BOX_BEFORE.search(text, max(0, start - 6), start) is not None
 
 
 def _heading_start(section, doc: Doc) -> int:
@@ -1196,7 +1208,7 @@ class MentionAttributes:
         acuity_modifier = _nearest(span, [
             modifier for modifier in modifiers
             if (closing is None or span.doc[modifier.modifier_span[0]].idx < closing)
-            and not _ages_the_next(modifier, span)], ACUITY)
+            and not _ages_the_next(modifier, span) and not _unticked_after(modifier, span, text)], ACUITY)
         if "INDETERMINATE_AGE" in categories:
             acuity = "indeterminate"
         elif acuity_modifier is not None:

@@ -44,7 +44,11 @@ SPELLED = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seve
 _SPELLED = r"(?:Th|[TL])\s?-?\s?(?:" + "|".join(SPELLED) + r")\b"
 # not a decimal: "femoral neck T -2.9" is a T-score
 _ONE = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
-_TAIL = rf"(?:(?:{_REGION}\s?-?\s?)?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|{_SPELLED})"
+# A bare number after a level is a level only when no unit follows it: "L1, 2 and 3", not "fracture
+# at L1, 2-3 mm retropulsion" nor "T12, 2 weeks"
+_UNIT_AFTER = (r"(?:\s*(?:-|\u2013|to)\s*\d+(?:\.\d+)?)?\s*(?:mm|cm|%|\u00b0|degrees?|deg\b|x\b|/10|days?\b|d\b|weeks?|wks?|"
+               r"months?|years?|yrs?|hours?|hrs?|h\b|units?|mg|kg|mls?\b|mcg|g\b|times)")
+_TAIL = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|(?:[1-9]|1[0-2])(?![0-9]|\.\d)(?!{_UNIT_AFTER})|{_SPELLED})"
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
 _LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
 # A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5" (not the
@@ -168,6 +172,11 @@ def _parse_run(run: str) -> list[str]:
     return sort_levels(levels)
 
 
+# What names a form's item, question or section: "item C3", "Q4", "section T2", "criterion L1"
+_FORM_ITEM_BEFORE = re.compile(r"\b(?:items?|questions?|criteri(?:on|a)|sections?|fields?|boxes|box|forms?|CRF|page)"
+                               r"[ \t]*(?:no\.?|number|#)?[ \t]*$", re.IGNORECASE)
+
+
 def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list[LevelGroup]:
     """Every group of levels in ``text[start:end]``, offsets into ``text``."""
     end = len(text) if end is None else end
@@ -186,6 +195,8 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
         if _DORSAL.match(run) and not (_DORSAL_BEFORE.search(window, 0, match.start())
                                        or _DORSAL_AFTER.match(window, match.end())):
             continue
+        if _FORM_ITEM_BEFORE.search(window, max(0, match.start() - 12), match.start()):
+            continue  # "F3 item C3 (adjacent-level fracture = No)": a form's item, not a vertebra
         if levels:
             groups.append(LevelGroup(start + match.start(), start + match.end(), tuple(levels)))
     for match in WORD_LEVEL.finditer(window):
@@ -318,9 +329,22 @@ _SINS_CLASS_BEFORE = re.compile(r"\b(?:location|(?:semi-?)?rigid|junctional|mobi
 _SINS_CLASS_AFTER = re.compile(r"\s*,\s*(?:(?:semi-?)?rigid|junctional|mobile)\b", re.IGNORECASE)
 
 
+# The range a count of fractures or a trial's criterion is over: "Number of vertebral fractures
+# T4-L5: 2  (T12, L2)", "1-3 painful VCF T5-L5, symptom onset < 6 weeks -> L1", "I2  1 to 3 VCFs
+# between T5 and L5 ... Y (L1)": where to look, not where a fracture is (its levels are the answer's)
+_COUNTED_AFTER = re.compile(r"\s*:\s*\d{1,2}(?![\d.%])[ \t]*(?=\(|,|;|$)", re.MULTILINE)
+_CRITERION_BEFORE = re.compile(
+    r"\b(?:\d|one|two)\s*(?:-|to|\u2013)\s*(?:\d|two|three|four|five)\s+(?:(?:painful|osteoporotic|pathological|"
+    r"vertebral|compression|acute|symptomatic)\s+)*(?:O?VCFs?|fractures?)\s+(?:(?:between|from|at|in)\s+)?$",
+    re.IGNORECASE)
+
+
 def _coverage(text: str, sentence_start: int, group: LevelGroup) -> bool:
     if _DENSITOMETRY_AFTER.match(text, group.end) or _SINS_CLASS_AFTER.match(text, group.end) \
             or _preceded_by(_SINS_CLASS_BEFORE, text, sentence_start, group):
+        return True
+    if len(group.levels) > 1 and (_COUNTED_AFTER.match(text, group.end)
+                                  or _preceded_by(_CRITERION_BEFORE, text, sentence_start, group)):
         return True
     brackets = enclosing_brackets(text, group.start, group.end, max(sentence_start, group.start - 30),
                                   group.end + 10)
