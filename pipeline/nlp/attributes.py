@@ -279,7 +279,8 @@ def _relative(name: str, doc: Doc, text: str) -> bool:
 
 
 def _patient_sex(doc: Doc, text: str) -> str | None:
-    """"M" or "F" as the note writes it with the patient's age (:data:`_PATIENT_SEX`), or None."""
+    """The patient's sex, "M" or "F", as the note writes it with the age (:data:`_PATIENT_SEX`), or
+    None."""
     if _SEX not in doc.user_data:
         found = {match["letter"] or _SEX_WORDS[match["word"].lower()] for match in _PATIENT_SEX.finditer(text)}
         doc.user_data[_SEX] = found.pop() if len(found) == 1 else None
