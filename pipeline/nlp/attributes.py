@@ -1034,8 +1034,8 @@ def _spelled_out_otherwise(abbreviation: str, concept: str, mentions: list[dict]
 
 # What a past procedure was done for, after it in its sentence: "s/p L1 kyphoplasty 06/2022 (Dr.
 # Harrowgate) for a painful L1 compression fracture", "Prior T12 vertebroplasty in 2021 for an
-# osteoporotic fracture": that fracture is past too
-_FOR_BETWEEN = re.compile(r"(?:[^;\n]|\n(?![ \t]*(?:[-*\u2022]|\d{1,2}[.)])\s)){0,60}?\bfor\s+(?:[\w-]+\s+){0,4}$",
+# osteoporotic fracture": that fracture is past too; on the next line too, unless it starts an item
+_FOR_BETWEEN = re.compile(rf"(?:[^;\n]|\n(?!{_SIBLING_ITEM.pattern})){{0,60}}?\bfor\s+(?:[\w-]+\s+){{0,4}}$",
                           re.IGNORECASE)
 
 

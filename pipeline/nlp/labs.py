@@ -302,10 +302,10 @@ def _dated_rows(text: str, found: list[LabValue], noted: _dt.date | None) -> lis
     16/01  Plt 74" -> 74; newest first ("17/03/25  INR 2.6\n24/02/25  INR 3.1") -> 2.6. A day
     without its year is in the year up to ``noted``, when given."""
     runs: dict[tuple[int, str], list[tuple[str, int]]] = {}
-    lines = Counter((text.rfind("\n", 0, lab.start), lab.lab) for lab in found)
-    for index, lab in enumerate(found):
-        line_start = text.rfind("\n", 0, lab.start) + 1
-        if lab.superseded or lab.threshold or lines[line_start - 1, lab.lab] > 1:
+    line_starts = [text.rfind("\n", 0, lab.start) + 1 for lab in found]
+    per_line = Counter(zip(line_starts, (lab.lab for lab in found)))
+    for index, (lab, line_start) in enumerate(zip(found, line_starts)):
+        if lab.superseded or lab.threshold or per_line[line_start, lab.lab] > 1:
             continue  # not a line's one value: "01/09 182 | 16/09 141 | 18/09 Plt 88"
         day = _DAY_LINE.match(text, line_start, lab.start)
         if day is None:
