@@ -68,13 +68,16 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # L2 and L3", "laminar fracture at T12", "fracture of the left pedicle of L4", "fractures
 # of the left L1, L2 and L3 transverse processes", or said to be one after it: "the fractures
 # are of the transverse processes", 'handover sheet reads "L2/L3 #" - these are the transverse
-# processes only'.
+# processes only', "The only fractures on the CT are healed left L2 and L3 transverse process
+# fractures".
 POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
     r"(?:[)\"'\u201d]*\s*(?:(?:-+|,)\s*)?(?:(?:these|this|which|they|it)\s+)?"
+    r"(?:(?:on|in)\s+(?:the\s+|this\s+)?(?:CT|MRI|MR|XR|x-?rays?|films?|imaging|radiographs?|scan|study)\s+)?"
     r"(?:(?:are|is|was|were)(?:\s+(?:only|all|both|just))?|(?:refers?|referred|relates?|related)\s+to)\s+|\s+)"
     rf"(?:(?:of|involving|in|at|through)\s+)?(?:the\s+)?(?:tips?\s+of\s+(?:the\s+)?)?"
-    rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?),?\s+){{0,6}}"
+    rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|healed|old|acute|non-?displaced|undisplaced|"
+    rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?),?\s+){{0,6}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)",
 # "# Lumbar fx (L2-L3 TP)"
@@ -219,6 +222,8 @@ _HAVING = (
     r"diagnosed|admitted|unwell)\b|underwent\b|takes\b|(?:is|was|has been)[ \t]+in[ \t]+hospital\b)")
 _NAMED_SUBJECT = re.compile(
     r"(?:^|[.;:!?\n]|\band\s|\bbut\s)[ \t]*(?P<name>[A-Z][a-z]{2,})(?:[ \t]+\(\d{1,3}\))?[ \t]+" + _HAVING)
+# ... or whose it is, a few words before it: "Rachel's VWD has no bearing on her mother's management"
+_NAMED_OWNER = re.compile(r"\b(?P<name>[A-Z][a-z]{2,})['\u2019]s[ \t]+(?:[\w-]+[ \t]+){0,3}$")
 # ... or a pronoun of the other sex than the patient's, after a relative the sentence names: "wife
 # Glenys's alendronic acid (for her osteoporosis - she had two crush fractures in her spine)" in a
 # note on "72M". The patient's sex as the note writes it with the age ("72M", "68 y/o F", "81-year-
@@ -245,7 +250,7 @@ _OWN_PROBLEMS_LEAD = re.compile(rf"{_OWN_PROBLEMS.pattern}\s*:\s*$", re.IGNORECA
 
 def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     """Whether ``span`` is someone else's, by the clause it is in: someone named as its subject
-    (:data:`_NAMED_SUBJECT`), a pronoun of the other sex than the patient's after a relative
+    (:data:`_NAMED_SUBJECT`) or its owner (:data:`_NAMED_OWNER`), a pronoun of the other sex than the patient's after a relative
     (:data:`_PRONOUN_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
     before = text[sentence.start_char:span.start_char]
     lead = _colon_line(sentence, text)
@@ -255,6 +260,8 @@ def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     for found in _NAMED_SUBJECT.finditer(before):
         if CLAUSE_BREAK.search(before, found.end()) is None and _relative(found["name"], span.doc, text):
             return True
+    if (found := _NAMED_OWNER.search(before)) and _relative(found["name"], span.doc, text):
+        return True
     pronouns = [found for found in _PRONOUN_SUBJECT.finditer(before) if CLAUSE_BREAK.search(before, found.end()) is None]
     if pronouns and (sex := _patient_sex(span.doc, text)) is not None \
             and pronouns[-1]["pronoun"].lower() == ("she" if sex == "M" else "he"):
@@ -337,16 +344,18 @@ def _heading_start(section, doc: Doc) -> int:
     return next((token.idx for token in doc[section.title_start:section.title_end] if not token.is_space), 0)
 
 
-def _past_heading_line(section, span: Span, text: str) -> bool:
+def _past_heading_line(section, span: Span, text: str, lists: bool = True) -> bool:
     """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading,
-    and beyond the list a heading ending in a colon introduces ("- DDx for the L1 deformity:\n
-      1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are list items,
-    or indented deeper than the heading's own line, until the first that is neither."""
+    and (with ``lists``) beyond the list a heading ending in a colon introduces ("- DDx for the
+    L1 deformity:\n  1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are
+    list items, or indented deeper than the heading's own line, until the first that is neither."""
     doc = span.doc
     heading = _heading_start(section, doc)
     line_end = text.find("\n", heading, span.start_char)
     if line_end < 0:
         return _SENTENCE_BREAK.search(text, heading, span.start_char) is not None
+    if not lists:
+        return True
     line_start = text.rfind("\n", 0, heading) + 1
     title_end = doc[section.title_end - 1].idx + len(doc[section.title_end - 1]) if section.title_end > 0 else heading
     if not (text[heading:title_end].rstrip().endswith(":") or text[heading:line_end].rstrip().endswith(":")):
@@ -434,6 +443,8 @@ DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION", "MALIGNANCY"})
 _LASTING_CANCER = re.compile(r"metasta|\bmets\b|myeloma|\bstage\s+(?:IV|4)\b|recurren|relaps|progress|lytic|"
                              r"\blesions?\b|\bdeposits?\b", re.IGNORECASE)
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
+#: A whole day with its year, as :func:`day_readings` reads it: "02/07/2025", "7.2.2025"
+_WHOLE_DAY = re.compile(r"\b(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.](?P<year>(?:19|20)\d\d)\b")
 _DATE_PARTS = re.compile(
     rf"(?:(?P<month_name>{_MONTH})[- ]+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
     re.IGNORECASE)
@@ -468,6 +479,34 @@ _ADMISSION_IN_BEFORE = re.compile(
     rf"(?:early\s+|mid-?\s*|late\s+)?(?P<month>{_MONTH})(?:\s+(?P<year>(?:19|20)\d\d))?\s+(?:with|for)\s+"
     r"(?:[\w/-]+\s+){0,3}$", re.IGNORECASE)
 
+#: ... or said, right after it, to have been in a month: "She had a chest infection in May which you
+#: treated" in a June letter (past when the month is before the note's; not "since May")
+_MONTH_AFTER = re.compile(
+    r"[ \t\n]+(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
+    r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b"
+    r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
+#: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
+#: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest
+#: infection" (past when its last day is before the note's)
+_EPISODE_BEFORE = re.compile(
+    r"\b(?P<start_first>\d{1,2})[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?[ \t]*(?:-|to)[ \t]*"
+    rf"{DAY}\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,4}}$", re.IGNORECASE)
+#: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
+_EPISODE_DAYS = 120
+
+
+#: Another reading weighed right after a finding: "acute compression fracture vs Schmorl's node",
+#: "Genant grade 1 wedge fracture versus physiological wedging" (ConText's "vs" reads forward
+#: only); not a comparison ("vs prior", "vs 2023") nor an age ("acute vs old"), only the latter
+#: of which is in question
+_ALTERNATIVE_AFTER = re.compile(
+    r"(?:[ \t]+(?:(?:Th|[CTLS])\d{1,2}|at|of|the|superior|inferior|endplate|end\s?plate|anterior|mild|subtle)){0,3}"
+    r"[ \t,]*\(?(?:vs\.?|versus)(?!\w)[ \t]+(?!(?:prior|previous|last|before|baseline|earlier|the[ \t]+prior|old|"
+    r"chronic|remote|healed|acute|sub-?acute|new|recent|fresh|age|\d|[-+]))", re.IGNORECASE)
+#: The findings another reading can be weighed against
+ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION", "MALIGNANCY"})
+
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
 #: Timestamp, an ISO string, None or NaT); :func:`note_date` reads it.
@@ -491,11 +530,15 @@ def _long_before(date_text: str, noted: _dt.date | None, days: int = RECENT_DAYS
     """Whether a written date ends more than ``days`` before ``noted``, the note's date.
 
     The end is the last day the date can mean: 31 December of a bare year, the end of
-    its month when one is written. Without a note date the date counts as the past.
+    its month when one is written, the latest reading of a whole day (day/month or
+    month/day) that is not after the note. Without a note date the date counts as the past.
     """
     found = _DATE_PARTS.search(date_text)
     if noted is None or found is None:
         return True
+    day = _WHOLE_DAY.search(date_text)
+    if day is not None and (readings := [reading for reading in day_readings(day, noted) if reading <= noted]):
+        return (noted - max(readings)).days > days
     year = int(found["year"])
     if found["month_name"]:
         month = _MONTHS.index(found["month_name"][:3].lower()) + 1
@@ -549,31 +592,72 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
-    """Whether an infection is called recent (:data:`_RECENT_BEFORE`) or was a stay in hospital
-    in an earlier month (:data:`_ADMISSION_IN_BEFORE`), and its treatment does not go on."""
+    """Whether an infection is called recent (:data:`_RECENT_BEFORE`), was a stay in hospital
+    in an earlier month (:data:`_ADMISSION_IN_BEFORE`) or is said to have been in one
+    (:data:`_MONTH_AFTER`), and its treatment does not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
-            or _admitted_before(span, sentence, text)) and not _goes_on(span, sentence, text)
+            or _admitted_before(span, sentence, text) or _month_before(span, sentence, text)) \
+        and not _goes_on(span, sentence, text)
 
 
-def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
-    """Whether a stay in hospital named by its month, a month before the note's, is what the
-    infection is written after (:data:`_ADMISSION_IN_BEFORE`)."""
-    found = _ADMISSION_IN_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char)
-    if found is None:
-        return False
+def _month_before(span: Span, sentence: Span, text: str) -> bool:
+    """Whether the month written right after an infection (:data:`_MONTH_AFTER`) is before the
+    note's month."""
+    found = _MONTH_AFTER.match(text, span.end_char, sentence.end_char)
     noted = note_date(span.doc)
-    if noted is None:
-        return True
+    return found is not None and noted is not None and _earlier_month(found, noted)
+
+
+def _earlier_month(found: re.Match, noted: _dt.date) -> bool:
+    """Whether ``found``'s month (and year, if written; else the latest not after ``noted``) is
+    before ``noted``'s month."""
     month = _MONTHS.index(found["month"][:3].lower()) + 1
     year = int(found["year"]) if found["year"] else noted.year - (month > noted.month)
     return (year, month) < (noted.year, noted.month)
 
 
+def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
+    """Whether a stay in hospital named by its month, a month before the note's, or a stay or a
+    course whose last day is before the note's, is what the infection is written after
+    (:data:`_ADMISSION_IN_BEFORE`, :data:`_EPISODE_BEFORE`)."""
+    noted = note_date(span.doc)
+    if noted is not None:
+        line_start = text.rfind("\n", 0, span.start_char) + 1
+        episode = _EPISODE_BEFORE.search(text, max(line_start, span.start_char - 90), span.start_char)
+        if episode is not None:
+            return _episode_over(episode, noted)
+    found = _ADMISSION_IN_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char)
+    if found is None:
+        return False
+    return True if noted is None else _earlier_month(found, noted)
+
+
+def _episode_over(found: re.Match, noted: _dt.date) -> bool:
+    """Whether the days ``found`` by :data:`_EPISODE_BEFORE` end before ``noted``, however they are
+    read: each reading of its first day with one of its last at most :data:`_EPISODE_DAYS` later."""
+    first = {"first": found["start_first"], "second": found["start_second"], "year": found["start_year"] or found["year"]}
+    ends = [end for start in day_readings(first, noted) for end in day_readings(found, noted)
+            if 0 <= (end - start).days <= _EPISODE_DAYS]
+    return bool(ends) and all(end < noted for end in ends)
+
+
+#: "resolved" written before what it resolved, a few words on: "Impression: 1. Resolved right lower
+#: lobe pneumonia", "resolved C. difficile colitis" (ConText's "resolved" reads back: "fever
+#: resolved"); not what it resolved with, on or after ("fever resolved after IV ceftriaxone")
+_RESOLVED_BEFORE = re.compile(
+    r"\bresolved[ \t]+(?!(?:with|on|after|by|following|since|in|at|within|over|when|once|and|but|or|to|from|"
+    r"without|spontaneously|completely|fully|now|the|a|an|his|her|their|its)\b)(?:[\w.-]+[ \t]+){0,3}$", re.IGNORECASE)
+
+
 def _line_date(span: Span, sentence: Span, text: str) -> re.Match | None:
-    """The date that starts ``span``'s line (:data:`_LINE_DATE`) when the line starts its sentence."""
+    """The date that starts ``span``'s line (:data:`_LINE_DATE`) when the line starts its sentence,
+    or when a label ends with a colon between them, an entry of a list of records under a heading
+    ("REVIEW OF MEDICAL RECORDS\n02/07/2025 Dr. Wierzbicki (PCP): cystitis, nitrofurantoin")."""
     line = text.rfind("\n", 0, span.start_char) + 1
-    if line - 1 <= sentence.start_char and not text[line:sentence.start_char].strip():
-        return _LINE_DATE.match(text, line, span.start_char)
+    found = _LINE_DATE.match(text, line, span.start_char)
+    if found is not None and (line - 1 <= sentence.start_char and not text[line:sentence.start_char].strip()
+                              or ":" in text[found.end() - 1:span.start_char]):
+        return found
     return None
 
 
@@ -646,7 +730,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
                 or _VERTEBRA_NAMED.search(text, sentence.start_char, sentence.end_char)):
             return False  # nothing vertebral named: "Imp: Mid back pain, height loss, long-term steroids"
         return DISC_BEFORE.search(before) is None
-    after = text[span.end_char:min(sentence.end_char, span.end_char + 50)]
+    after = text[span.end_char:min(sentence.end_char, span.end_char + 70)]
     if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
             or POSTERIOR_ELEMENT_BRACKETED.match(after) \
             or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
@@ -687,13 +771,16 @@ _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
 # with irregular endplates ..., in keeping with old Scheuermann's disease", "Mild anterior wedging
 # of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather than fracture".
-_VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|"
+_VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|natural|"
+                      r"normal\s+variation|below\s+(?:the\s+)?(?:genant\s+)?(?:threshold|cut-?off)|"
                       r"(?:in\s+keeping|consistent)\s+with\s+(?:(?:the|her|his|a|thoracic|age-related|postural)\s+){0,3}kyphosis|"
                       r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging|"
                       r"within\s+the\s+range\s+(?:seen|expected|found)\s+(?:with|in|for)\s+(?:[\w-]+\s+){0,2}kyphosis|"
-                      r"rather\s+than\s+(?:a\s+)?fractures?\b)",
+                      r"rather\s+than\s+(?:a\s+)?fractures?\b|"
+                      r"(?:in\s+keeping|consistent|compatible)\s+with\s+(?:an?\s+)?(?:(?:small|large|tiny|old|chronic)\s+)?"
+                      r"(?:schmorl'?s?\s+nod\w*|intra-?osseous\s+dis[ck]\s+herniation|limbus\s+vertebra))",
                       re.IGNORECASE)
-_VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,-]{{0,25}}$", re.IGNORECASE)
+_VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,()-]{{0,25}}$", re.IGNORECASE)
 # ... or the sentence after it, when that sentence explains the appearances: "There is mild anterior
 # wedging of T7, T8 and T9 with Schmorl's nodes at T8-T10. The appearances are of old Scheuermann's
 # disease."
@@ -702,8 +789,15 @@ _APPEARANCES_AFTER = re.compile(rf"\s*(?:the\s+|these\s+)?appearances?\s+(?:are|
                                 re.IGNORECASE)
 
 
+# What such an explanation may be of: wedging, or an endplate's depression or a deformity ("Superior
+# endplate depression at L3 with a well-corticated margin in keeping with a Schmorl's node"); not
+# what names a fracture ("Acute L1 superior endplate fracture")
+_EXPLAINABLE = re.compile(r"^(?!.*(?:fract|fx|#|collaps|burst))(?=.*(?:wedg|end\s?-?plate|deformit|concavit|depression))",
+                          re.IGNORECASE | re.DOTALL)
+
+
 def _explained_wedging(span: Span, sentence: Span, text: str) -> bool:
-    if "wedg" not in text[span.start_char:span.end_char].lower():
+    if _EXPLAINABLE.match(text[span.start_char:span.end_char]) is None:
         return False
     # the variant named just before ("Mild physiologic wedging of T11 and T12") or in the clause after
     if _VARIANT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char):
@@ -1055,6 +1149,26 @@ def _past_procedures_reasons(mentions: list[dict], text: str, noted: _dt.date | 
             done = None
 
 
+#: "the" before an infection: the one the note has already named ("Admission in January with
+#: pneumonia - fully recovered ... he had put it down to the pneumonia")
+_DEFINITE_BEFORE = re.compile(r"\b(?:the|that)[ \t]+$", re.IGNORECASE)
+
+
+def _episode_named_before(mentions: list[dict], text: str) -> None:
+    """An infection the note calls "the pneumonia", when the note's other mentions of the same words
+    are all past (historical, or treated or resolved), is that past episode. In place."""
+    infections = [mention for mention in mentions if mention["concept"] == "INFECTION"
+                  and not (mention["negated"] or mention["hypothetical"] or mention["family"])]
+    for mention in infections:
+        if mention["uncertain"] or mention["historical"] or mention["corrected"] or not _DEFINITE_BEFORE.search(
+                text, max(0, mention["start"] - 6), mention["start"]):
+            continue
+        word = mention["lexical_variant"].lower()
+        others = [other for other in infections if other is not mention and other["lexical_variant"].lower() == word]
+        mention["historical"] = bool(others) and all(
+            other["historical"] or other["corrected"] in ("resolved", "treated") for other in others)
+
+
 # A checklist's column heads ("Y    N    N/A", "Yes  No") on a line of their own, and a row's
 # mark ("x", a tick) after a gap
 _GRID_HEAD = re.compile(r"(?im)^[ \t]*(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
@@ -1152,6 +1266,7 @@ class MentionAttributes:
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         mentions = _without_other_abbreviations(mentions, text)
         _past_procedures_reasons(mentions, text, note_date(doc))
+        _episode_named_before(mentions, text)
         inherit_levels(mentions, text)
         grid_answers(mentions, text)
         column_answers(mentions, text)
@@ -1170,6 +1285,8 @@ class MentionAttributes:
         flags = {name: category in categories for category, name in FLAGS.items()}
         flags["negated"] = flags["negated"] or bool(rule_negated) or _ANSWERED_N.match(text, span.end_char) is not None
         flags["family"] = flags["family"] or _someone_elses(span, sentence, text)
+        flags["uncertain"] = flags["uncertain"] or (
+            span.label_ in ALTERNATIVES and _ALTERNATIVE_AFTER.match(text, span.end_char, sentence.end_char) is not None)
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
             span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))
@@ -1179,7 +1296,7 @@ class MentionAttributes:
         implied = self.section_implies.get(section, {})
         if implied.get("paragraph") and _past_first_paragraph(found, span, text):
             section, implied = "other", {}
-        elif implied.get("line") and _past_heading_line(found, span, text) or (
+        elif implied.get("line") and _past_heading_line(found, span, text, implied.get("list", True)) or (
                 implied and _past_indented_block(found, span, text)):
             # back in the section the heading was written in ("A/P: ... - DDx: ...\n# HLD",
             # "A/P:\n1. Back pain\n   Plan: MRI\n2. UTI")
@@ -1228,6 +1345,9 @@ class MentionAttributes:
         corrected = corrected_modifier.rule.metadata["value"] if corrected_modifier is not None else ""
         if span.label_ == "INFECTION" and not corrected and "HEALED" in categories:
             corrected = "resolved"  # "healed discitis-osteomyelitis": the infection is over
+        if span.label_ in ("INFECTION", "COAGULOPATHY") and not corrected and _RESOLVED_BEFORE.search(
+                text, max(text.rfind("\n", 0, span.start_char) + 1, span.start_char - 50), span.start_char):
+            corrected = "resolved"
         if span.label_ not in ("FRACTURE", "OEDEMA"):
             acuity = ""  # the age words describe fractures; on other concepts they mean other things
         if corrected == "resolved" and span.label_ not in CORRECTABLE:

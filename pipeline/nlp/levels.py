@@ -52,9 +52,9 @@ _TAIL = rf"(?:{_REGION}\s?-?\s?(?:[1-9]|1[0-2])(?![0-9]|\.\d)|(?:[1-9]|1[0-2])(?
 _RANGE_SEP = r"\s*(?:-|–|/|to|through|thru)\s*"
 _LIST_SEP = r"\s*(?:,\s*(?:and\s+|&\s*)?|and|&|or)\s*"
 # A run of levels: "T7", "T11-L1", "T7, T8 and T10", "L1/2", "T11-12", "L4 and 5" (not the
-# "s" of "St Luke's 2/3").
+# "s" of "St Luke's 2/3", nor the "D" of an incision and drainage: "abscess s/p I&D 2/28").
 LEVEL_RUN = re.compile(
-    rf"(?<![A-Za-z0-9'’])(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
+    rf"(?<![A-Za-z0-9'’])(?<![Ii]&)(?P<run>{_ONE}(?:(?:{_RANGE_SEP}|{_LIST_SEP}){_TAIL})*)(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 # After "T1"/"T2": the MRI sequence, not the vertebra ("T2 hyperintense", "T1-weighted", "marrow
@@ -273,7 +273,7 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
 
 # A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4",
 # "C7 spinous process tip fracture").
-POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|pars(?:\s+interarticularis)?|"
+POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|(?-i:SPs?|TP/SPs?)|pars(?:\s+interarticularis)?|"
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior[\s-]+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
 _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|PSF|PLF|ACDF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"

@@ -45,7 +45,7 @@ CONTEXT_CATEGORIES = frozenset({
 SECTION_NAMES = frozenset({
     "indication", "history", "past_history", "family_history", "comparison",
     "technique", "findings", "impression", "medications", "past_medications", "labs",
-    "assessment_plan", "plan", "patient_education", "differential", "other",
+    "assessment_plan", "plan", "patient_education", "differential", "software_output", "other",
 })
 
 #: Attributes a target rule may set on its spans.
