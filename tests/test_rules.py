@@ -2573,6 +2573,7 @@ def test_ages_asked_software_output_lists_and_carriers(extractor, text, title, c
     ("HAEMOPHILIA & THROMBOSIS CENTRE - HAEMOSTASIS CONSULTATION", "LETTER", "COAGULOPATHY"),
     ("VCF-AI OPPORTUNISTIC SCREEN (OsteoSight CT v2.4) | auto", "CT", "FRACTURE"),
     ("AI VCF SCREENING - FALSE POSITIVE REGISTER (ENTRY)", "REGISTER", "FRACTURE"),
+    ("AUTOMATED VERTEBRAL FRACTURE DETECTION - OsteoSight CT v2.4 (CE class IIa)", "CT", "FRACTURE"),
     # a haemangioma's signal and the muscles' oedema are no marrow oedema
     ("Typical vertebral body hemangioma in T10 (T1 and T2 hyperintense).", "MRI THORACIC SPINE", "OEDEMA"),
     ("Paraspinal soft tissues: small amount of edema in the left posterior intercostal and paraspinal muscles.",
