@@ -250,8 +250,9 @@ _OWN_PROBLEMS_LEAD = re.compile(rf"{_OWN_PROBLEMS.pattern}\s*:\s*$", re.IGNORECA
 
 def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     """Whether ``span`` is someone else's, by the clause it is in: someone named as its subject
-    (:data:`_NAMED_SUBJECT`) or its owner (:data:`_NAMED_OWNER`), a pronoun of the other sex than the patient's after a relative
-    (:data:`_PRONOUN_SUBJECT`), or a carer's own problems before it (:data:`_OWN_PROBLEMS`)."""
+    (:data:`_NAMED_SUBJECT`) or its owner (:data:`_NAMED_OWNER`), a pronoun of the other sex than
+    the patient's after a relative (:data:`_PRONOUN_SUBJECT`), or a carer's own problems before it
+    (:data:`_OWN_PROBLEMS`)."""
     before = text[sentence.start_char:span.start_char]
     lead = _colon_line(sentence, text)
     if any(("own" in part or "OWN" in part) and pattern.search(part)
@@ -443,11 +444,11 @@ DATED = frozenset({"FRACTURE", "INFECTION", "PRIOR_AUGMENTATION", "MALIGNANCY"})
 _LASTING_CANCER = re.compile(r"metasta|\bmets\b|myeloma|\bstage\s+(?:IV|4)\b|recurren|relaps|progress|lytic|"
                              r"\blesions?\b|\bdeposits?\b", re.IGNORECASE)
 # The year of a date, with its month when written ("Mar 2024", "03/2024", "2024-03")
-#: A whole day with its year, as :func:`day_readings` reads it: "02/07/2025", "7.2.2025"
-_WHOLE_DAY = re.compile(r"\b(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.](?P<year>(?:19|20)\d\d)\b")
 _DATE_PARTS = re.compile(
     rf"(?:(?P<month_name>{_MONTH})[- ]+|(?P<month>0?[1-9]|1[0-2])/)?(?P<year>(?:19|20)\d\d)(?:-(?P<iso_month>\d\d))?\b",
     re.IGNORECASE)
+# ... and a whole day with its year, as :func:`day_readings` reads it: "02/07/2025", "7.2.2025"
+_WHOLE_DAY = re.compile(r"\b(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.](?P<year>(?:19|20)\d\d)\b")
 #: A date this many days or fewer before the note's (or after it) is not the past:
 #: "dx 03/2024" in a note of April 2024 names a disease found last month.
 RECENT_DAYS = 183
@@ -498,8 +499,8 @@ _EPISODE_DAYS = 120
 
 #: Another reading weighed right after a finding: "acute compression fracture vs Schmorl's node",
 #: "Genant grade 1 wedge fracture versus physiological wedging" (ConText's "vs" reads forward
-#: only); not a comparison ("vs prior", "vs 2023") nor an age ("acute vs old"), only the latter
-#: of which is in question
+#: only); not a comparison ("vs prior", "vs 2023") nor an age ("acute vs old"), where only what
+#: follows "vs" is in question
 _ALTERNATIVE_AFTER = re.compile(
     r"(?:[ \t]+(?:(?:Th|[CTLS])\d{1,2}|at|of|the|superior|inferior|endplate|end\s?plate|anterior|mild|subtle)){0,3}"
     r"[ \t,]*\(?(?:vs\.?|versus)(?!\w)[ \t]+(?!(?:prior|previous|last|before|baseline|earlier|the[ \t]+prior|old|"
@@ -770,7 +771,9 @@ _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
 # with irregular endplates ..., in keeping with old Scheuermann's disease", "Mild anterior wedging
-# of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather than fracture".
+# of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather than fracture",
+# "natural wedge shape at T12", "mild anterior wedging T6-T7 below the Genant threshold", and an
+# endplate's depression "in keeping with a Schmorl's node" (:data:`_EXPLAINABLE`).
 _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|natural|"
                       r"normal\s+variation|below\s+(?:the\s+)?(?:genant\s+)?(?:threshold|cut-?off)|"
                       r"(?:in\s+keeping|consistent)\s+with\s+(?:(?:the|her|his|a|thoracic|age-related|postural)\s+){0,3}kyphosis|"

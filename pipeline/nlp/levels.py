@@ -272,8 +272,9 @@ def _disc_barred(text: str, sentence_start: int, group: LevelGroup) -> frozenset
 
 
 # A vertebra's posterior elements and processes ("L1 TP #", "fracture of the left pedicle of L4",
-# "C7 spinous process tip fracture").
-POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|(?-i:SPs?|TP/SPs?)|pars(?:\s+interarticularis)?|"
+# "C7 spinous process tip fracture", "TP/SP fractures": transverse and spinous processes, in
+# capitals).
+POSTERIOR_ELEMENT = (r"(?:(?:transverse|spinous|articular)\s+process(?:es)?(?:\s+tips?)?|TPs?|(?-i:SPs?)|pars(?:\s+interarticularis)?|"
                      r"lamina[er]?|laminar|facets?|pedicles?|posterior[\s-]+elements?|odontoid|dens|"
                      r"(?:inter|supra)spinous(?:\s+(?:ligaments?|ossification))?)")
 _SURGERY = (r"(?:fusion|fused|[PTAX]LIF|PSF|PLF|ACDF|instrumentation|construct|hardware|(?:pedicle\s+)?screws?|rods?|cages?|"
