@@ -166,8 +166,12 @@ _DONE_BEFORE = re.compile(
     r"\bprevious(?:ly)?\s+|\bhad\s+|\bunderwent\s+|\btreated\s+(?:with|by)\s+|\bh/o\s+|\bhx\s+(?:of\s+)?|"
     r"\bhistory\s+of\s+|\bold\s+|\bremote\s+|\blevels?\s+of\s+)(?:[\w/&,()-]+\s+){0,4}$",
     re.IGNORECASE)
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_MONTH_NAMES = "january february march april may june july august september october november december".split()
+_MONTHS = [name[:3] for name in _MONTH_NAMES]
 _MONTH = rf"(?:{'|'.join(_MONTHS)})[a-z]*\.?"
+# ... written only as a month is, in full or cut short ("Mar", "Sept"; not "Maybe")
+_MONTH_WORD = "|".join("sept?(?:ember)?" if name == "september" else f"{name[:3]}(?:{name[3:]})?" if name[3:] else name
+                       for name in _MONTH_NAMES)
 # A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12", "30-JAN-2025";
 # not a range
 _DATE = rf"(?:(?:\d{{1,2}}[- ])?{_MONTH}[- ]+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
@@ -484,8 +488,7 @@ _ADMISSION_IN_BEFORE = re.compile(
 #: treated" in a June letter (past when the month is before the note's; not "since May")
 _MONTH_AFTER = re.compile(
     r"[ \t\n]+(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
-    r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|"
-    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b"
+    rf"(?P<month>{_MONTH_WORD})\b"
     r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
 #: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
 #: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest

@@ -304,19 +304,14 @@ def _dated_rows(text: str, found: list[LabValue], noted: _dt.date | None) -> lis
     runs: dict[tuple[int, str], list[tuple[str, int]]] = {}
     line_starts = [text.rfind("\n", 0, lab.start) + 1 for lab in found]
     per_line = Counter(zip(line_starts, (lab.lab for lab in found)))
+    run_of: dict[int, int] = {}  # a dated line's start -> its run's first line's
     for index, (lab, line_start) in enumerate(zip(found, line_starts)):
         if lab.superseded or lab.threshold or per_line[line_start, lab.lab] > 1:
             continue  # not a line's one value: "01/09 182 | 16/09 141 | 18/09 Plt 88"
         day = _DAY_LINE.match(text, line_start, lab.start)
         if day is None:
             continue
-        run_start = line_start
-        while run_start > 0:
-            previous = text.rfind("\n", 0, run_start - 1) + 1
-            if not _DAY_LINE.match(text, previous, run_start - 1):
-                break
-            run_start = previous
-        runs.setdefault((run_start, lab.lab), []).append((day["day"], index))
+        runs.setdefault((_run_start(text, line_start, run_of), lab.lab), []).append((day["day"], index))
     for rows in runs.values():
         if len(rows) < 2:
             continue
@@ -330,6 +325,23 @@ def _dated_rows(text: str, found: list[LabValue], noted: _dt.date | None) -> lis
             if index != latest:
                 found[index] = replace(found[index], superseded=True)
     return found
+
+
+def _run_start(text: str, line_start: int, run_of: dict[int, int]) -> int:
+    """The start of the first of the dated lines (:data:`_DAY_LINE`) just above and including the
+    one at ``line_start``; ``run_of`` remembers the lines already walked, so a run is walked once."""
+    lines = []
+    run_start = line_start
+    while run_start not in run_of and run_start > 0:
+        lines.append(run_start)
+        previous = text.rfind("\n", 0, run_start - 1) + 1
+        if not _DAY_LINE.match(text, previous, run_start - 1):
+            break
+        run_start = previous
+    run_start = run_of.get(run_start, run_start)
+    for line in lines:
+        run_of[line] = run_start
+    return run_start
 
 
 def day_pattern(separator: str = "[/.]") -> str:
