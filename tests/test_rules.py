@@ -2725,3 +2725,110 @@ def test_wedges_alternatives_and_artefacts(extractor, text, attrs):
 ])
 def test_wedges_that_are_no_fractures(extractor, text):
     assert not has(extractor, text, "FRACTURE", "CT SPINE"), text
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a problem heading whose course ends a few words on
+    ("UTI: trimethoprim course completed 14/11, asymptomatic -- no further treatment.", "2025-11-15",
+     "INFECTION", None, dict(corrected="treated")),
+    ("She presented on 4/11 while finishing treatment for a urinary tract infection.", "2025-05-27",
+     "INFECTION", None, dict(corrected="treated")),
+    # a background heading of its own name
+    ("Relevant background: dengue fever acquired in Bali, platelets down to 19, now recovering.", "2025-04-08",
+     "INFECTION", None, dict(historical=True)),
+    # an earlier stay and what it was for
+    ("30-day readmission flag: YES - prior discharge 10/09/2025 (E. coli sepsis).", "2025-11-08",
+     "INFECTION", None, dict(historical=True)),
+    ("C2 complicated by febrile neutropenia (admitted 14-18/04/2025, cultures negative).", "2025-06-18",
+     "INFECTION", None, dict(historical=True)),
+    ("5. Urosepsis (E. coli) July 2025.", "2025-09-10", "INFECTION", None, dict(historical=True)),
+    ("Admitted 21/07-25/07 with febrile neutropenia and E. coli bacteraemia (line not implicated).", "2025-08-12",
+     "INFECTION", "bacteraemia", dict(historical=True)),
+    ("Admitted Jan with LLL pneumonia. Confirm resolution.", "2025-02-20", "INFECTION", None, dict(historical=True)),
+    # a child's illness in an adult's history
+    ("Risk factors: febrile convulsions aged 2 (one simple episode). No head injury.", "2025-03-27",
+     "INFECTION", None, dict(historical=True)),
+    ("Childhood febrile seizures.", "2025-03-27", "INFECTION", None, dict(historical=True)),
+    ("Meningitis at age 4, no sequelae.", "2025-03-27", "INFECTION", None, dict(historical=True)),
+    # a cancer over: in remission, excised years ago
+    ("B: COPD, AF on warfarin, prostate Ca in remission. For CPR.", "2025-03-27", "MALIGNANCY", None,
+     dict(historical=True)),
+    ("f) Basal cell carcinoma, left temple, excised 2021, clear margins.", "2025-03-27", "MALIGNANCY", None,
+     dict(historical=True)),
+    # an illness one has recovered from
+    ("No fever, sweats or weight loss. Otherwise fully recovered from dengue, energy back.", "2025-04-01",
+     "INFECTION", "dengue", dict(corrected="resolved")),
+    ("History: she has recovered well from the admission in July for febrile neutropenia with E. coli.",
+     "2025-09-09", "INFECTION", None, dict(corrected="resolved")),
+    ("Recovering from dengue - explained tiredness may last some weeks.", "2025-03-09", "INFECTION", None,
+     dict(corrected="resolved")),
+    # a fracture in general: what goes with one, what would be done with one
+    ("Thin band of endplate sclerosis, which can be seen in\na healing fracture but is non-specific.", "2025-04-07",
+     "FRACTURE", None, dict(hypothetical=True)),
+    ("If recent, he may be a candidate for vertebroplasty; an old fracture would be managed conservatively.",
+     "2025-04-08", "FRACTURE", None, dict(hypothetical=True)),
+    # what a disease may become, and a test that could not tell
+    ("Her daughter had read that Paget's can turn into a bone cancer.", "2025-03-27", "MALIGNANCY", None,
+     dict(hypothetical=True)),
+    ("T12 compression fracture. DECT is non-diagnostic for marrow oedema at T12 (equivocal).", "2025-04-07",
+     "OEDEMA", None, dict(uncertain=True)),
+    # guards: a stay or a month the note is in, an illness still going, an adult's age, a cancer not in remission
+    ("Admitted Feb with LLL pneumonia, on IV co-amoxiclav.", "2025-02-20", "INFECTION", None,
+     dict(historical=False)),
+    ("C2 complicated by febrile neutropenia (admitted 14-18/06/2025, cultures negative).", "2025-06-18",
+     "INFECTION", None, dict(historical=False)),
+    ("5. Urosepsis (E. coli) August 2025, on IV gentamicin.", "2025-08-13", "INFECTION", None,
+     dict(historical=False)),
+    ("UTI: trimethoprim started today.", "2025-11-15", "INFECTION", None, dict(corrected="")),
+    ("Still completing antibiotics for the pneumonia -- oral co-amoxiclav to complete 7 days.", "2025-11-15",
+     "INFECTION", None, dict(corrected="")),
+    ("Metastatic breast cancer, recovering from a right lower lobe pneumonia, still on antibiotics.", "2025-11-15",
+     "INFECTION", None, dict(corrected="")),
+    ("Pneumonia in a man aged 72, on IV co-amoxiclav.", "2025-03-27", "INFECTION", None, dict(historical=False)),
+    ("Multiple myeloma, IgG kappa, not in remission, on daratumumab.", "2025-03-27", "MALIGNANCY", None,
+     dict(historical=False)),
+    ("An acute L1 fracture would be amenable to vertebroplasty.", "2025-04-08", "FRACTURE", None,
+     dict(hypothetical=False, acuity="acute")),
+    ("Marrow oedema is seen in the L1 body, in keeping with an acute fracture.", "2025-04-08", "FRACTURE", None,
+     dict(hypothetical=False, acuity="acute")),
+])
+def test_episodes_over_and_their_dates(extractor, text, date, concept, needle, attrs):
+    found = find(extractor.mentions(text, "NOTE", date), concept, needle)
+    assert found, f"no {concept} in {text!r}"
+    assert_attrs(found[0], attrs, text)
+
+
+@pytest.mark.parametrize("text, aetiology", [
+    # a cause word of a cancer asked about or past, or of another fracture, is not this fracture's
+    ("3. T12 fracture. Bone profile, vit D, myeloma screen\n   (anaemia + fracture) sent.", ""),
+    ("Personal history of malignant neoplasm of prostate (ICD-10-CM Z85.46)\n"
+     "  Wedge compression fracture of T11-T12 vertebra, sequela (ICD-10-CM S22.080S)", ""),
+    ("S22.080A Wedge compression fracture of T11-T12 vertebra, initial encounter\n"
+     "    M81.0    Age-related osteoporosis without current pathological fracture", ""),
+    # guards: a fracture's own cause word, a cancer affirmed beside it
+    ("Acute L1 pathological fracture.", "malignant"),
+    ("T10 pathological compression fracture from metastatic breast cancer.", "malignant"),
+])
+def test_a_cause_word_of_another_mention(extractor, text, aetiology):
+    assert one(extractor, text, "FRACTURE", "NOTE", date="2025-07-05")["aetiology"] == aetiology, text
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # an injury's mechanical stability is no age
+    ("A: Stable L2 A1 fracture. Non-operative. No brace.", "FRACTURE", dict(acuity="")),
+    ("Per ortho spine stable fracture pattern, nonoperative; TLSO when out of bed.", "FRACTURE", dict(acuity="")),
+    # guard: a fracture unchanged on imaging
+    ("2. Stable mild T7 compression deformity.", "FRACTURE", dict(acuity="chronic")),
+    # MRI sequences named after "Sag" are no levels
+    ("Acute L1 compression fracture. Sequences: Sag T1, Sag T2, Ax T2.", "FRACTURE", dict(levels=["L1"])),
+])
+def test_stability_and_sequences(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "MRI SPINE"), attrs, text)
+
+
+@pytest.mark.parametrize("text, concept", [
+    ('Protocol: MSK "VCF / ?acute" protocol: Sag T1, Sag T2, Sag STIR (T6-S1).', "FRACTURE"),
+    ("Slot: 14/10/2025 10:40 (MR1) - earliest, 13/10 list full with MSCC patients with deficits.", "EPIDURAL_DISEASE"),
+])
+def test_a_protocol_and_other_patients_are_no_findings(extractor, text, concept):
+    assert not has(extractor, text, concept, "MRI REQUEST"), text

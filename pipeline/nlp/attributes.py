@@ -421,11 +421,11 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
 # 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" (a hard
-# wrap). Not a date compared with or counted from ("new since 2025", "compared to 2019") or one
+# wrap), "Urosepsis (E. coli) July 2025" (a bracket between). Not a date compared with or counted from ("new since 2025", "compared to 2019") or one
 # to come ("booked 04/03/2025"), not one after a comma and words ("fractures, L2 kyphoplasty
 # 2022": the kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
-    r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
+    r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{1,30}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
     r"scheduled|due|for|next|who)\b)"
     rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
@@ -462,11 +462,13 @@ RECENT_DAYS = 183
 RECENT_DAYS_OF = {"INFECTION": 31}
 _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
 #: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
-#: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)"): the
-#: day it ended (``first``/``second``, ``year``) dates it, as a date after a finding does
+#: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
+#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)"): the day it ended
+#: (``first``/``second``, ``year``) dates it, as a date after a finding does
 #: (:func:`_dated_long_before`)
 _EPISODE_AFTER = re.compile(
-    r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:from[ \t]+)?\d{1,2}[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?[ \t]*(?:-|to)[ \t]*"
+    r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?"
+    r"\d{1,2}(?:[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?)?[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}", re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
@@ -478,9 +480,9 @@ _RECENT_BEFORE = re.compile(r"\brecent(?:ly)?\b(?!\s+(?:diagnos|develop|found|pr
 
 #: ... and a stay in hospital named by its month: "Since last seen (January): admission in June with
 #: urosepsis and delirium, now back to her baseline", "recovered well from the admission in July for
-#: febrile neutropenia" (past when the month is before the note's)
+#: febrile neutropenia", "Admitted Jan with LLL pneumonia" (past when the month is before the note's)
 _ADMISSION_IN_BEFORE = re.compile(
-    rf"\b(?:admission|admitted|hospitali[sz](?:ation|ed)|(?:inpatient|hospital)\s+stay)\s+(?:[\w-]+\s+){{0,2}}?in\s+"
+    rf"\b(?:admission|admitted|hospitali[sz](?:ation|ed)|(?:inpatient|hospital)\s+stay)\s+(?:(?:[\w-]+\s+){{0,2}}?in\s+)?"
     rf"(?:early\s+|mid-?\s*|late\s+)?(?P<month>{_MONTH})(?:\s+(?P<year>(?:19|20)\d\d))?\s+(?:with|for)\s+"
     r"(?:[\w/-]+\s+){0,3}$", re.IGNORECASE)
 
@@ -492,10 +494,11 @@ _MONTH_AFTER = re.compile(
     r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
 #: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
 #: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest
-#: infection" (past when its last day is before the note's)
+#: infection", "Admitted 21/07-25/07 with febrile neutropenia and E. coli bacteraemia" (past when
+#: its last day is before the note's)
 _EPISODE_BEFORE = re.compile(
     r"\b(?P<start_first>\d{1,2})[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?[ \t]*(?:-|to)[ \t]*"
-    rf"{DAY}\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,4}}$", re.IGNORECASE)
+    rf"{DAY}\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
 
@@ -508,6 +511,15 @@ _ALTERNATIVE_AFTER = re.compile(
     r"(?:[ \t]+(?:(?:Th|[CTLS])\d{1,2}|at|of|the|superior|inferior|endplate|end\s?plate|anterior|mild|subtle)){0,3}"
     r"[ \t,]*\(?(?:vs\.?|versus)(?!\w)[ \t]+(?!(?:prior|previous|last|before|baseline|earlier|the[ \t]+prior|old|"
     r"chronic|remote|healed|acute|sub-?acute|new|recent|fresh|age|\d|[-+]))", re.IGNORECASE)
+#: A fracture in general, what would be done with one: "if recent, he may be a candidate for
+#: vertebroplasty; an old fracture would be managed conservatively", "a new fracture would need an
+#: MRI" (an article and age words before it, a modal verb right after it); not one with its level
+#: ("an acute L1 fracture would be amenable to cement") nor one a clause goes on about ("a fracture
+#: which would ...")
+_ANY_BEFORE = re.compile(r"\b(?:an?|any)[ \t]+(?:(?:old|new|recent|acute|chronic|healed|healing|fresh|further|"
+                         r"subsequent|osteoporotic|vertebral|compression)[ \t]+){0,2}$", re.IGNORECASE)
+_MODAL_AFTER = re.compile(r"[ \t]+(?:would|will|should|may|might|could|can)[ \t]+(?:not[ \t]+|usually[ \t]+|typically[ \t]+)?"
+                          r"(?:be|need|require|heal|show|have|respond|benefit)\b", re.IGNORECASE)
 #: The findings another reading can be weighed against
 ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION", "MALIGNANCY"})
 
@@ -705,6 +717,23 @@ def _nearest(span: Span, modifiers, categories) -> tuple | None:
         if best is None or distance < best[0]:
             best = (distance, modifier)
     return best[1] if best else None
+
+
+def _anothers_word(span: Span, modifier) -> bool:
+    """Whether an AETIOLOGY cue is a word of another fracture or cancer denied, asked about, to
+    come or past, or of the word before such a cancer ("Age-related osteoporosis without current
+    pathological fracture" on the line after a fracture, "myeloma screen (anaemia + fracture)
+    sent", "Personal history of malignant neoplasm of prostate"): then it tells nothing of
+    ``span``'s cause. A fracture affirmed lends its cause ("pathological compression fracture of
+    T11 with 25% height loss")."""
+    start, end = modifier.modifier_span
+    for other in span.doc.ents:
+        if (other.start, other.end) == (span.start, span.end) or other.label_ not in ("FRACTURE", "MALIGNANCY"):
+            continue
+        reach = other.start - (other.label_ == "MALIGNANCY")
+        if reach <= start and end <= other.end and any(cue.category in FLAGS for cue in other._.modifiers):
+            return True
+    return False
 
 
 def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> bool:
@@ -1293,6 +1322,9 @@ class MentionAttributes:
         flags["family"] = flags["family"] or _someone_elses(span, sentence, text)
         flags["uncertain"] = flags["uncertain"] or (
             span.label_ in ALTERNATIVES and _ALTERNATIVE_AFTER.match(text, span.end_char, sentence.end_char) is not None)
+        flags["hypothetical"] = flags["hypothetical"] or (
+            span.label_ == "FRACTURE" and _MODAL_AFTER.match(text, span.end_char) is not None
+            and _ANY_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None)
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
             span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))
@@ -1339,7 +1371,8 @@ class MentionAttributes:
             acuity = ACUITY[acuity_modifier.category]
 
         aetiology = rule_aetiology
-        aetiology_modifier = _nearest(span, modifiers, {"AETIOLOGY"})
+        aetiology_modifier = _nearest(span, [modifier for modifier in modifiers if modifier.category == "AETIOLOGY"
+                                             and not _anothers_word(span, modifier)], {"AETIOLOGY"})
         if aetiology_modifier is not None and (
                 # "pathological fracture of L2 due to osteoporosis": a stated cause outranks the rule's
                 not aetiology or aetiology_modifier.rule.metadata.get("overrides") == aetiology):
@@ -1356,6 +1389,10 @@ class MentionAttributes:
             corrected = "resolved"
         if span.label_ not in ("FRACTURE", "OEDEMA"):
             acuity = ""  # the age words describe fractures; on other concepts they mean other things
+        if span.label_ == "MALIGNANCY" and corrected_modifier is not None \
+                and corrected_modifier.rule.metadata.get("course_over"):
+            flags["historical"] = True  # "prostate Ca in remission": a cancer treated and over, not denied
+            corrected = ""
         if corrected == "resolved" and span.label_ not in CORRECTABLE:
             # "marrow oedema has resolved", "back pain resolved": no longer present
             flags["negated"] = True

@@ -83,9 +83,9 @@ def junction_levels(match: re.Match) -> tuple[str, ...]:
     """The two levels either side of the junction a :data:`JUNCTION` match names."""
     name = match.group("name") or _JUNCTION_SHORT[(match.group("short") or match.group("abbreviation")).lower()]
     return tuple(JUNCTIONS[name.lower()])
-# "T2 hyperintensity" style sequence words *before* the level: "on T2", "T1 and T2".
+# "T2 hyperintensity" style sequence words *before* the level: "on T2", "T1 and T2", "Sag T1, Sag T2".
 _SEQUENCE_BEFORE = re.compile(
-    r"(?:\bon|\band|/|\bsagittal|\baxial|\bfat[- ]sat(?:urated)?|"
+    r"(?:\bon|\band|/|\bsag(?:ittal)?|\bax(?:ial)?|\bcor(?:onal)?|\bfat[- ]sat(?:urated)?|"
     r"\b(?:low|high|intermediate|increased|decreased|reduced|abnormal|heterogeneous|homogeneous))\s*$",
     re.IGNORECASE)
 _HEART = re.compile(r"\bS1\s*(?:,|and|&)?\s*S2\b", re.IGNORECASE)

@@ -179,8 +179,8 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
                     problems.append(f"R010 {where}: metadata.overrides {overrides!r} not in {sorted(CONTEXT_VALUES[category])}")
             # metadata.dated: a HISTORICAL rule whose match is a date, history only when the
             # date is long enough before the note's (attributes._recent_history)
-            # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished"):
-            # an anticoagulant it reaches is historical, not held
+            # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished",
+            # "in remission"): an anticoagulant or a cancer it reaches is historical, not held or denied
             # metadata.list: the head of a list ("Consent discussed:", "risks include"), whose
             # scope a backward cue of its category inside the list does not end
             for key, category_on, direction_on in (("dated", "HISTORICAL", None), ("course_over", "CORRECTED", None),

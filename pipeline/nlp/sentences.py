@@ -86,14 +86,15 @@ _CUE_HEADING = re.compile(
     re.IGNORECASE)
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
 # course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no", "ESCC:
-# Bilsky 0"): heading and state stay one sentence, so that ConText reads the state onto the
-# problem.
+# Bilsky 0"), or a course's end a few words on ("UTI: trimethoprim course completed 14/11"):
+# heading and state stay one sentence, so that ConText reads the state onto the problem.
 # A checklist box, ticked, answered or empty: "[ ]", "[x]", "[N]", "☐"
 _BOX = r"(?:\[[^\]\n]{0,3}\]|[☐☒☑])"
 _STATE_AFTER_HEADING = re.compile(
     r"[ \t]*(?:(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
     r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|"
-    rf"reversed|bilsky\s*(?:grade\s*)?0)\b|{_BOX})",
+    rf"reversed|bilsky\s*(?:grade\s*)?0)\b|{_BOX}"
+    r"|(?:[A-Za-z][\w/.-]*[ \t]+){1,3}?(?:completed|finished|resolved|treated)\b)",
     re.IGNORECASE)
 # A checklist box and its item's number: "[N] 1. Retropulsion on CT or MRI" is one sentence, so
 # that the box's answer reaches its item.
