@@ -421,9 +421,10 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
 # 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" (a hard
-# wrap), "Urosepsis (E. coli) July 2025" (a bracket between). Not a date compared with or counted from ("new since 2025", "compared to 2019") or one
-# to come ("booked 04/03/2025"), not one after a comma and words ("fractures, L2 kyphoplasty
-# 2022": the kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
+# wrap), "Urosepsis (E. coli) July 2025" (a bracket between). Not a date compared with or
+# counted from ("new since 2025", "compared to 2019") or one to come ("booked 04/03/2025"), not
+# one after a comma and words ("fractures, L2 kyphoplasty 2022": the kyphoplasty's). Dates after
+# words are ConText's rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
     r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{1,30}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
     r"scheduled|due|for|next|who)\b)"
@@ -511,6 +512,8 @@ _ALTERNATIVE_AFTER = re.compile(
     r"(?:[ \t]+(?:(?:Th|[CTLS])\d{1,2}|at|of|the|superior|inferior|endplate|end\s?plate|anterior|mild|subtle)){0,3}"
     r"[ \t,]*\(?(?:vs\.?|versus)(?!\w)[ \t]+(?!(?:prior|previous|last|before|baseline|earlier|the[ \t]+prior|old|"
     r"chronic|remote|healed|acute|sub-?acute|new|recent|fresh|age|\d|[-+]))", re.IGNORECASE)
+#: The findings another reading can be weighed against
+ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION", "MALIGNANCY"})
 #: A fracture in general, what would be done with one: "if recent, he may be a candidate for
 #: vertebroplasty; an old fracture would be managed conservatively", "a new fracture would need an
 #: MRI" (an article and age words before it, a modal verb right after it); not one with its level
@@ -520,8 +523,6 @@ _ANY_BEFORE = re.compile(r"\b(?:an?|any)[ \t]+(?:(?:old|new|recent|acute|chronic
                          r"subsequent|osteoporotic|vertebral|compression)[ \t]+){0,2}$", re.IGNORECASE)
 _MODAL_AFTER = re.compile(r"[ \t]+(?:would|will|should|may|might|could|can)[ \t]+(?:not[ \t]+|usually[ \t]+|typically[ \t]+)?"
                           r"(?:be|need|require|heal|show|have|respond|benefit)\b", re.IGNORECASE)
-#: The findings another reading can be weighed against
-ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION", "MALIGNANCY"})
 
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
