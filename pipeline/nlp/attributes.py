@@ -1390,10 +1390,13 @@ class MentionAttributes:
             corrected = "resolved"
         if span.label_ not in ("FRACTURE", "OEDEMA"):
             acuity = ""  # the age words describe fractures; on other concepts they mean other things
-        if span.label_ == "MALIGNANCY" and corrected_modifier is not None \
+        if span.label_ in ("ANTICOAGULANT", "MALIGNANCY") and corrected_modifier is not None \
                 and corrected_modifier.rule.metadata.get("course_over"):
-            flags["historical"] = True  # "prostate Ca in remission": a cancer treated and over, not denied
-            corrected = ""
+            # a course that is over: "finished 10 days enoxaparin", "completed her warfarin course",
+            # "apixaban stopped 2023"; "prostate Ca in remission", a cancer treated and over (not denied)
+            flags["historical"] = True
+            if span.label_ == "MALIGNANCY":
+                corrected = ""
         if corrected == "resolved" and span.label_ not in CORRECTABLE:
             # "marrow oedema has resolved", "back pain resolved": no longer present
             flags["negated"] = True
@@ -1406,10 +1409,6 @@ class MentionAttributes:
                                     {"MED_HELD", "MED_CONTINUED", "CORRECTED"})
             if med_modifier is not None:
                 med_status = "continued" if med_modifier.category == "MED_CONTINUED" else "held"
-            if corrected_modifier is not None and corrected_modifier.rule.metadata.get("course_over"):
-                # "finished 10 days enoxaparin", "completed her warfarin course", "apixaban stopped 2023":
-                # a course that is over
-                flags["historical"] = True
             if corrected == "held":
                 corrected = ""
 
