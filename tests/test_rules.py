@@ -2019,7 +2019,7 @@ def test_a_report_quoted_under_a_background_heading_is_the_notes_own(extractor):
             "MRI T/L spine w/o (final, Dr. Vashti, 3/13):\n"
             ' "Acute L1 superior endplate compression fracture with marrow edema on STIR."')
     assert_attrs(one(extractor, text, "FRACTURE", "CROSS-COVER NOTE"), dict(historical=False, levels=["L1"]), text)
-    assert one(extractor, text, "OSTEOPOROSIS", "CROSS-COVER NOTE")["historical"]
+    assert one(extractor, text, "OSTEOPOROSIS", "CROSS-COVER NOTE")["section"] == "history"
     # guard: a dated study inside the history, its finding on the same line, stays history
     listed = "PMH: osteoporosis\nMRI 2019: L1 compression fracture, treated conservatively.\nHTN"
     assert one(extractor, listed, "FRACTURE", "CLINIC NOTE")["historical"], listed
@@ -2832,3 +2832,145 @@ def test_stability_and_sequences(extractor, text, concept, attrs):
 ])
 def test_a_protocol_and_other_patients_are_no_findings(extractor, text, concept):
     assert not has(extractor, text, concept, "MRI REQUEST"), text
+
+
+@pytest.mark.parametrize("text, found", [
+    # osteoporosis is the disease, osteoporotic bones or a patient
+    ("PMH: osteoporosis (alendronate).", ["osteoporosis"]),
+    ("Diffuse osteoporotic bones. Exaggerated dorsal kyphosis.", ["osteoporotic"]),
+    ("New upper lumbar pain in an osteoporotic pt - ?compression fracture vs muscular.", ["osteoporotic"]),
+    ("Glucocorticoid-induced osteoporosis (GIOP), on zoledronate.", ["osteoporosis", "GIOP"]),
+    ("History of osteoporsis.", ["osteoporsis"]),
+    # not osteopenia, a T-score alone, nor 'osteoporotic' naming a fracture's cause
+    ("DXA: osteopenia, L-spine T-score -2.1.", []),
+    ("T-score -2.8 at the femoral neck.", []),
+    ("Acute osteoporotic L1 compression fracture.", []),
+    ("Osteoporotic vertebral fractures at T8 and T11.", []),
+    ("?osteoporotic crush # thoracolumbar junction.", []),
+])
+def test_osteoporosis_is_the_disease(extractor, text, found):
+    mentions = find(extractor.mentions(text, "CLINIC LETTER"), "OSTEOPOROSIS")
+    assert [m["lexical_variant"] for m in mentions] == found, text
+
+
+@pytest.mark.parametrize("text, concept, needle, historical", [
+    # a past history's conditions that go on are current
+    ("PMH: AF on apixaban, osteoporosis (alendronate), HTN, old T11 fracture.", "ANTICOAGULANT", None, False),
+    ("PMH: AF on apixaban, osteoporosis (alendronate), HTN, old T11 fracture.", "OSTEOPOROSIS", None, False),
+    ("78 y.o. female w/ hx of osteoporosis (on alendronate) and AF on warfarin.", "OSTEOPOROSIS", None, False),
+    ("HPI: 67 y/o M with hx of AF on warfarin presents with cough.", "ANTICOAGULANT", None, False),
+    ("Past medical history: ITP, hypertension.", "COAGULOPATHY", None, False),
+    ("PMH: chronic low back pain 6/10, HTN.", "PAIN", None, False),
+    # a cancer that is the note's problem, or still treated
+    ("PMH: Multiple myeloma as above (dx 01/2025). HTN. T2DM.", "MALIGNANCY", None, False),
+    ("PMH: AF, multiple myeloma on lenalidomide maintenance, HTN.", "MALIGNANCY", None, False),
+    ("History of metastatic breast cancer on letrozole.", "MALIGNANCY", "cancer", False),
+    # guards: episodes in a past history are over
+    ("PMH: AF on apixaban, osteoporosis (alendronate), HTN, old T11 fracture.", "FRACTURE", None, True),
+    ("PMH: pneumonia 2023, HTN.", "INFECTION", None, True),
+    ("History of breast cancer 2015, treated.", "MALIGNANCY", None, True),
+    ("PMH: prostate cancer (radical prostatectomy 2012).", "MALIGNANCY", None, True),
+])
+def test_what_a_past_history_names_that_goes_on(extractor, text, concept, needle, historical):
+    assert one(extractor, text, concept, "CLINIC NOTE", needle)["historical"] is historical, text
+
+
+@pytest.mark.parametrize("text, levels", [
+    # a tumour's T stage is no vertebra
+    ("1. Clinical stage T2, NX, MX transitional cell carcinoma of the urinary bladder.", []),
+    ("His staging is T3 N2c M0 Stage IV invasive squamous cell carcinoma of the head and neck.", []),
+    ("INDICATION: history of T4 supraglottic squamous cell carcinoma.", []),
+    # guards: a metastasis or a tumour at a vertebra
+    ("Metastasis at T3 with collapse.", ["T3"]),
+    ("Lytic T2 lesion, biopsy: metastatic carcinoma.", ["T2"]),
+])
+def test_a_tumour_stage_is_no_level(extractor, text, levels):
+    assert one(extractor, text, "MALIGNANCY", "CLINIC NOTE")["levels"] == levels, text
+
+
+@pytest.mark.parametrize("text, attrs", [
+    # a search for metastases that came back negative, or is yet to be done
+    ("The patient had a metastatic workup, which was negative including a brain MRI and bone scan.",
+     dict(negated=True)),
+    ("Metastatic workup was negative and Cardiology felt he was at satisfactory risk.", dict(negated=True)),
+    ("The patient's metastatic workup has otherwise been negative with MRI scan and CT scanning.",
+     dict(negated=True)),
+    ("Metastatic workup pending.", dict(hypothetical=True)),
+    # guard: metastases the workup found
+    ("Workup revealed multiple bone metastases.", dict(negated=False, hypothetical=False)),
+])
+def test_a_metastatic_workup(extractor, text, attrs):
+    assert_attrs(one(extractor, text, "MALIGNANCY", "H&P"), attrs, text)
+
+
+@pytest.mark.parametrize("text, section, uncertain", [
+    # an imaging report whose line breaks an export flattened: its run-in headings still head sections
+    ("INDICATION: Back pain. COMPARISON: None. FINDINGS: Mild wedge deformity of T12. IMPRESSION: Normal chest.",
+     "findings", False),
+    ("INDICATION: Back pain. Comparison: None. Findings: Mild wedge deformity of T12.", "findings", False),
+    # guards: the indication's own question, a heading word in a sentence
+    ("INDICATION: ?T12 fracture. COMPARISON: None.", "indication", True),
+    ("INDICATION: back pain; findings: compression fracture of T12.", "indication", True),
+])
+def test_run_in_headings_of_a_flattened_report(extractor, text, section, uncertain):
+    assert_attrs(one(extractor, text, "FRACTURE", "XR CHEST"), dict(section=section, uncertain=uncertain), text)
+
+
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # thirty-fourth wave: a line lock, a threshold, what a treatment is for, what he has not got
+    ("Port flushed monthly with Hepsal (heparin sodium 50 units in 5 ml) by the CNS team.",
+     "ANTICOAGULANT", None, None),
+    ("Her Port-A-Cath was packed with heparin according to protocol.", "ANTICOAGULANT", None, None),
+    ("Posaconazole, heparin-lock of PICC lumens per protocol.", "ANTICOAGULANT", None, None),
+    ("However: thrombocytopenia below our threshold for transpedicular access (plt 50), with portal "
+     "hypertension.", "COAGULOPATHY", "plt 50", dict(hypothetical=True)),
+    ("I explained that it is a treatment for vertebral body fractures, which he does not have.",
+     "FRACTURE", None, dict(negated=True, hypothetical=True)),
+    ("Right T7/8 costovertebral joint: mild effusion and STIR hyperintensity of the articular margins -- "
+     "active costovertebral arthropathy.", "OEDEMA", None, None),
+    ("RADPEER score: 2\nTeaching point (general): a mild wedge fracture is favoured when there is endplate "
+     "buckling.", "FRACTURE", None, dict(hypothetical=True)),
+    ("She is frightened that this is the leukaemia coming back.", "MALIGNANCY", None, dict(uncertain=True)),
+    ("He is anxious that this means the cancer is back, understandably with LFS.", "MALIGNANCY", None,
+     dict(uncertain=True)),
+    ("Second neoplasms: basal cell carcinoma of the scalp in the cranial field,\n   excised 03/2022, clear margins.",
+     "MALIGNANCY", None, dict(historical=True)),
+    ("CANCER PREDISPOSITION (TP53) MDT - OUTCOME FORM", "MALIGNANCY", None, None),
+    ("Referrer: Cancer Genetics. Present: Dr Feld (sarcoma oncology), Ms Irwin.", "MALIGNANCY", None, None),
+    ("VTE prophylaxis: enoxaparin NOT prescribed (platelets, recent haemoptysis).", "ANTICOAGULANT", None,
+     dict(negated=True)),
+    ("Explained: the MRI shows no fracture; the X-ray's\n\"fracture\" was the normal shape of her vertebrae.",
+     "FRACTURE", None, dict(negated=True)),
+    ("Reporter's response: will compare with neighbouring vertebrae and prior CT of the spine before "
+     "suggesting a fracture.", "FRACTURE", None, dict(hypothetical=True)),
+    ("- Cerebral venous sinus thrombosis 11/1996, treated\n  with 3 months of enoxaparin, no recurrence.",
+     "ANTICOAGULANT", None, dict(historical=True)),
+    # guards: heparin given, a platelet count, a treatment for her own fracture, an infection left
+    # untreated
+    ("UTI on dipstick, antibiotics not started.", "INFECTION", None, dict(negated=False)),
+    ("DVT 3 weeks ago, on apixaban, plan for 3 months.", "ANTICOAGULANT", None, dict(historical=False)),
+    ("Heparin 5000 units SC tds for VTE prophylaxis.", "ANTICOAGULANT", None, dict(negated=False)),
+    ("Relevant results (02/10): Plt 47, INR 1.2.", "COAGULOPATHY", "Plt 47", dict(hypothetical=False)),
+    ("Vertebroplasty is a treatment for her L1 fracture.", "FRACTURE", None, dict(hypothetical=False)),
+    ("STIR hyperintensity of the T12 vertebral body.", "OEDEMA", None, dict(levels=["T12"])),
+])
+def test_thirty_fourth_wave(extractor, text, concept, needle, attrs):
+    found = find(extractor.mentions(text, "CLINIC NOTE"), concept, needle)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert found, f"no {concept} in {text!r}"
+        assert_attrs(found[0], attrs, text)
+
+
+@pytest.mark.parametrize("text, concept, attrs", [
+    # from MTSamples and TREC: a dash and a capital start a list item, which a negation does not leave
+    ("Past Medical History:\n   -Hep C, never treated\n   -Infectious endocarditis in her 20s, 6 wks of abx",
+     "INFECTION", dict(negated=False, historical=True)),
+    ("Li-Fraumeni syndrome; osteosarcoma of the femur diagnosed last month.", "MALIGNANCY",
+     dict(negated=False, historical=False)),
+    # guard: a hyphenated word broken at a line's end is no item
+    ("No evidence of post-\noperative infection.", "INFECTION", dict(negated=True)),
+])
+def test_list_items_and_compound_cancers(extractor, text, concept, attrs):
+    assert_attrs(one(extractor, text, concept, "H&P"), attrs, text)

@@ -800,6 +800,16 @@ def _sentence_before(sentence: Span, text: str) -> str:
 
 # ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
 # encounter for fracture": both fractures are osteoporotic
+# What a past history names that goes on: the problem the note is about ("PMH: multiple myeloma as
+# above", "NSCLC as above") and a cancer still treated ("breast cancer on letrozole", "myeloma on
+# lenalidomide maintenance"). Held-out writers mark such cancers current.
+_ONGOING_AFTER = re.compile(
+    r"[ \t]*,?[ \t]*(?:\((?:[^()\n]{0,40}[,;][ \t]*)?)?(?:as[ \t]+(?:above|per[ \t]+HPI|described[ \t]+above)\b"
+    r"|(?:currently[ \t]+)?on[ \t]+(?:(?:adjuvant|maintenance|palliative|active|hormonal|systemic|first-line|second-line)[ \t]+)?"
+    r"(?:chemo\w*|treatment|therapy|immunotherapy|hormone[ \t]+therapy|ADT|lenalidomide|pomalidomide|bortezomib|"
+    r"daratumumab|dexamethasone|letrozole|anastrozole|exemestane|tamoxifen|zoladex|goserelin|leuprorelin|lupron|"
+    r"degarelix|enzalutamide|abiraterone|apalutamide|darolutamide|palbociclib|ribociclib|abemaciclib|osimertinib|"
+    r"pembrolizumab|nivolumab)\b)", re.IGNORECASE)
 _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?patholog", re.IGNORECASE)
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
@@ -1355,6 +1365,9 @@ class MentionAttributes:
                 if implied.get(name):
                     flags[name] = True
         section = implied.get("section", section)
+        if flags["historical"] and span.label_ == "MALIGNANCY" and not rule_historical \
+                and _ONGOING_AFTER.match(text, span.end_char, sentence.end_char):
+            flags["historical"] = False
         if span.label_ == "PRIOR_AUGMENTATION" and not any(
                 flags[name] for name in ("negated", "historical", "hypothetical", "family")) \
                 and _planned_augmentation(span, sentence, text):

@@ -177,6 +177,15 @@ _FORM_ITEM_BEFORE = re.compile(r"\b(?:items?|questions?|criteri(?:on|a)|sections
                                r"[ \t]*(?:no\.?|number|#)?[ \t]*$", re.IGNORECASE)
 
 
+# A tumour's TNM T stage is no vertebra: "T3 N2c M0", "T2, NX, MX", "T4a N1", "stage T2", "history of
+# T4 supraglottic squamous cell carcinoma"
+_T_STAGES = frozenset({"T1", "T2", "T3", "T4"})
+_TNM_AFTER = re.compile(r"[abcd]?[ \t]*,?[ \t]*(?:N[0-3X][abc]?\b|(?:(?:supra|sub)?glottic|squamous|adeno\w*|"
+                        r"(?:small|non-small)[ \t-]+cell|transitional|urothelial)\b)", re.IGNORECASE)
+_STAGE_BEFORE = re.compile(r"\b(?:stag(?:e|ed|ing)(?:[ \t]+(?:is|as|was))?|clinical(?:ly)?|pathologic(?:al)?)[ \t]*:?[ \t]*$",
+                           re.IGNORECASE)
+
+
 def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list[LevelGroup]:
     """Every group of levels in ``text[start:end]``, offsets into ``text``."""
     end = len(text) if end is None else end
@@ -197,6 +206,9 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
             continue
         if _FORM_ITEM_BEFORE.search(window, max(0, match.start() - 12), match.start()):
             continue  # "F3 item C3 (adjacent-level fracture = No)": a form's item, not a vertebra
+        if set(levels) <= _T_STAGES and (_TNM_AFTER.match(window, match.end())
+                                        or _STAGE_BEFORE.search(window, max(0, match.start() - 20), match.start())):
+            continue  # "stage T2, NX, MX transitional cell carcinoma", "T3 N2c M0": a tumour's T stage
         if levels:
             groups.append(LevelGroup(start + match.start(), start + match.end(), tuple(levels)))
     for match in WORD_LEVEL.finditer(window):

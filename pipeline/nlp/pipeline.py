@@ -327,7 +327,16 @@ def _filter_start_lines(sectionizer: Sectionizer, doc: Doc, matches: list[tuple[
     """
     return [match for match in matches
             if is_start_line(match[1], doc, sectionizer.newline_pattern)
-            or (doc[match[1]].is_space and "\n" in doc[match[1]].text)]
+            or (doc[match[1]].is_space and "\n" in doc[match[1]].text)
+            or _run_in_heading(doc, match[1], match[2])]
+
+
+def _run_in_heading(doc: Doc, start: int, end: int) -> bool:
+    """A heading with its capital after a sentence's end on its line: "INDICATION: back pain.
+    COMPARISON: None. FINDINGS: Mild wedge deformity of T12. IMPRESSION: ..." (a report whose line
+    breaks an export flattened; the run-in rules match only after "[.;!?] "). The capital keeps
+    "...; findings: ..." in a sentence out."""
+    return doc[start].text[:1].isupper() and start > 0 and doc[start - 1].text in (".", ";", "!", "?")
 
 
 #: Modifier categories whose multi-word phrases also match across a line wrap

@@ -63,7 +63,8 @@ def doc_text(doc: Doc) -> str:
 _NUMBER_AFTER = re.compile(r"\s*(?:#\s*)?\d|\s*of\b|\s*\)", re.IGNORECASE)
 
 HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
-LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|\[(?:[ \t_xX✓✔*]?|[YyNn]|[Yy]es|YES|[Nn]o|NO)\]|[☐☒☑])"
+# "-Hep C, never treated\n-Infectious endocarditis in her 20s": a dash and a capital start an item too
+LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|-(?=[A-Z])|\[(?:[ \t_xX✓✔*]?|[YyNn]|[Yy]es|YES|[Nn]o|NO)\]|[☐☒☑])"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"\n[ \t]*(?=\S)")
 _NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
