@@ -1360,7 +1360,7 @@ class MentionAttributes:
         if seen_before:
             implied = {name: value for name, value in implied.items() if name != "uncertain"}
         applies = implied.get("concepts")
-        if applies is None or span.label_ in applies:
+        if (applies is None or span.label_ in applies) and span.label_ not in implied.get("except_concepts", ()):
             for name in FLAGS.values():
                 if implied.get(name):
                     flags[name] = True
