@@ -798,8 +798,6 @@ def _sentence_before(sentence: Span, text: str) -> str:
     return "" if _PARAGRAPH_END.search(before) else before
 
 
-# ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
-# encounter for fracture": both fractures are osteoporotic
 # What a past history names that goes on: the problem the note is about ("PMH: multiple myeloma as
 # above", "NSCLC as above") and a cancer still treated ("breast cancer on letrozole", "myeloma on
 # lenalidomide maintenance"). Held-out writers mark such cancers current.
@@ -810,6 +808,8 @@ _ONGOING_AFTER = re.compile(
     r"daratumumab|dexamethasone|letrozole|anastrozole|exemestane|tamoxifen|zoladex|goserelin|leuprorelin|lupron|"
     r"degarelix|enzalutamide|abiraterone|apalutamide|darolutamide|palbociclib|ribociclib|abemaciclib|osimertinib|"
     r"pembrolizumab|nivolumab)\b)", re.IGNORECASE)
+# ICD-10 M80: "Age-related osteoporosis with current pathological fracture, vertebra(e), initial
+# encounter for fracture": both fractures are osteoporotic
 _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?patholog", re.IGNORECASE)
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
 # wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
