@@ -2908,9 +2908,14 @@ def test_a_metastatic_workup(extractor, text, attrs):
     ("INDICATION: Back pain. COMPARISON: None. FINDINGS: Mild wedge deformity of T12. IMPRESSION: Normal chest.",
      "findings", False),
     ("INDICATION: Back pain. Comparison: None. Findings: Mild wedge deformity of T12.", "findings", False),
+    # in capitals, a heading after any word: no full stop closes the section before it
+    ("INDICATION: XXXX-year-old male with chest pain COMPARISON: None IMPRESSION: Mild wedge deformity of T8.",
+     "impression", False),
+    ("COMPARISON: XXXX INDICATION: back pain FINDINGS: Mild compression deformity of L1.", "findings", False),
     # guards: the indication's own question, a heading word in a sentence
     ("INDICATION: ?T12 fracture. COMPARISON: None.", "indication", True),
     ("INDICATION: back pain; findings: compression fracture of T12.", "indication", True),
+    ("INDICATION: back pain, as per Findings: compression fracture of T12.", "indication", True),
 ])
 def test_run_in_headings_of_a_flattened_report(extractor, text, section, uncertain):
     assert_attrs(one(extractor, text, "FRACTURE", "XR CHEST"), dict(section=section, uncertain=uncertain), text)
@@ -2971,3 +2976,72 @@ def test_thirty_fourth_wave(extractor, text, concept, needle, attrs):
 ])
 def test_list_items_and_compound_cancers(extractor, text, concept, attrs):
     assert_attrs(one(extractor, text, concept, "H&P"), attrs, text)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # thirty-fifth wave: a differential's list goes past a cue inside it; what is on the differential,
+    # the main concern; a question about a fracture's age
+    ("DDx discitis / vertebral osteomyelitis (less likely - no spinal tenderness)\nand osteoporotic vertebral "
+     "fracture (post-sleeve, low vit D) - XR reassuring.", None, "FRACTURE", None, dict(uncertain=True)),
+    ("Highest concern is lymphoma; disseminated MAC or TB also on the differential.", None, "INFECTION", "TB",
+     dict(uncertain=True)),
+    ("Discitis remains on the differential.", None, "INFECTION", None, dict(uncertain=True)),
+    ("Highest concern is an HIV-associated lymphoma.", None, "MALIGNANCY", None, dict(uncertain=True)),
+    ('"I don\'t want\nto have a spinal fracture and not know it."', None, "FRACTURE", None, dict(uncertain=True)),
+    ("The MRI is the only way to tell whether the T7 fracture is recent or old.", None, "FRACTURE", None,
+     dict(hypothetical=False, uncertain=False, acuity="indeterminate")),
+    # a cancer named before its history, or dated after its descriptors or a hard wrap
+    ("MRI will exclude metastasis given breast cancer history.", None, "MALIGNANCY", "cancer",
+     dict(historical=True)),
+    ("HTN, HLD, prostate Ca s/p\nRP 2018 (PSA undetectable), and chronic LBP.", "2025-06-10", "MALIGNANCY", None,
+     dict(historical=True)),
+    ("Osteosarcoma L distal femur, 09/2011 (aged 13) - chemotherapy and limb salvage.", "2025-06-10",
+     "MALIGNANCY", None, dict(historical=True)),
+    ("Hodgkin lymphoma, stage IIA, nodular sclerosis, 1995.", "2025-06-10", "MALIGNANCY", None,
+     dict(historical=True)),
+    # someone else: a teammate; a relative whose story runs past six words, with no word for the patient
+    ("His teammate had a T12 fracture last year.", None, "FRACTURE", None, dict(family=True)),
+    ('He worries he has "a broken spine" -- his uncle in Kumasi was paralysed after a\nspinal fracture from a fall.',
+     None, "FRACTURE", None, dict(family=True)),
+    ("She is worried: her flight lead ejected over the range in 2023 and had T7 and T8\ncompression fractures.",
+     None, "FRACTURE", None, dict(family=True)),
+    # an alternative; a fracture history's label; whether a fracture is recent or old
+    ("Main concern is cord compression from EMH, with or without a vertebral fracture; abscess less likely.",
+     None, "FRACTURE", None, dict(uncertain=True, negated=False)),
+    ("Fracture history: L distal radius buckle fracture age 9. No other.", None, "FRACTURE", None, None),
+    # radiotherapy fraction 3 of 5, its regimen written before it; muscle signal
+    ("Urgent RT T8-T10, 20 Gy in 5 #: started 02/11, # 3/5 today.", None, "FRACTURE", None, None),
+    ("Mild STIR hyperintensity within the right erector spinae at T12-L1, consistent with muscle strain.", None,
+     "OEDEMA", None, None),
+    # guards: the differential's head ends at its sentence; a cancer still treated or spread; a
+    # condition's history that goes on; a fracture's own bracket keeps its level
+    ("DDx discitis. Acute L1 osteoporotic compression fracture.", None, "FRACTURE", None, dict(uncertain=False)),
+    ("Breast cancer, ER+, on letrozole, 2019.", "2025-06-10", "MALIGNANCY", None, dict(historical=False)),
+    ("Prostate cancer, Gleason 7, 2018, on ADT.", "2025-06-10", "MALIGNANCY", None, dict(historical=False)),
+    ("Breast cancer, metastatic to bone, 2019.", "2025-06-10", "MALIGNANCY", "cancer", dict(historical=False)),
+    ("Osteoporosis history: alendronate since 2019.", None, "OSTEOPOROSIS", None, dict(historical=False)),
+    ("MRI to determine whether there is a fracture.", None, "FRACTURE", None, None),
+    ("Her daughter was present when the MRI showed her L1 fracture.", None, "FRACTURE", None, dict(family=False)),
+    ("He does not want to have kyphoplasty for the L1 fracture.", None, "PRIOR_AUGMENTATION", None,
+     dict(uncertain=False)),
+    ("His wife reports the back pain started after a fall and MRI showed an L1 fracture.", None, "FRACTURE", None,
+     dict(family=False)),
+    ("Her daughter had read that Paget's can turn into a bone cancer; I explained.", None, "MALIGNANCY", None,
+     dict(family=False)),
+    ("The MRI intended to show whether the fracture was acute (and so whether vertebroplasty might be offered) "
+     "was not tolerated.", None, "FRACTURE", None, dict(hypothetical=True)),
+    ("L1 burst fracture with or without retropulsion, no cord compression.", None, "EPIDURAL_DISEASE", None,
+     dict(negated=True, uncertain=False)),
+    ("Pathologic compression fracture of T9 (~40% height loss) due to an infiltrative marrow lesion, with "
+     "additional lesions at T6 and T11.", None, "FRACTURE", "height loss", dict(levels=["T9"])),
+    ("Wedge fracture T12 (mild) and L1 lesion.", None, "FRACTURE", None, dict(levels=["T12"])),
+    ("STIR hyperintensity of the T12 vertebral body.", None, "OEDEMA", None, dict(levels=["T12"])),
+    ("Acute L2 # seen today.", None, "FRACTURE", None, dict(levels=["L2"])),
+])
+def test_thirty_fifth_wave(extractor, text, date, concept, needle, attrs):
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert found, f"no {concept} in {text!r}"
+        assert_attrs(found[0], attrs, text)

@@ -420,15 +420,25 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
-# 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" (a hard
-# wrap), "Urosepsis (E. coli) July 2025" (a bracket between). Not a date compared with or
+# 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" and
+# "prostate Ca s/p\nRP 2018" (hard wraps), "Urosepsis (E. coli) July 2025" (a bracket between). Not a date compared with or
 # counted from ("new since 2025", "compared to 2019") or one to come ("booked 04/03/2025"), not
 # one after a comma and words ("fractures, L2 kyphoplasty 2022": the kyphoplasty's). Dates after
 # words are ConText's rules ("discitis in 2019").
 _DATE_AFTER = re.compile(
     r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{1,30}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
     r"scheduled|due|for|next|who)\b)"
-    rf"[\w/-]+[ \t]+\(?){{0,2}}?)\(?{_FINDING_DATE}",
+    rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?)\(?{_FINDING_DATE}",
+    re.IGNORECASE)
+# A cancer's date after its descriptors, a comma before the date: "Osteosarcoma L distal femur,
+# 09/2011 (aged 13)", "Hodgkin lymphoma, stage IIA, nodular sclerosis, 1995" (a cancer of then). Not
+# a descriptor that says it goes on ("on letrozole", "since", "now") or a treatment after the date
+# ("Prostate cancer, Gleason 7, 2018, on ADT"), nor one of a lasting cancer (:data:`_LASTING_CANCER`:
+# "breast cancer, metastatic to bone, 2019").
+_CANCER_DATE_AFTER = re.compile(
+    r"[ \t]*,?(?:[ \t]*(?![ \t]*(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
+    r"scheduled|due|for|next|who|on|now|currently|still|ongoing|under)\b)[^,;:.()\n]{1,30}?[ \t]*,){1,3}"
+    rf"[ \t]*\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
 # admission)", "2019: L1 compression fracture". Read only when the note's date is known (a
@@ -583,6 +593,11 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
         return False
     dated = note_date(span.doc)
     found = _DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 40))
+    if found is None and span.label_ == "MALIGNANCY":
+        found = _CANCER_DATE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 100))
+        if found is not None and (_LASTING_CANCER.search(found.group())
+                                  or _ONGOING_AFTER.match(text, found.end(), sentence.end_char)):
+            found = None
     if found is None and dated is not None:
         found = _DATE_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) \
             or _line_date(span, sentence, text)

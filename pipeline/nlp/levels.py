@@ -395,8 +395,8 @@ def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 # A finding in brackets right after a level, a few words in at most: "metastases at T4, T9
-# (with pathological fracture), L3", "T9 (collapse)"
-_BRACKET_OPEN = re.compile(r"[ \t]*\([ \t]*(?:[\w/-]+[ \t]+){0,2}$")
+# (with pathological fracture), L3", "T9 (collapse)", "fracture of T9 (~40% height loss)"
+_BRACKET_OPEN = re.compile(r"[ \t]*\([ \t]*(?:[\w/%~<>.-]+[ \t]+){0,2}$")
 _BRACKET_CLOSE = re.compile(r"[^()\n]{0,40}?\)")
 
 
@@ -555,14 +555,19 @@ _LIST_JOIN = re.compile(r"\s*(?:\([^()]{0,30}\)\s*)?(?:,\s*(?:and\s+)?|and\s+|&\
 
 def _own_level_list(text: str, start: int, end: int, groups: list[LevelGroup]) -> list[LevelGroup] | None:
     """The level group written right before or after a mention, with the groups listed with it
-    ("compression fractures of T12, L1 and L2"), or None when no level is written next to it."""
+    ("compression fractures of T12, L1 and L2"), or None when no level is written next to it.
+    Not a level that names a finding of its own ("wedge fracture T12 (mild) and L1 lesion")."""
+    def listed(before: LevelGroup, after: LevelGroup, other: LevelGroup) -> bool:
+        return _LIST_JOIN.fullmatch(text, before.end, after.start) is not None \
+            and _OTHER_FINDING.match(text, other.end) is None
+
     for index, group in enumerate(groups):
         between = text[slice(*_between(start, end, group.start, group.end))]
         if between == "" or _OWN_LEVEL_GAP.fullmatch(between):
             first = last = index
-            while first > 0 and _LIST_JOIN.fullmatch(text, groups[first - 1].end, groups[first].start):
+            while first > 0 and listed(groups[first - 1], groups[first], groups[first - 1]):
                 first -= 1
-            while last + 1 < len(groups) and _LIST_JOIN.fullmatch(text, groups[last].end, groups[last + 1].start):
+            while last + 1 < len(groups) and listed(groups[last], groups[last + 1], groups[last + 1]):
                 last += 1
             return groups[first:last + 1]
     return None

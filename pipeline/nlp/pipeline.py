@@ -168,11 +168,11 @@ def _limit_scope(self, other) -> bool:
     if self.category == other.category and (
             self.allowed_types != other.allowed_types or self.excluded_types != other.excluded_types):
         return False
-    if (self.rule.metadata or {}).get("list") and self.category == other.category \
-            and other.direction.lower() == "backward":
-        # a list's head (metadata.list) reaches past a backward cue of its own category in the
-        # list: "Consent discussed incl. cement leak, adjacent-level fracture risk, infection,
-        # bleeding" (the backward "risk" is the fracture's)
+    if (self.rule.metadata or {}).get("list") and self.category == other.category:
+        # a list's head (metadata.list) reaches past a cue of its own category in the list:
+        # "Consent discussed incl. cement leak, adjacent-level fracture risk, infection, bleeding"
+        # (the backward "risk" is the fracture's), "DDx discitis (less likely) and osteoporotic
+        # vertebral fracture"
         return False
     original = self.scope_span
     if self.direction.lower() in ("forward", "bidirectional") and other > self:
@@ -332,11 +332,14 @@ def _filter_start_lines(sectionizer: Sectionizer, doc: Doc, matches: list[tuple[
 
 
 def _run_in_heading(doc: Doc, start: int, end: int) -> bool:
-    """A heading with its capital after a sentence's end on its line: "INDICATION: back pain.
-    COMPARISON: None. FINDINGS: Mild wedge deformity of T12. IMPRESSION: ..." (a report whose line
-    breaks an export flattened; the run-in rules match only after "[.;!?] "). The capital keeps
-    "...; findings: ..." in a sentence out."""
-    return doc[start].text[:1].isupper() and start > 0 and doc[start - 1].text in (".", ";", "!", "?")
+    """A heading run into its line (the run-in rules match after any word and a space), in a report
+    whose line breaks an export flattened: after a sentence's end with its capital ("INDICATION:
+    back pain. Comparison: None. FINDINGS: ..."), or in capitals after any word ("INDICATION:
+    XXXX-year-old with chest pain COMPARISON: None IMPRESSION: ..."). Not "...; findings: ..." or
+    "as per findings: ..." in a sentence."""
+    if start == 0 or not doc[start].text[:1].isupper():
+        return False
+    return doc[start - 1].text in (".", ";", "!", "?") or doc[start:end].text.isupper()
 
 
 #: Modifier categories whose multi-word phrases also match across a line wrap

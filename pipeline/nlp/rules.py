@@ -181,8 +181,8 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
             # date is long enough before the note's (attributes._recent_history)
             # metadata.course_over: a CORRECTED rule that ends a course ("completed", "finished",
             # "in remission"): an anticoagulant or a cancer it reaches is historical, not held or denied
-            # metadata.list: the head of a list ("Consent discussed:", "risks include"), whose
-            # scope a backward cue of its category inside the list does not end
+            # metadata.list: the head of a list ("Consent discussed:", "risks include", "DDx"), whose
+            # scope a cue of its category inside the list does not end
             for key, category_on, direction_on in (("dated", "HISTORICAL", None), ("course_over", "CORRECTED", None),
                                                    ("list", None, "FORWARD")):
                 mark = (rule.get("metadata") or {}).get(key)
