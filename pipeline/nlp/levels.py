@@ -557,17 +557,18 @@ def _own_level_list(text: str, start: int, end: int, groups: list[LevelGroup]) -
     """The level group written right before or after a mention, with the groups listed with it
     ("compression fractures of T12, L1 and L2"), or None when no level is written next to it.
     Not a level that names a finding of its own ("wedge fracture T12 (mild) and L1 lesion")."""
-    def listed(before: LevelGroup, after: LevelGroup, other: LevelGroup) -> bool:
+    def joins(before: LevelGroup, after: LevelGroup, added: LevelGroup) -> bool:
+        """Whether ``added`` (``before`` or ``after``) is listed with the other."""
         return _LIST_JOIN.fullmatch(text, before.end, after.start) is not None \
-            and _OTHER_FINDING.match(text, other.end) is None
+            and _OTHER_FINDING.match(text, added.end) is None
 
     for index, group in enumerate(groups):
         between = text[slice(*_between(start, end, group.start, group.end))]
         if between == "" or _OWN_LEVEL_GAP.fullmatch(between):
             first = last = index
-            while first > 0 and listed(groups[first - 1], groups[first], groups[first - 1]):
+            while first > 0 and joins(groups[first - 1], groups[first], added=groups[first - 1]):
                 first -= 1
-            while last + 1 < len(groups) and listed(groups[last], groups[last + 1], groups[last + 1]):
+            while last + 1 < len(groups) and joins(groups[last], groups[last + 1], added=groups[last + 1]):
                 last += 1
             return groups[first:last + 1]
     return None
