@@ -425,9 +425,11 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # Not a date compared with or counted from ("new since 2025", "compared to 2019") or one to come
 # ("booked 04/03/2025"), not one after a comma and words ("fractures, L2 kyphoplasty 2022": the
 # kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
+#: Words before a date that do not date a finding: compared with, counted from or to come
+_NOT_DATING = ("since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|scheduled|due|for|"
+               "next|who")
 _DATE_AFTER = re.compile(
-    r"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{1,30}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
-    r"scheduled|due|for|next|who)\b)"
+    rf"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{{1,30}}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:{_NOT_DATING})\b)"
     rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A cancer's date after its descriptors, a comma before the date: "Osteosarcoma L distal femur,
@@ -436,8 +438,7 @@ _DATE_AFTER = re.compile(
 # ("Prostate cancer, Gleason 7, 2018, on ADT"), nor one of a lasting cancer (:data:`_LASTING_CANCER`:
 # "breast cancer, metastatic to bone, 2019").
 _CANCER_DATE_AFTER = re.compile(
-    r"[ \t]*,?(?:[ \t]*(?![ \t]*(?:since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|"
-    r"scheduled|due|for|next|who|on|now|currently|still|ongoing|under)\b)[^,;:.()\n]{1,30}?[ \t]*,){1,3}"
+    rf"[ \t]*,?(?:[ \t]*(?![ \t]*(?:{_NOT_DATING}|on|now|currently|still|ongoing|under)\b)[^,;:.()\n]{{1,30}}?[ \t]*,){{1,3}}"
     rf"[ \t]*\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
