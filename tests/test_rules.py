@@ -454,6 +454,53 @@ def test_extra_rule_folder_adds_a_rule(tmp_path):
     assert find(mentions, "FRACTURE", "kummell")
 
 
+def test_a_concept_set_is_written_once_and_expanded_where_it_is_named():
+    """The past history and the "history of" rules leave out the same concepts: the manifest's `@ongoing`."""
+    rules = load_rules()
+    ongoing = read_manifest(patterns_dir())["concepts"]["ongoing"]
+    assert rules.section_implies["past_history"]["except_concepts"] == ongoing
+    history_of = next(rule for rule in rules.context if rule["literal"] == "history of")
+    assert history_of["excluded_types"] == ongoing
+    assert not any(str(concept).startswith("@") for rule in rules.context
+                   for key in ("allowed_types", "excluded_types") for concept in rule.get(key) or [])
+    # the manifest says what the rules mean, so a run's rule hashes (its resume key) include it
+    assert "manifest.toml" in rules.files
+
+
+def test_an_extra_folder_uses_the_shipped_sets_and_its_own(tmp_path):
+    rule = {"literal": "sometime ago", "category": "HISTORICAL", "direction": "FORWARD",
+            "excluded_types": ["@ongoing", "@mine", "MALIGNANCY"]}
+    folder = _folder(tmp_path, "context", [rule])
+    (folder / "manifest.toml").write_text('[concepts]\nmine = ["FRACTURE", "PAIN"]\n'
+                                          '[context]\nfiles = ["context/extra.json"]\n')
+    assert check_rules(folder) == []
+    loaded = next(r for r in load_rules([folder]).context if r["literal"] == "sometime ago")
+    # in order, each once ("PAIN" is in both sets)
+    assert loaded["excluded_types"] == ["OSTEOPOROSIS", "ANTICOAGULANT", "COAGULOPATHY", "PAIN", "FRACTURE",
+                                        "MALIGNANCY"]
+    from pipeline.nlp.pipeline import Extractor
+    mentions = Extractor(patterns=[folder]).mentions(
+        "Sometime ago an L1 compression fracture, osteoporosis and pneumonia.")
+    historical = {m["concept"]: m["historical"] for m in mentions}
+    assert historical == {"FRACTURE": False, "OSTEOPOROSIS": False, "INFECTION": True}, historical
+
+
+@pytest.mark.parametrize("concepts, rule_types, code", [
+    ('mine = ["FRACTURE"]', ["@theirs"], "R005"),       # a set nobody named
+    ('mine = ["BROKEN_BONE"]', ["@mine"], "R005"),      # a set of a concept that does not exist
+    ('mine = []', ["FRACTURE"], "R015"),                # an empty set
+    ('mine = "FRACTURE"', ["FRACTURE"], "R015"),        # not a list
+])
+def test_rule_check_reports_concept_set_problems(tmp_path, concepts, rule_types, code):
+    rule = {"literal": "sometime ago", "category": "HISTORICAL", "direction": "FORWARD", "allowed_types": rule_types}
+    folder = _folder(tmp_path, "context", [rule])
+    (folder / "manifest.toml").write_text(f'[concepts]\n{concepts}\n[context]\nfiles = ["context/extra.json"]\n')
+    problems = check_rules(folder)
+    assert [problem[:4] for problem in problems] == [code], problems
+    with pytest.raises(RuleError, match=code):
+        load_rules([folder])
+
+
 def test_invalid_extra_folder_is_refused(tmp_path):
     folder = _folder(tmp_path, "target", [{"literal": "x", "category": "NOPE"}])
     with pytest.raises(RuleError, match="R005"):

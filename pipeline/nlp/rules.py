@@ -7,9 +7,14 @@ folder ships inside the package as ``pipeline.patterns`` and is found through
 ``{"section_rules": [...]}``); each rule may also carry ``examples`` and
 ``counter_examples`` (run as tests) and a free-text ``comment``.
 
-``patterns/manifest.toml`` lists which files each component loads. Extra rule
-folders (``--patterns``) have the same layout; a rule there with the same
-``literal`` and ``category`` as a shipped rule replaces it.
+``patterns/manifest.toml`` lists which files each component loads. Its
+``[concepts]`` table names sets of concepts, which a ConText rule's
+``allowed_types`` and ``excluded_types`` and a section implication's
+``concepts`` and ``except_concepts`` write as ``"@name"``; the loader puts the
+set's concepts in its place, so a list many rules share is written once. Extra
+rule folders (``--patterns``) have the same layout and may use the shipped sets;
+a rule there with the same ``literal`` and ``category`` as a shipped rule
+replaces it.
 
 Every problem is reported as one string with a code, e.g.
 ``R003 target/fracture.json rule 4 ('compression fracture'): unknown key 'atributes'``.
@@ -73,6 +78,9 @@ CONTEXT_VALUES = {
 }
 
 DIRECTIONS = {"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"}
+
+#: Where a named concept set (``"@name"``) may stand for its concepts.
+CONCEPT_LISTS = {"context": ("allowed_types", "excluded_types"), "implies": ("concepts", "except_concepts")}
 
 COMMON_KEYS = {"literal", "category", "pattern", "examples", "counter_examples", "comment"}
 ALLOWED_KEYS = {
@@ -206,22 +214,86 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
     return problems
 
 
-def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool):
-    """Read one rule folder: {kind: [(file name, rules)]}, section implications, hashes."""
+def _concept_sets(manifest: dict[str, Any], where: str, problems: list[str]) -> dict[str, list[str]]:
+    """The manifest's ``[concepts]`` table: set name -> concepts.
+
+    A bad set is reported here once, and keeps only its known concepts, so that
+    the rules naming it are not reported again.
+    """
+    table = manifest.get("concepts", {})
+    if not isinstance(table, dict):
+        problems.append(f"R015 {where} [concepts]: must be a table of named lists")
+        return {}
+    sets = {}
+    for name, concepts in table.items():
+        if not isinstance(concepts, list) or not concepts:
+            problems.append(f"R015 {where} [concepts] {name}: must be a non-empty list of concepts")
+            concepts = []
+        known = [concept for concept in concepts if isinstance(concept, str) and concept in TARGET_CATEGORIES]
+        problems.extend(f"R005 {where} [concepts] {name}: unknown category {concept!r}"
+                        for concept in concepts if concept not in known)
+        sets[name] = known
+    return sets
+
+
+def _expand(items: Any, sets: dict[str, list[str]], where: str, problems: list[str]) -> Any:
+    """``items`` with each ``"@name"`` replaced by the named set's concepts (in order, once each)."""
+    if not isinstance(items, list):
+        return items
+    expanded: list[Any] = []
+    for item in items:
+        if isinstance(item, str) and item.startswith("@"):
+            if item[1:] not in sets:
+                problems.append(f"R005 {where}: unknown concept set {item!r} (the manifest's [concepts] "
+                                f"names {', '.join(sorted(sets)) or 'none'})")
+                continue
+            expanded.extend(concept for concept in sets[item[1:]] if concept not in expanded)
+        elif item not in expanded:
+            expanded.append(item)
+    return expanded
+
+
+def _expand_sets(kind: str, rules: Any, sets: dict[str, list[str]], name: str, problems: list[str]) -> Any:
+    """A copy of one file's rules with their concept sets expanded (what medspaCy is given)."""
+    if kind not in CONCEPT_LISTS or not isinstance(rules, list):
+        return rules
+    result = []
+    for index, rule in enumerate(rules):
+        if isinstance(rule, dict) and any(isinstance(rule.get(key), list) for key in CONCEPT_LISTS[kind]):
+            where = f"{name} rule {index} ({rule.get('literal')!r})"
+            rule = {**rule, **{key: _expand(rule[key], sets, where, problems)
+                               for key in CONCEPT_LISTS[kind] if key in rule}}
+        result.append(rule)
+    return result
+
+
+def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool,
+                 sets: dict[str, list[str]] | None = None):
+    """Read one rule folder: {kind: [(file name, rules)]}, section implications, hashes, concept sets.
+
+    ``sets`` are the concept sets the folder may use besides its own (the shipped ones).
+    """
     loaded: dict[str, list[tuple[str, list[dict]]]] = {kind: [] for kind in TOP_KEYS}
     implies: dict[str, dict] = {}
     hashes: dict[str, str] = {}
+    sets = dict(sets or {})
+    shipped = folder == patterns_dir()
     if (folder / "manifest.toml").exists():
+        manifest_path = folder / "manifest.toml"
         try:
             manifest = read_manifest(folder)
         except tomllib.TOMLDecodeError as error:
-            problems.append(f"R001 {folder / 'manifest.toml'}: not valid TOML ({error})")
-            return loaded, implies, hashes
+            problems.append(f"R001 {manifest_path}: not valid TOML ({error})")
+            return loaded, implies, hashes, sets
+        # the manifest says what the rules mean too (concept sets, section implications)
+        hashes["manifest.toml" if shipped else str(manifest_path)] = _sha256(manifest_path)
+        sets.update(_concept_sets(manifest, "manifest.toml", problems))
         listed = {kind: manifest.get(kind, {}).get("files", []) for kind in TOP_KEYS}
-        implies = manifest.get("sections", {}).get("implies", {})
+        implies = {section: _expand_implication(section, implied, sets, problems)
+                   for section, implied in manifest.get("sections", {}).get("implies", {}).items()}
     elif require_manifest:
         problems.append(f"R001 {folder}: no manifest.toml")
-        return loaded, implies, hashes
+        return loaded, implies, hashes, sets
     else:
         listed = {kind: sorted(str(p.relative_to(folder)) for p in (folder / kind).glob("*.json"))
                   for kind in TOP_KEYS}
@@ -231,7 +303,7 @@ def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool):
             if not path.exists():
                 problems.append(f"R001 {name}: listed in manifest.toml but missing")
                 continue
-            hashes[name if folder == patterns_dir() else str(path)] = _sha256(path)
+            hashes[name if shipped else str(path)] = _sha256(path)
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -241,10 +313,23 @@ def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool):
             if unknown or TOP_KEYS[kind] not in data:
                 problems.append(f"R002 {name}: expected an object with the key {TOP_KEYS[kind]!r}")
                 continue
-            rules = data[TOP_KEYS[kind]]
+            rules = _expand_sets(kind, data[TOP_KEYS[kind]], sets, name, problems)
             problems.extend(validate_rules(kind, rules, name))
             loaded[kind].append((name, rules))
-    return loaded, implies, hashes
+    return loaded, implies, hashes, sets
+
+
+def _expand_implication(section: str, implied: Any, sets: dict[str, list[str]], problems: list[str]) -> Any:
+    if not isinstance(implied, dict):
+        return implied
+    where = f"manifest.toml [sections.implies.{section}]"
+    implied = {**implied, **{key: _expand(implied[key], sets, where, problems)
+                             for key in CONCEPT_LISTS["implies"] if key in implied}}
+    for key in CONCEPT_LISTS["implies"]:
+        for concept in implied.get(key) or []:
+            if concept not in TARGET_CATEGORIES:
+                problems.append(f"R005 {where}: unknown category {concept!r} in {key}")
+    return implied
 
 
 def unlisted_files(folder: Path) -> list[str]:
@@ -261,11 +346,15 @@ def load_rules(extra: list[str | Path] = ()) -> RuleSet:
     merged: dict[str, dict[tuple, dict]] = {kind: {} for kind in TOP_KEYS}
     implies: dict[str, dict] = {}
     files: dict[str, str] = {}
+    shipped_sets: dict[str, list[str]] = {}
     for index, folder in enumerate([patterns_dir(), *map(Path, extra)]):
         if not folder.is_dir():
             problems.append(f"R001 {folder}: not a folder")
             continue
-        loaded, folder_implies, hashes = _load_folder(folder, problems, require_manifest=index == 0)
+        loaded, folder_implies, hashes, sets = _load_folder(folder, problems, require_manifest=index == 0,
+                                                            sets=shipped_sets)
+        if index == 0:
+            shipped_sets = sets
         implies.update(folder_implies)
         files.update(hashes)
         for kind, per_file in loaded.items():
@@ -291,7 +380,12 @@ def check_rules(folder: str | Path | None = None) -> list[str]:
     path = Path(folder) if folder else patterns_dir()
     if not path.is_dir():
         return [f"R001 {path}: not a folder"]
-    loaded, _implies, _hashes = _load_folder(path, problems, require_manifest=folder is None)
+    shipped_sets = {}
+    if folder is not None and path != patterns_dir():
+        # an extra folder may use the shipped concept sets
+        shipped_sets = _concept_sets(read_manifest(patterns_dir()), "manifest.toml", [])
+    loaded, _implies, _hashes, _sets = _load_folder(path, problems, require_manifest=folder is None,
+                                                    sets=shipped_sets)
     problems.extend(_same_words(loaded["context"]))
     if (path / "manifest.toml").exists():
         problems.extend(f"R013 {name}: present but not listed in manifest.toml" for name in unlisted_files(path))
