@@ -461,6 +461,8 @@ def test_a_concept_set_is_written_once_and_expanded_where_it_is_named():
     assert rules.section_implies["past_history"]["except_concepts"] == ongoing
     history_of = next(rule for rule in rules.context if rule["literal"] == "history of")
     assert history_of["excluded_types"] == ongoing
+    treated = next(rule for rule in rules.context if rule["literal"] == "treated")
+    assert treated["allowed_types"] == ["COAGULOPATHY", "INFECTION", "ANTICOAGULANT"]
     assert not any(str(concept).startswith("@") for rule in rules.context
                    for key in ("allowed_types", "excluded_types") for concept in rule.get(key) or [])
     # the manifest says what the rules mean, so a run's rule hashes (its resume key) include it
