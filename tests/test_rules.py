@@ -516,7 +516,7 @@ def test_lab_values_take_linear_time_on_a_line_of_joining_words():
     # of them took 5 s, thirty would not end. Run apart, so that a regression fails, not hangs.
     code = ("from pipeline.nlp.labs import find_lab_values\n"
             "for head in ('INR', 'PT', 'Platelets', 'PT/INR', 'PT / PTT / INR', 'Plt Ct'):\n"
-            "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was ', ' - ', ' (PT) '):\n"
+            "    for filler in ('  of  ', ' : ', ' (H) ', ' is  was ', ' - ', ' (PT) ', ' .. ', '... ....'):\n"
             "        assert not find_lab_values(head + filler * 30 + 'x')\n")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60, check=True)
 
@@ -3094,3 +3094,101 @@ def test_thirty_fifth_wave(extractor, text, date, concept, needle, attrs):
     else:
         assert found, f"no {concept} in {text!r}"
         assert_attrs(found[0], attrs, text)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a drug the patient is allergic to is not taken, nor an antibiotic an infection's
+    ("ALLERGIES: Heparin Agents / Penicillins\nMEDS: paracetamol", None, "ANTICOAGULANT", None, dict(negated=True)),
+    ("- Allergies .............................. piperacillin-tazobactam (rash), tobramycin", None, "INFECTION",
+     None, dict(negated=True)),
+    ("Allergic to enoxaparin (rash).", None, "ANTICOAGULANT", None, dict(negated=True)),
+    # ... not "none", and not past a medication list's label
+    ("Allergies: none. Apixaban 5 mg bd.", None, "ANTICOAGULANT", None, dict(negated=False)),
+    ("ALLERGIES: NKDA MEDICATIONS: Coumadin 5 mg daily.", None, "ANTICOAGULANT", None, dict(negated=False)),
+    ("ALLERGIES: Penicillin MEDICATIONS: Coumadin 5 mg daily.", None, "ANTICOAGULANT", None, dict(negated=False)),
+    # a family history heading qualified by a bracket
+    ("Family history (pedigree updated, maternal side):\n- Maternal aunt Pauline: breast cancer aged 45; in her "
+     "last year she had crush fractures in her spine from the cancer in her bones.", None, "FRACTURE", None,
+     dict(family=True)),
+    # the age of a fracture not told, with no earlier study: the fracture is not denied
+    ("In the absence of previous imaging the age of this T11 fracture cannot be determined.", None, "FRACTURE", None,
+     dict(negated=False)),
+    ("These features do not reliably date the T11 fracture: it may be subacute, or remote.", None, "FRACTURE",
+     None, dict(negated=False, acuity="indeterminate")),
+    ("We cannot tell from the VFA whether the T8 fracture is recent or old.", None, "FRACTURE", None,
+     dict(negated=False, uncertain=False)),
+    # what is not indicated for a finding: the fracture is not denied, the procedure stays planned, a
+    # drug is not given; a verdict and its reasons after a colon
+    ("IR: vertebroplasty is not indicated for healed fractures without oedema.", None, "FRACTURE", None,
+     dict(negated=False, acuity="healed")),
+    ("IR: vertebroplasty is not indicated for healed fractures without oedema.", None, "PRIOR_AUGMENTATION", None,
+     dict(negated=False, hypothetical=True)),
+    ("Heparin bridging not indicated for HM3 without prior pump thrombosis.", None, "ANTICOAGULANT", None,
+     dict(negated=True)),
+    ("Vertebral augmentation is for painful recent fractures, so it is not indicated for her.", None, "FRACTURE",
+     None, dict(negated=False, hypothetical=True)),
+    ("- Not a surgical candidate: ECOG 2, multilevel disease, ESCC 2 without deficit.", None, "EPIDURAL_DISEASE",
+     None, dict(negated=False)),
+    ("2. Vertebroplasty / kyphoplasty NOT appropriate: burst fracture with posterior wall breach and retropulsion.",
+     None, "RETROPULSION", None, dict(negated=False)),
+    ("2. Vertebroplasty / kyphoplasty NOT appropriate: burst fracture with posterior wall breach and retropulsion.",
+     None, "PRIOR_AUGMENTATION", "kyphoplasty", dict(negated=False, hypothetical=True)),
+    # an interaction denied; the patient and a relative as listeners
+    ("Doxycycline has no relevant interaction with co-careldopa, rasagiline or clopidogrel.", None,
+     "ANTICOAGULANT", None, dict(negated=False)),
+    ("Explained to patient and son (Marcus) that we are worried the cancer in the spine may be pressing on the "
+     "cord.", None, "MALIGNANCY", None, dict(family=False)),
+    # a question after a full stop starts its own sentence; not one about the age of what came before
+    ("Back pain since a coughing fit, not settling. ?rib # ?vertebral #", None, "FRACTURE", None,
+     dict(negated=False, uncertain=True)),
+    ("No neuro deficit. ?pathological fracture ?MSCC", None, "EPIDURAL_DISEASE", None,
+     dict(negated=False, uncertain=True)),
+    ("Clinical notes: T12 crush # on XR 16/06. ?acute.", None, "FRACTURE", None, dict(acuity="indeterminate")),
+    ("Clinical details: L4 collapse on XR. ?osteoporotic ?infection.", None, "FRACTURE", None,
+     dict(aetiology="osteoporotic")),
+    # a checklist row answered N, its items set apart by spaces
+    ("- Checklist: Fever N   Cough N   Urinary symptoms N", None, "INFECTION", None, dict(negated=True)),
+    # the test, not the disease
+    ("Blood tests: von Willebrand screen, factor VIII and factor IX levels are normal.", None, "COAGULOPATHY",
+     None, None),
+    # a condition posited to explain something, not the patient's
+    ("Until these are back we cannot exclude it, but a bleeding disorder would not explain the fractures.", None,
+     "COAGULOPATHY", None, dict(hypothetical=True)),
+    ("An infection would account for the fever and the raised CRP.", None, "INFECTION", None,
+     dict(hypothetical=True)),
+    ("She has a UTI and will need antibiotics.", None, "INFECTION", None, dict(hypothetical=False)),
+    # a row labelled by its level is a sentence of its own; wedging a normal kyphosis explains
+    ("LUMBAR SPINE\n  L1: excluded - cement\n  L2: excluded - fracture\n  L3-L4: BMD 0.842 g/cm2", None, "FRACTURE",
+     None, dict(levels=["L2"])),
+    ("Bones: Mild anterior wedging of T6, T7 and T8, within the range of a normal thoracic kyphosis; no vertebral "
+     "compression fracture.", None, "FRACTURE", "wedging", None),
+    # guards: the relatives' own; the disease; a question that stays one
+    ("His wife and son both had vertebral fractures.", None, "FRACTURE", None, dict(family=True)),
+    ("Known von Willebrand disease type 1.", None, "COAGULOPATHY", None, dict(negated=False)),
+    ("We cannot tell whether there is a fracture at T8.", None, "FRACTURE", None,
+     dict(negated=False, hypothetical=True)),
+])
+def test_thirty_sixth_wave(extractor, text, date, concept, needle, attrs):
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert found, f"no {concept} in {text!r}"
+        assert_attrs(found[0], attrs, text)
+
+
+@pytest.mark.parametrize("text, values", [
+    # a checklist's dot leader between the lab and its value
+    ("Pre-procedure checklist:\n  INR .............................. 1.1 today (was 2.7 on 12/02)",
+     [(1.1, False)]),
+    # a month after a value quoted after today's: earlier, so today's stays the latest
+    ("INR 1.3 this morning; Plt 198.\n- GP: INR 1.7 (Dec), INR 3.8 (Jan), INR 2.6 (Feb) with no dose changes.",
+     [(1.3, False), (1.7, True), (3.8, True), (2.6, True)]),
+    # ... not the note's own month, nor "may"
+    ("INR 1.3 this morning. Repeat INR 1.4 (Mar).", [(1.3, False), (1.4, False)]),
+    ("INR 1.3 this morning. Repeat INR 1.4, may need vitamin K.", [(1.3, False), (1.4, False)]),
+])
+def test_a_lab_quoted_from_an_earlier_month_or_after_a_leader(extractor, text, values):
+    found = [(m["value"], m["historical"]) for m in
+             find(extractor.mentions(text, "PROGRESS NOTE", "2025-03-13"), "COAGULOPATHY") if m["lab"] == "INR"]
+    assert found == values, text

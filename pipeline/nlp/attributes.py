@@ -201,9 +201,10 @@ def affirmed(mention: dict) -> bool:
 # A checklist item answered N right after it, with a colon or without: "Pre-procedure checklist:
 # coagulopathy N, active infection N, fever N", "E2 ... prevalent vertebral fractures: N (central
 # read 17-JUN: no prevalent fracture)" (a capital N before a comma, a stop, a bracket or the
-# line's end). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
-# was in every note.
-_ANSWERED_N = re.compile(r"(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\()")
+# line's end), or before the run of spaces that sets the next item of a row apart ("Checklist:
+# Fever N   Cough N   Urinary symptoms N"). Read at each mention's end: as a ConText rule its
+# anchor, a word ending in "n", was in every note.
+_ANSWERED_N = re.compile(r"(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 
 
 # Someone else by name, as the subject of the clause a mention is in: "Bernard has myeloma and has
@@ -529,11 +530,13 @@ ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEAS
 #: vertebroplasty; an old fracture would be managed conservatively", "a new fracture would need an
 #: MRI" (an article and age words before it, a modal verb right after it); not one with its level
 #: ("an acute L1 fracture would be amenable to cement") nor one a clause goes on about ("a fracture
-#: which would ...")
+#: which would ..."). So too a contraindication or a cancer posited to explain something: "a
+#: bleeding disorder would not explain the fractures", "an infection would account for the fever".
+MODAL_CONCEPTS = frozenset({"FRACTURE", "COAGULOPATHY", "INFECTION", "MALIGNANCY"})
 _ANY_BEFORE = re.compile(r"\b(?:an?|any)[ \t]+(?:(?:old|new|recent|acute|chronic|healed|healing|fresh|further|"
                          r"subsequent|osteoporotic|vertebral|compression)[ \t]+){0,2}$", re.IGNORECASE)
 _MODAL_AFTER = re.compile(r"[ \t]+(?:would|will|should|may|might|could|can)[ \t]+(?:not[ \t]+|usually[ \t]+|typically[ \t]+)?"
-                          r"(?:be|need|require|heal|show|have|respond|benefit)\b", re.IGNORECASE)
+                          r"(?:be|need|require|heal|show|have|respond|benefit|explain|account|cause)\b", re.IGNORECASE)
 
 
 #: ``doc.user_data`` key of the note's date as the caller gave it (a date, a datetime or
@@ -828,7 +831,8 @@ _ONGOING_AFTER = re.compile(
 # encounter for fracture": both fractures are osteoporotic
 _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?patholog", re.IGNORECASE)
 # Wedging its own clause explains as a variant or another disease, not a fracture: "Mild anterior
-# wedging of T11 and T12 ... within the physiological range", "Anterior wedging of T7, T8 and T9
+# wedging of T11 and T12 ... within the physiological range", "Mild anterior wedging of T6, T7 and
+# T8, within the range of a normal thoracic kyphosis", "Anterior wedging of T7, T8 and T9
 # with irregular endplates ..., in keeping with old Scheuermann's disease", "Mild anterior wedging
 # of T7 and T9 (10-15%) is within the range seen with senile kyphosis rather than fracture",
 # "natural wedge shape at T12", "mild anterior wedging T6-T7 below the Genant threshold", and an
@@ -836,7 +840,7 @@ _OSTEOPOROSIS_WITH = re.compile(r"\bosteoporosis\s+(?:with|w/)\s*(?:current\s+)?
 _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuermann\w*|normal\s+variant|natural|"
                       r"normal\s+variation|below\s+(?:the\s+)?(?:genant\s+)?(?:threshold|cut-?off)|"
                       r"(?:in\s+keeping|consistent)\s+with\s+(?:(?:the|her|his|a|thoracic|age-related|postural)\s+){0,3}kyphosis|"
-                      r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?normal|normal\s+(?:thoracic\s+)?wedging|"
+                      r"juvenile\s+kyphosis|within\s+(?:the\s+)?(?:range\s+of\s+)?(?:an?\s+)?normal|normal\s+(?:thoracic\s+)?wedging|"
                       r"within\s+the\s+range\s+(?:seen|expected|found)\s+(?:with|in|for)\s+(?:[\w-]+\s+){0,2}kyphosis|"
                       r"rather\s+than\s+(?:a\s+)?fractures?\b|"
                       r"(?:in\s+keeping|consistent|compatible)\s+with\s+(?:an?\s+)?(?:(?:small|large|tiny|old|chronic)\s+)?"
@@ -1350,7 +1354,7 @@ class MentionAttributes:
         flags["uncertain"] = flags["uncertain"] or (
             span.label_ in ALTERNATIVES and _ALTERNATIVE_AFTER.match(text, span.end_char, sentence.end_char) is not None)
         flags["hypothetical"] = flags["hypothetical"] or (
-            span.label_ == "FRACTURE" and _MODAL_AFTER.match(text, span.end_char) is not None
+            span.label_ in MODAL_CONCEPTS and _MODAL_AFTER.match(text, span.end_char) is not None
             and _ANY_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None)
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (

@@ -33,7 +33,8 @@ from dataclasses import dataclass, replace
 # ("INR(PT)-1.2" and "Plt Ct-593" are how MIMIC's discharge summaries list labs)
 # ("INR this morning is 1.1", "INR on admission was 3.2": when the value was taken; "INR trend: 3.4")
 # (a table row's unit in brackets: "Plt (x10^9/L)     171      164")
-_JOIN = (r"\s*(?:(?:[:=#-]|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
+# (a checklist's dot leader, the whole run at once: "INR ............ 1.1 today")
+_JOIN = (r"\s*(?:(?:[:=#-]|\.{2,}(?!\.)|\bof\b|\bis\b|\bwas\b|\bnow\b|\btoday\b|\blevel\b|\bvalue\b|\bresult\b"
          r"|\bthis\s+(?:morning|am|afternoon|evening)\b|\byesterday\b|\btonight\b|\bon\s+(?:admission|arrival)\b"
          r"|\bchecked\b|\btrend(?:ed|ing|s)?\b|\(\s*[HL]\s*\)|\(\s*PT\s*\)"
          r"|\((?:x\s*)?10\s*(?:\^|e)?\s*[39]\s*/\s*u?L\)|\(\s*K\s*/\s*uL\s*\))\s*)*")
@@ -384,14 +385,32 @@ def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[L
     return found
 
 
+# A month written right after a value, in brackets or after "in": "INR 1.7 (Dec), INR 3.8 (Jan)",
+# "Plt 88 in January 2025" (not ", may")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_AFTER = re.compile(
+    r"[ \t]*(?:\([ \t]*|,?[ \t]*(?:in|from|during)[ \t]+)(?:(?:early|mid|late)[ \t-]*)?"
+    r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?(?:[ \t]+'?(?P<year>(?:19|20)?\d\d)\b)?",
+    re.IGNORECASE)
+
+
 def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
     """Whether a day written right after a value (:data:`_DATE_AFTER`) is before ``noted``,
     whichever way it is read (day/month or month/day; a day without its year in the year up
-    to the note's)."""
+    to the note's), or a month (:data:`_MONTH_AFTER`) before the note's own."""
     line_end = text.find("\n", end)
-    found = _DATE_AFTER.match(text, end, min(len(text) if line_end < 0 else line_end, end + 45))
+    limit = min(len(text) if line_end < 0 else line_end, end + 45)
+    found = _DATE_AFTER.match(text, end, limit)
     if found is None:
-        return False
+        month = _MONTH_AFTER.match(text, end, limit)
+        if month is None:
+            return False
+        number = _MONTHS.index(month["month"][:3].lower()) + 1
+        year = month["year"]
+        if year is None:  # in the year up to the note's month: any other month is earlier
+            return number != noted.month
+        return (int(year) + (2000 if len(year) == 2 else 0), number) < (noted.year, noted.month)
     readings = day_readings(found, noted)
     return bool(readings) and all(reading < noted for reading in readings)
 

@@ -18,7 +18,7 @@ with regular expressions over the text (then mapped onto tokens at once):
 * a blank line ends a sentence;
 * a single line break inside a sentence is a hard wrap, not a boundary —
   unless the line before ends with ``.``, ``!``, ``?`` or ``:``, or the next
-  line is a heading or a list item;
+  line is a heading, a list item or a row labelled by its level (``L2:``);
 * ``.`` ends a sentence only before white space and a capital or digit, and
   not after an abbreviation (``Dr.``, ``approx.``, ``e.g.``, ``vs.``) or in a
   number (``2.4``); a ``?`` written before its word (``? UTI``) ends nothing.
@@ -67,7 +67,9 @@ HEADING = r"[A-Z][A-Za-z/&()\- ]{1,40}:"
 LIST_ITEM = r"(?:\d{1,2}[.)]\s|[-*•▪]\s|-(?=[A-Z])|\[(?:[ \t_xX✓✔*]?|[YyNn]|[Yy]es|YES|[Nn]o|NO)\]|[☐☒☑])"
 _BLANK_LINE = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"\n[ \t]*(?=\S)")
-_NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
+# (a row labelled by its level: "L1: excluded - cement" over "L2: excluded - fracture" over "L3-L4: BMD 0.842")
+_LEVEL_LABEL = r"(?:Th|[CTLS])\d{1,2}(?:[ \t]*[-/–][ \t]*(?:Th|[CTLS])?\d{1,2})?[ \t]*:"
+_NEXT_STARTS_BLOCK = re.compile(rf"(?:{HEADING}|{LIST_ITEM}|{_LEVEL_LABEL}|[A-Z][A-Z /&]{{2,40}}\s*$)", re.MULTILINE)
 _ENDS = frozenset(".!?:")
 # A line ends its sentence after a full stop or colon, as a heading in capitals, or as a table's
 # row whose last column is a short value or a yes/no answer with its remark ("Location (T3-T10,
@@ -77,9 +79,11 @@ _ENDS = frozenset(".!?:")
 _PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40}|[^\s.!?;,][ \t]{2,}\S{1,8}|"
                             r"[^\s.!?;,][ \t]{3,}(?i:yes|no|n/a|none)\b[^\n(]{0,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
-# Headings that make what follows them hypothetical ("Risks: bleeding, infection").
+# Headings that make what follows them hypothetical ("Risks: bleeding, infection"), or not the
+# patient's ("Allergies: heparin (HIT)": ConText's "allergic to" reaches the list).
 _CUE_HEADING = re.compile(
-    r"(?:(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
+    r"(?:allerg(?:y|ies)(?:[ \t]*(?:/|and)[ \t]*(?:adverse[ \t]+)?(?:drug[ \t]+)?(?:reactions?|intolerances?))?|"
+    r"(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
     r"(?:\s+discussed)?))?|(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed|explained)\b[^:\n]{0,30})?|"
     r"complications\s+discussed|side\s+effects|"
     r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?|"
@@ -116,7 +120,14 @@ _LIST_LINE = re.compile(rf"[ \t]*{LIST_ITEM}")
 # "L1 vertebral body     7.8   lytic lesion, pathological compression fracture" and the next row,
 # "T6 vertebral body     5.1   lytic lesion, no collapse".
 _COLUMNS = re.compile(r"\S[ \t]{3,}\S")
-_TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[])")
+# (a question written before its word starts one too: "not settling. ?rib # ?vertebral #"; not
+# one about the age or the cause of what the sentence before named, a word of its own: "T12 crush
+# # on XR. ?acute.", "L4 collapse on XR. ?osteoporotic ?infection", but "No deficit. ?pathological
+# fracture")
+_TERMINAL = re.compile(r"(?P<mark>[.!?]+)[)\"']*\s+(?=[A-Z0-9(\"'\[]|\?(?!(?i:acute|new|old|recent|chronic|subacute|"
+                       r"fresh|healing|healed|age|osteoporotic|op|insufficiency|traumatic|pathological|malignant|"
+                       r"benign|stable|unstable|other\s+levels?|cause|a?etiology)\b[ \t]*(?:[.?,;:/)\n]|$|"
+                       r"(?i:vs|or|versus)\b))[A-Za-z])")
 
 
 def _line_end(text: str, start: int) -> int:
