@@ -26,7 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .labs import DAY, day_readings
+from .labs import DAY, MONTH_WORD, MONTHS, day_readings, earlier_month
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
                      icd_pair_levels, link_levels, sort_levels)
 from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
@@ -166,12 +166,7 @@ _DONE_BEFORE = re.compile(
     r"\bprevious(?:ly)?\s+|\bhad\s+|\bunderwent\s+|\btreated\s+(?:with|by)\s+|\bh/o\s+|\bhx\s+(?:of\s+)?|"
     r"\bhistory\s+of\s+|\bold\s+|\bremote\s+|\blevels?\s+of\s+)(?:[\w/&,()-]+\s+){0,4}$",
     re.IGNORECASE)
-_MONTH_NAMES = "january february march april may june july august september october november december".split()
-_MONTHS = [name[:3] for name in _MONTH_NAMES]
-_MONTH = rf"(?:{'|'.join(_MONTHS)})[a-z]*\.?"
-# ... written only as a month is, in full or cut short ("Mar", "Sept"; not "Maybe")
-_MONTH_WORD = "|".join("sept?(?:ember)?" if name == "september" else f"{name[:3]}(?:{name[3:]})?" if name[3:] else name
-                       for name in _MONTH_NAMES)
+_MONTH = rf"(?:{'|'.join(MONTHS)})[a-z]*\.?"
 # A date with its year: "2021", "March 2024", "03/2021", "12/03/2021", "2021-03-12", "30-JAN-2025";
 # not a range
 _DATE = rf"(?:(?:\d{{1,2}}[- ])?{_MONTH}[- ]+)?(?:\d{{1,2}}[/.-]){{0,2}}(?:19|20)\d\d(?:-\d{{1,2}}-\d{{1,2}})?\b(?![/.-]?\d)"
@@ -503,7 +498,7 @@ _ADMISSION_IN_BEFORE = re.compile(
 #: treated" in a June letter (past when the month is before the note's; not "since May")
 _MONTH_AFTER = re.compile(
     r"[ \t\n]+(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
-    rf"(?P<month>{_MONTH_WORD})\b"
+    rf"(?P<month>{MONTH_WORD})\b"
     r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
 #: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
 #: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest
@@ -572,7 +567,7 @@ def _long_before(date_text: str, noted: _dt.date | None, days: int = RECENT_DAYS
         return (noted - max(readings)).days > days
     year = int(found["year"])
     if found["month_name"]:
-        month = _MONTHS.index(found["month_name"][:3].lower()) + 1
+        month = MONTHS.index(found["month_name"][:3].lower()) + 1
     else:
         month = int(found["month"] or found["iso_month"] or 12)
     if not 1 <= month <= 12:
@@ -641,15 +636,7 @@ def _month_before(span: Span, sentence: Span, text: str) -> bool:
     note's month."""
     found = _MONTH_AFTER.match(text, span.end_char, sentence.end_char)
     noted = note_date(span.doc)
-    return found is not None and noted is not None and _earlier_month(found, noted)
-
-
-def _earlier_month(found: re.Match, noted: _dt.date) -> bool:
-    """Whether ``found``'s month (and year, if written; else the latest not after ``noted``) is
-    before ``noted``'s month."""
-    month = _MONTHS.index(found["month"][:3].lower()) + 1
-    year = int(found["year"]) if found["year"] else noted.year - (month > noted.month)
-    return (year, month) < (noted.year, noted.month)
+    return found is not None and noted is not None and earlier_month(found, noted)
 
 
 def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
@@ -665,7 +652,7 @@ def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
     found = _ADMISSION_IN_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char)
     if found is None:
         return False
-    return True if noted is None else _earlier_month(found, noted)
+    return True if noted is None else earlier_month(found, noted)
 
 
 def _episode_over(found: re.Match, noted: _dt.date) -> bool:

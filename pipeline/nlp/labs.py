@@ -385,13 +385,27 @@ def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[L
     return found
 
 
+MONTH_NAMES = "january february march april may june july august september october november december".split()
+MONTHS = [name[:3] for name in MONTH_NAMES]
+#: A month written only as a month is, in full or cut short ("Mar", "Sept"; not "Maybe")
+MONTH_WORD = "|".join("sept?(?:ember)?" if name == "september" else f"{name[:3]}(?:{name[3:]})?" if name[3:] else name
+                      for name in MONTH_NAMES)
+
+
+def earlier_month(found: re.Match, noted: _dt.date) -> bool:
+    """Whether ``found``'s ``month`` (and ``year``, if written, two digits or four; else the latest
+    not after ``noted``) is before ``noted``'s month."""
+    month = MONTHS.index(found["month"][:3].lower()) + 1
+    year = found["year"]
+    year = int(year) + (2000 if len(year) == 2 else 0) if year else noted.year - (month > noted.month)
+    return (year, month) < (noted.year, noted.month)
+
+
 # A month written right after a value, in brackets or after "in": "INR 1.7 (Dec), INR 3.8 (Jan)",
 # "Plt 88 in January 2025" (not ", may")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTH_AFTER = re.compile(
     r"[ \t]*(?:\([ \t]*|,?[ \t]*(?:in|from|during)[ \t]+)(?:(?:early|mid|late)[ \t-]*)?"
-    r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?(?:[ \t]+'?(?P<year>(?:19|20)?\d\d)\b)?",
+    rf"(?P<month>{MONTH_WORD})\b\.?(?:[ \t]+'?(?P<year>(?:19|20)?\d\d)\b)?",
     re.IGNORECASE)
 
 
@@ -404,13 +418,7 @@ def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
     found = _DATE_AFTER.match(text, end, limit)
     if found is None:
         month = _MONTH_AFTER.match(text, end, limit)
-        if month is None:
-            return False
-        number = _MONTHS.index(month["month"][:3].lower()) + 1
-        year = month["year"]
-        if year is None:  # in the year up to the note's month: any other month is earlier
-            return number != noted.month
-        return (int(year) + (2000 if len(year) == 2 else 0), number) < (noted.year, noted.month)
+        return month is not None and earlier_month(month, noted)
     readings = day_readings(found, noted)
     return bool(readings) and all(reading < noted for reading in readings)
 
