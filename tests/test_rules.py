@@ -503,6 +503,47 @@ def test_rule_check_reports_concept_set_problems(tmp_path, concepts, rule_types,
         load_rules([folder])
 
 
+def test_a_word_list_is_written_once_and_expanded_where_it_is_named():
+    """The family rules name the people around a patient from the manifest's `[words]`."""
+    rules = load_rules()
+    assert not any("{@" in rule["pattern"] for kind in (rules.target, rules.context, rules.sections)
+                   for rule in kind if isinstance(rule.get("pattern"), str))
+    relative = "(?:" + "|".join(read_manifest(patterns_dir())["words"]["relative"]) + ")"
+    family = [rule for rule in rules.context if relative in str(rule.get("pattern"))]
+    assert {rule["literal"] for rule in family} >= {"sister (aged 79)", "mother, who", "daughter asks"}
+
+
+def test_an_extra_folder_uses_the_shipped_word_lists_and_its_own(tmp_path):
+    rule = {"literal": "colleague", "category": "FAMILY", "direction": "FORWARD",
+            "pattern": r"\b(?:{@workmate}|{@spouse})'s\b"}
+    folder = _folder(tmp_path, "context", [rule])
+    (folder / "manifest.toml").write_text("[words]\nworkmate = ['colleagues?', 'boss']\n"
+                                          '[context]\nfiles = ["context/extra.json"]\n')
+    assert check_rules(folder) == []
+    loaded = next(r for r in load_rules([folder]).context if r["literal"] == "colleague")
+    assert loaded["pattern"] == r"\b(?:(?:colleagues?|boss)|(?:wife|husband|spouse|partner))'s\b"
+    from pipeline.nlp.pipeline import Extractor
+    mentions = Extractor(patterns=[folder]).mentions("Her boss's L1 compression fracture.")
+    assert [m["family"] for m in find(mentions, "FRACTURE")] == [True]
+
+
+@pytest.mark.parametrize("words, pattern, code", [
+    ("mine = ['boss']", "{@theirs}", "R005"),           # a list nobody named
+    ("mine = []", "x", "R015"),                         # an empty list
+    ("mine = 'boss'", "x", "R015"),                     # not a list
+    ("Mine = ['boss']", "x", "R015"),                   # a name "{@Mine}" could not write
+    ("mine = ['(boss']", "{@mine}", "R006"),            # a broken expression, reported once
+])
+def test_rule_check_reports_word_list_problems(tmp_path, words, pattern, code):
+    rule = {"literal": "colleague", "category": "FAMILY", "direction": "FORWARD", "pattern": pattern}
+    folder = _folder(tmp_path, "context", [rule])
+    (folder / "manifest.toml").write_text(f'[words]\n{words}\n[context]\nfiles = ["context/extra.json"]\n')
+    problems = check_rules(folder)
+    assert [problem[:4] for problem in problems] == [code], problems
+    with pytest.raises(RuleError, match=code):
+        load_rules([folder])
+
+
 def test_invalid_extra_folder_is_refused(tmp_path):
     folder = _folder(tmp_path, "target", [{"literal": "x", "category": "NOPE"}])
     with pytest.raises(RuleError, match="R005"):
@@ -1671,6 +1712,13 @@ def test_another_finding_takes_no_level(extractor, text, concept, negated, level
     ("Mother had osteoporotic vertebral fractures in her seventies.", "FRACTURE", True),
     ("Brother has hemophilia - her own coags are normal.", "COAGULOPATHY", True),
     ("Her aunt had pneumonia last winter.", "INFECTION", True),
+    # the manifest's word lists: in-laws, step-relatives, a partner, grandchildren
+    ("Her mother-in-law, who had a vertebroplasty in 2019, recommended it.", "PRIOR_AUGMENTATION", True),
+    ("His stepfather had osteoporotic vertebral fractures.", "FRACTURE", True),
+    ("Her partner had pneumonia last month.", "INFECTION", True),
+    ("Her grandson (aged 12) had pneumonia in March.", "INFECTION", True),
+    ("Brought in by her stepdaughter with two days of fever and rigors.", "INFECTION", False),
+    ("Partner asks whether the apixaban has to stop before the kyphoplasty.", "ANTICOAGULANT", False),
 ])
 def test_relatives_who_are_not_the_experiencer(extractor, text, concept, family):
     assert_attrs(one(extractor, text, concept, "CLINIC NOTE"), dict(family=family), text)

@@ -11,8 +11,10 @@ folder ships inside the package as ``pipeline.patterns`` and is found through
 ``[concepts]`` table names sets of concepts, which a ConText rule's
 ``allowed_types`` and ``excluded_types`` and a section implication's
 ``concepts`` and ``except_concepts`` write as ``"@name"``; the loader puts the
-set's concepts in its place, so a list many rules share is written once. Extra
-rule folders (``--patterns``) have the same layout and may use the shipped sets;
+set's concepts in its place, so a list many rules share is written once. Its
+``[words]`` table names lists of words (the people of the family rules), which
+a rule's regular expression writes as ``{@name}``. Extra rule folders
+(``--patterns``) have the same layout and may use the shipped sets and lists;
 a rule there with the same ``literal`` and ``category`` as a shipped rule
 replaces it.
 
@@ -214,6 +216,25 @@ def validate_rules(kind: str, rules: Any, name: str) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Names:
+    """What the manifest names: concept sets (``"@name"``) and word lists (``{@name}``)."""
+
+    concepts: dict[str, list[str]] = field(default_factory=dict)
+    words: dict[str, str] = field(default_factory=dict)  # name -> "(?:a|b|c)"
+
+    def updated(self, other: Names) -> Names:
+        return Names({**self.concepts, **other.concepts}, {**self.words, **other.words})
+
+
+#: A named word list inside a regular expression: ``{@relative}``.
+WORD_LIST = re.compile(r"\{@([a-z_]+)\}")
+
+
+def _names(manifest: dict[str, Any], where: str, problems: list[str]) -> Names:
+    return Names(_concept_sets(manifest, where, problems), _word_lists(manifest, where, problems))
+
+
 def _concept_sets(manifest: dict[str, Any], where: str, problems: list[str]) -> dict[str, list[str]]:
     """The manifest's ``[concepts]`` table: set name -> concepts.
 
@@ -236,6 +257,35 @@ def _concept_sets(manifest: dict[str, Any], where: str, problems: list[str]) -> 
     return sets
 
 
+def _word_lists(manifest: dict[str, Any], where: str, problems: list[str]) -> dict[str, str]:
+    """The manifest's ``[words]`` table: list name -> one non-capturing group of its alternatives.
+
+    Each entry is a regular expression for lower-case text (rules run on it).
+    A bad list is reported here once and stands for nothing (``(?!)``), so
+    that the rules naming it are not reported again.
+    """
+    table = manifest.get("words", {})
+    if not isinstance(table, dict):
+        problems.append(f"R015 {where} [words]: must be a table of named lists")
+        return {}
+    lists = {}
+    for name, words in table.items():
+        group = "(?!)"
+        if not WORD_LIST.fullmatch("{@%s}" % name):
+            problems.append(f"R015 {where} [words] {name!r}: a list's name is lower-case letters and '_'")
+        elif not isinstance(words, list) or not words or not all(isinstance(word, str) and word for word in words):
+            problems.append(f"R015 {where} [words] {name}: must be a non-empty list of regular expressions")
+        else:
+            try:
+                group = "(?:" + "|".join(words) + ")"
+                re.compile(group)
+            except re.error as error:
+                problems.append(f"R006 {where} [words] {name}: broken regular expression ({error})")
+                group = "(?!)"
+        lists[name] = group
+    return lists
+
+
 def _expand(items: Any, sets: dict[str, list[str]], where: str, problems: list[str]) -> Any:
     """``items`` with each ``"@name"`` replaced by the named set's concepts (in order, once each)."""
     if not isinstance(items, list):
@@ -253,30 +303,43 @@ def _expand(items: Any, sets: dict[str, list[str]], where: str, problems: list[s
     return expanded
 
 
-def _expand_sets(kind: str, rules: Any, sets: dict[str, list[str]], name: str, problems: list[str]) -> Any:
-    """A copy of one file's rules with their concept sets expanded (what medspaCy is given)."""
-    if kind not in CONCEPT_LISTS or not isinstance(rules, list):
+def _expand_words(pattern: str, words: dict[str, str], where: str, problems: list[str]) -> str:
+    """``pattern`` with each ``{@name}`` replaced by the named word list's group."""
+    def group(match: re.Match) -> str:
+        if match[1] not in words:
+            problems.append(f"R005 {where}: unknown word list {match[0]!r} (the manifest's [words] "
+                            f"names {', '.join(sorted(words)) or 'none'})")
+            return "(?!)"
+        return words[match[1]]
+    return WORD_LIST.sub(group, pattern)
+
+
+def _expand_names(kind: str, rules: Any, names: Names, name: str, problems: list[str]) -> Any:
+    """A copy of one file's rules with their concept sets and word lists expanded (what medspaCy is given)."""
+    if not isinstance(rules, list):
         return rules
     result = []
     for index, rule in enumerate(rules):
-        if isinstance(rule, dict) and any(isinstance(rule.get(key), list) for key in CONCEPT_LISTS[kind]):
+        if isinstance(rule, dict):
             where = f"{name} rule {index} ({rule.get('literal')!r})"
-            rule = {**rule, **{key: _expand(rule[key], sets, where, problems)
-                               for key in CONCEPT_LISTS[kind] if key in rule}}
+            if kind in CONCEPT_LISTS and any(isinstance(rule.get(key), list) for key in CONCEPT_LISTS[kind]):
+                rule = {**rule, **{key: _expand(rule[key], names.concepts, where, problems)
+                                   for key in CONCEPT_LISTS[kind] if key in rule}}
+            if isinstance(rule.get("pattern"), str) and "{@" in rule["pattern"]:
+                rule = {**rule, "pattern": _expand_words(rule["pattern"], names.words, where, problems)}
         result.append(rule)
     return result
 
 
-def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool,
-                 sets: dict[str, list[str]] | None = None):
-    """Read one rule folder: {kind: [(file name, rules)]}, section implications, hashes, concept sets.
+def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool, names: Names = Names()):
+    """Read one rule folder: {kind: [(file name, rules)]}, section implications, hashes, names.
 
-    ``sets`` are the concept sets the folder may use besides its own (the shipped ones).
+    ``names`` are the concept sets and word lists the folder may use besides
+    its own (the shipped ones).
     """
     loaded: dict[str, list[tuple[str, list[dict]]]] = {kind: [] for kind in TOP_KEYS}
     implies: dict[str, dict] = {}
     hashes: dict[str, str] = {}
-    sets = dict(sets or {})
     shipped = folder == patterns_dir()
     if (folder / "manifest.toml").exists():
         manifest_path = folder / "manifest.toml"
@@ -284,21 +347,21 @@ def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool,
             manifest = read_manifest(folder)
         except tomllib.TOMLDecodeError as error:
             problems.append(f"R001 {manifest_path}: not valid TOML ({error})")
-            return loaded, implies, hashes, sets
-        # the manifest says what the rules mean too (concept sets, section implications)
+            return loaded, implies, hashes, names
+        # the manifest says what the rules mean too (concept sets, word lists, section implications)
         hashes["manifest.toml" if shipped else str(manifest_path)] = _sha256(manifest_path)
-        sets.update(_concept_sets(manifest, "manifest.toml", problems))
+        names = names.updated(_names(manifest, "manifest.toml", problems))
         listed = {kind: manifest.get(kind, {}).get("files", []) for kind in TOP_KEYS}
-        implies = {section: _expand_implication(section, implied, sets, problems)
+        implies = {section: _expand_implication(section, implied, names.concepts, problems)
                    for section, implied in manifest.get("sections", {}).get("implies", {}).items()}
     elif require_manifest:
         problems.append(f"R001 {folder}: no manifest.toml")
-        return loaded, implies, hashes, sets
+        return loaded, implies, hashes, names
     else:
         listed = {kind: sorted(str(p.relative_to(folder)) for p in (folder / kind).glob("*.json"))
                   for kind in TOP_KEYS}
-    for kind, names in listed.items():
-        for name in names:
+    for kind, files in listed.items():
+        for name in files:
             path = folder / name
             if not path.exists():
                 problems.append(f"R001 {name}: listed in manifest.toml but missing")
@@ -313,10 +376,10 @@ def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool,
             if unknown or TOP_KEYS[kind] not in data:
                 problems.append(f"R002 {name}: expected an object with the key {TOP_KEYS[kind]!r}")
                 continue
-            rules = _expand_sets(kind, data[TOP_KEYS[kind]], sets, name, problems)
+            rules = _expand_names(kind, data[TOP_KEYS[kind]], names, name, problems)
             problems.extend(validate_rules(kind, rules, name))
             loaded[kind].append((name, rules))
-    return loaded, implies, hashes, sets
+    return loaded, implies, hashes, names
 
 
 def _expand_implication(section: str, implied: Any, sets: dict[str, list[str]], problems: list[str]) -> Any:
@@ -346,15 +409,15 @@ def load_rules(extra: list[str | Path] = ()) -> RuleSet:
     merged: dict[str, dict[tuple, dict]] = {kind: {} for kind in TOP_KEYS}
     implies: dict[str, dict] = {}
     files: dict[str, str] = {}
-    shipped_sets: dict[str, list[str]] = {}
+    shipped = Names()
     for index, folder in enumerate([patterns_dir(), *map(Path, extra)]):
         if not folder.is_dir():
             problems.append(f"R001 {folder}: not a folder")
             continue
-        loaded, folder_implies, hashes, sets = _load_folder(folder, problems, require_manifest=index == 0,
-                                                            sets=shipped_sets)
+        loaded, folder_implies, hashes, names = _load_folder(folder, problems, require_manifest=index == 0,
+                                                             names=shipped)
         if index == 0:
-            shipped_sets = sets
+            shipped = names
         implies.update(folder_implies)
         files.update(hashes)
         for kind, per_file in loaded.items():
@@ -380,12 +443,11 @@ def check_rules(folder: str | Path | None = None) -> list[str]:
     path = Path(folder) if folder else patterns_dir()
     if not path.is_dir():
         return [f"R001 {path}: not a folder"]
-    shipped_sets = {}
+    shipped = Names()
     if folder is not None and path != patterns_dir():
-        # an extra folder may use the shipped concept sets
-        shipped_sets = _concept_sets(read_manifest(patterns_dir()), "manifest.toml", [])
-    loaded, _implies, _hashes, _sets = _load_folder(path, problems, require_manifest=folder is None,
-                                                    sets=shipped_sets)
+        # an extra folder may use the shipped concept sets and word lists
+        shipped = _names(read_manifest(patterns_dir()), "manifest.toml", [])
+    loaded, *_ = _load_folder(path, problems, require_manifest=folder is None, names=shipped)
     problems.extend(_same_words(loaded["context"]))
     if (path / "manifest.toml").exists():
         problems.extend(f"R013 {name}: present but not listed in manifest.toml" for name in unlisted_files(path))
