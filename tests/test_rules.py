@@ -418,6 +418,15 @@ def test_rule_check_reports_problems(tmp_path, rules, code):
     assert any(problem.startswith(code) for problem in problems), problems
 
 
+def test_rule_check_reports_a_rule_named_as_one_of_another_file(tmp_path):
+    """Two files of one folder with the same (literal, category): the later would replace the earlier unseen."""
+    rule = {"literal": "whether the fracture is old", "category": "PSEUDO", "direction": "PSEUDO"}
+    folder = _folder(tmp_path, "context", [rule])
+    (folder / "context" / "more.json").write_text(json.dumps({"context_rules": [{**rule, "pattern": "whether"}]}))
+    problems = check_rules(folder)
+    assert [problem[:4] for problem in problems] == ["R012"] and "extra.json" in problems[0], problems
+
+
 def test_rule_check_reports_modifiers_of_two_categories_on_the_same_words(tmp_path):
     """ConText keeps one of two modifiers on the same words, whichever the rule order puts first."""
     held = {"literal": "withheld", "category": "MED_HELD", "direction": "BIDIRECTIONAL",

@@ -378,8 +378,23 @@ def _load_folder(folder: Path, problems: list[str], *, require_manifest: bool, n
                 continue
             rules = _expand_names(kind, data[TOP_KEYS[kind]], names, name, problems)
             problems.extend(validate_rules(kind, rules, name))
+            problems.extend(_same_names(rules, name, loaded[kind]))
             loaded[kind].append((name, rules))
     return loaded, implies, hashes, names
+
+
+def _same_names(rules: Any, name: str, earlier: list[tuple[str, list]]) -> list[str]:
+    """R012 across the files of one folder: a rule named as one of an earlier file's.
+
+    The later rule would replace the earlier one silently (as an extra folder's
+    rule replaces a shipped one on purpose).
+    """
+    named = {(rule.get("literal"), rule.get("category")): other_name for other_name, other in earlier
+             for rule in other if isinstance(rule, dict)}
+    return [f"R012 {name} rule {index} ({rule.get('literal')!r}): same literal and category as a rule of "
+            f"{named[(rule.get('literal'), rule.get('category'))]}"
+            for index, rule in enumerate(rules if isinstance(rules, list) else [])
+            if isinstance(rule, dict) and (rule.get("literal"), rule.get("category")) in named]
 
 
 def _expand_implication(section: str, implied: Any, sets: dict[str, list[str]], problems: list[str]) -> Any:
