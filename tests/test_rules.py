@@ -3234,6 +3234,73 @@ def test_thirty_sixth_wave(extractor, text, date, concept, needle, attrs):
         assert_attrs(found[0], attrs, text)
 
 
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # what a procedure is for in general, not this patient's fracture
+    ("She asked about the cement injection for her spine. I explained this is only considered for painful recent "
+     "vertebral fractures.", None, "FRACTURE", None, dict(hypothetical=True)),
+    # a report quoted with its date, in quotation marks
+    ('2019: motorcycle collision. CT lumbar spine 08/03/2019: "acute L2 superior endplate compression fracture, '
+     'no retropulsion." Treated with TLSO.', "2025-06-18", "FRACTURE", None, dict(historical=True)),
+    # a coded diagnosis whose subtype is a process; the sites of process fractures just named
+    ('Diagnosis: Closed fractures of the left L2 and L3 transverse processes (ACC diagnosis "Fracture of lumbar '
+     'vertebra -- transverse process").', None, "FRACTURE", None, None),
+    ("Left L2 and L3 transverse process fractures with STIR hyperintensity in the fracture sites.", None, "FRACTURE",
+     None, None),
+    # guards: a body fracture whose posterior elements are named after it; the site of a body fracture
+    ("Acute L1 compression fracture - posterior elements intact.", None, "FRACTURE", None, dict(levels=["L1"])),
+    ("L1 burst fracture - posterior elements involved.", None, "FRACTURE", None, dict(levels=["L1"])),
+    ("L1 burst fracture with STIR signal at the fracture site.", None, "FRACTURE", "fracture",
+     dict(levels=["L1"])),
+    # the winking owl sign; an insurer's decision
+    ("Conclusion:\n1. T11 vertebral collapse with a pedicle that is not seen: concerning for a pathological "
+     "fracture.", None, "FRACTURE", "collapse", dict(negated=False, levels=["T11"])),
+    ("2. You are not entitled to benefits for the pathological fracture of T11 or the related treatment.", None,
+     "FRACTURE", None, dict(negated=False)),
+    # a question, or a condition, about the age of a fracture already found
+    ("I cannot tell from the VFA whether the T7 fracture and T8 fracture are recent or old.", None, "FRACTURE", None,
+     dict(hypothetical=False, acuity="indeterminate")),
+    ("If the age of the L2 fracture matters clinically, MRI with STIR is advised.", None, "FRACTURE", None,
+     dict(hypothetical=False)),
+    ("Two vertebral fractures of indeterminate age. If dating the L2 fracture would change management, MRI is "
+     "needed.", None, "FRACTURE", "fracture", dict(hypothetical=False)),
+    ("MRI to see whether there is a new or old fracture at L1.", None, "FRACTURE", None, dict(hypothetical=True)),
+    # a differential listed under its heading, an item wrapped onto an indented line
+    ("DDx:\n1. Pre-eruptive shingles (zoster sine herpete until proven otherwise - dermatomal,\n   allodynia)\n"
+     "2. Osteoporotic vertebral fracture - steroid exposure, but no bony tenderness", None, "FRACTURE", None,
+     dict(uncertain=True)),
+    # an abscess drained is treated; not one to be drained
+    ("Diagnoses:\n1. Crohn's disease\n   - Perianal abscess drained, loose seton 31/01/2025", None, "INFECTION", None,
+     dict(corrected="treated")),
+    ("In January he developed a perianal abscess,\nwhich Ms Odunsi's team drained on 31/01.", None, "INFECTION", None,
+     dict(corrected="treated")),
+    ("Psoas abscess to be drained by IR tomorrow.", None, "INFECTION", None, dict(corrected="")),
+    ("He has a psoas abscess, which Dr Patel has not drained yet.", None, "INFECTION", None, dict(corrected="")),
+    # a relative clause, then the relative's own clause to the end of the sentence
+    ("She is very worried, and her mother, who is 58, has osteoporosis and has already had two spinal crush "
+     "fractures.", None, "FRACTURE", None, dict(family=True)),
+    ("Her mother, who is 80 and lives with her, says she fell and has had a T12 compression fracture since.", None,
+     "FRACTURE", None, dict(family=False)),
+    ("Callum asked whether he will need the same treatment as his sister, whose vertebral fracture was treated "
+     "with vertebroplasty last year.", None, "FRACTURE", None, dict(family=True)),
+    # IF, intestinal failure
+    ("PMH: as per IF letter 02/05/2025 - Crohn's, SBS, HPN,\nSVC thrombosis on warfarin, osteoporosis.", None,
+     "ANTICOAGULANT", None, dict(hypothetical=False)),
+    ("If AF recurs, start apixaban.", None, "ANTICOAGULANT", None, dict(hypothetical=True)),
+    # the reasons a procedure is not suitable are findings
+    ("NOT suitable for vertebroplasty or kyphoplasty at T11: posterior wall breached with a retropulsed fragment "
+     "and epidural tumour.", None, "RETROPULSION", None, dict(hypothetical=False, negated=False)),
+    ("NOT suitable for vertebroplasty or kyphoplasty at T11: posterior wall breached with a retropulsed fragment "
+     "and epidural tumour.", None, "PRIOR_AUGMENTATION", None, dict(hypothetical=True)),
+])
+def test_thirty_seventh_wave(extractor, text, date, concept, needle, attrs):
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert found, f"no {concept} in {text!r}"
+        assert_attrs(found[0], attrs, text)
+
+
 @pytest.mark.parametrize("text, values", [
     # a checklist's dot leader between the lab and its value
     ("Pre-procedure checklist:\n  INR .............................. 1.1 today (was 2.7 on 12/02)",

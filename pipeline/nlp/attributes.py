@@ -85,6 +85,21 @@ POSTERIOR_ELEMENT_BRACKETED = re.compile(
     rf"[^.;()\n]{{0,30}}\(\s*(?:(?:left|right|lt|rt|[LR]|bilateral|both|"
     rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/,]\s?(?:Th|[CTLSD])?\d{{1,2}})*)\s+){{0,3}}{_POSTERIOR_ELEMENT}\b",
     re.IGNORECASE)
+# ... or set after it by a dash or a colon, as a coded diagnosis writes its subtype: 'ACC diagnosis
+# "Fracture of lumbar vertebra -- transverse process"' (read for every fracture phrase, "vertebral"
+# ones too)
+POSTERIOR_ELEMENT_SUBTYPE = re.compile(
+    rf"[\"'\u201d]?[ \t]*(?:-+|:|\u2013|\u2014)[ \t]*(?:(?:left|right|lt|rt|[LR]|bilateral|both|"
+    rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/,]\s?(?:Th|[CTLSD])?\d{{1,2}})*),?\s+){{0,3}}{_POSTERIOR_ELEMENT}\b"
+    r"(?!\s+(?:(?:are|is|remain|also)\s+)?(?:intact|normal|spared|preserved|unremarkable|uninvolved|not\b|"
+    r"involv|extend|extension))",
+    re.IGNORECASE)
+# "transverse process fractures with STIR hyperintensity in the fracture sites": the sites of the
+# fractures just named
+FRACTURE_SITES_AFTER = re.compile(r"[ \t]+sites?\b", re.IGNORECASE)
+POSTERIOR_FRACTURE = re.compile(rf"{_POSTERIOR_ELEMENT}\s+(?:fx|fractures?)\b|\bfractures?\s+of\s+(?:the\s+)?"
+                                rf"(?:(?:left|right|bilateral|(?:Th|[CTLSD])\d{{1,2}}|and),?\s+){{0,6}}{_POSTERIOR_ELEMENT}",
+                                re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
 # A loss of the patient's height, measured in centimetres or inches ("Height loss 4 cm by
@@ -349,7 +364,8 @@ def _past_heading_line(section, span: Span, text: str, lists: bool = True) -> bo
     """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading,
     and (with ``lists``) beyond the list a heading ending in a colon introduces ("- DDx for the
     L1 deformity:\n  1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are
-    list items, or indented deeper than the heading's own line, until the first that is neither."""
+    list items, their wrapped continuations (indented, after an item), or indented deeper than
+    the heading's own line, until the first that is none of these."""
     doc = span.doc
     heading = _heading_start(section, doc)
     line_end = text.find("\n", heading, span.start_char)
@@ -363,15 +379,17 @@ def _past_heading_line(section, span: Span, text: str, lists: bool = True) -> bo
         return True
     bullet = _BULLET.match(text, heading).group()
     indent = len(text[line_start:heading]) + len(bullet)
+    in_item = False
     while line_end < span.start_char:
         start = line_end + 1
         line_end = text.find("\n", start)
         line_end = len(text) if line_end < 0 else line_end
         line = text[start:line_end]
         depth = len(line) - len(line.lstrip(" \t"))
-        if not line.strip() or not (depth >= indent > 0 or (
-                not bullet and _LIST_LINE.match(line))):
+        item = not bullet and _LIST_LINE.match(line) is not None
+        if not line.strip() or not (depth >= indent > 0 or item or (in_item and depth > 0)):
             return True
+        in_item = item or (in_item and depth > 0)
     return False
 
 
@@ -438,9 +456,10 @@ _CANCER_DATE_AFTER = re.compile(
     rf"[ \t]*\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A date just before a finding, two words between at most: "CXR 03/2023 (aspiration PNA
-# admission)", "2019: L1 compression fracture". Read only when the note's date is known (a
-# note's own header date would otherwise date its findings).
-_DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*"
+# admission)", "2019: L1 compression fracture", 'CT 08/03/2019: "acute L2 compression fracture'
+# (a report quoted). Read only when the note's date is known (a note's own header date would
+# otherwise date its findings).
+_DATE_BEFORE = re.compile(rf"(?<![\w/.-]){_FINDING_DATE}\)?[ \t]*[:(,-]?[ \t]*[\"'\u201c]?"
                           r"(?:[\w/-]+[ \t]+){0,2}$", re.IGNORECASE)
 # A date that starts the line, an entry of a chronology: "19/11/2022 CT: acute L1 wedge compression
 # fracture", "03/12/2022 GP: infected laceration of the left forearm". Read only when the note's
@@ -755,6 +774,11 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     report.
     """
     if _explained_wedging(span, sentence, text):
+        return False
+    if span.label_ == "FRACTURE" and (
+            POSTERIOR_ELEMENT_SUBTYPE.match(text, span.end_char, min(sentence.end_char, span.end_char + 50))
+            or (FRACTURE_SITES_AFTER.match(text, span.end_char, sentence.end_char)
+                and POSTERIOR_FRACTURE.search(text, sentence.start_char, span.start_char))):
         return False
     anatomy = span._.rule_anatomy
     if anatomy == "vertebral":
