@@ -79,18 +79,17 @@ POSTERIOR_ELEMENT_AFTER = re.compile(
     rf"(?:(?:left|right|lt|rt|[LR]|bilateral|both|and|healed|old|acute|non-?displaced|undisplaced|"
     rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/](?:Th|[CTLSD])?\d{{1,2}})?),?\s+){{0,6}}"
     rf"{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
+# A side or a level (list) before a process: "R TP", "L2, L3 TP", "left L2-L3 transverse processes"
+_SIDE_OR_LEVEL = r"(?:left|right|lt|rt|[LR]|bilateral|both|(?:Th|[CTLSD])\s?-?\d{1,2}(?:[-/,]\s?(?:Th|[CTLSD])?\d{1,2})*)"
 # ... or named in a bracket after it: "Diagnosis on claim: Fracture lumbar spine, closed (R TP L2, L3)",
 # "# Lumbar fx (L2-L3 TP)"
 POSTERIOR_ELEMENT_BRACKETED = re.compile(
-    rf"[^.;()\n]{{0,30}}\(\s*(?:(?:left|right|lt|rt|[LR]|bilateral|both|"
-    rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/,]\s?(?:Th|[CTLSD])?\d{{1,2}})*)\s+){{0,3}}{_POSTERIOR_ELEMENT}\b",
-    re.IGNORECASE)
+    rf"[^.;()\n]{{0,30}}\(\s*(?:{_SIDE_OR_LEVEL}\s+){{0,3}}{_POSTERIOR_ELEMENT}\b", re.IGNORECASE)
 # ... or set after it by a dash or a colon, as a coded diagnosis writes its subtype: 'ACC diagnosis
 # "Fracture of lumbar vertebra -- transverse process"' (read for every fracture phrase, "vertebral"
 # ones too)
 POSTERIOR_ELEMENT_SUBTYPE = re.compile(
-    rf"[\"'\u201d]?[ \t]*(?:-+|:|\u2013|\u2014)[ \t]*(?:(?:left|right|lt|rt|[LR]|bilateral|both|"
-    rf"(?:Th|[CTLSD])\s?-?\d{{1,2}}(?:[-/,]\s?(?:Th|[CTLSD])?\d{{1,2}})*),?\s+){{0,3}}{_POSTERIOR_ELEMENT}\b"
+    rf"[\"'\u201d]?[ \t]*(?:-+|:|\u2013|\u2014)[ \t]*(?:{_SIDE_OR_LEVEL},?\s+){{0,3}}{_POSTERIOR_ELEMENT}\b"
     r"(?!\s+(?:(?:are|is|remain|also)\s+)?(?:intact|normal|spared|preserved|unremarkable|uninvolved|not\b|"
     r"involv|extend|extension))",
     re.IGNORECASE)
