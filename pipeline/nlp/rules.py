@@ -235,16 +235,22 @@ def _names(manifest: dict[str, Any], where: str, problems: list[str]) -> Names:
     return Names(_concept_sets(manifest, where, problems), _word_lists(manifest, where, problems))
 
 
+def _named_lists(manifest: dict[str, Any], key: str, where: str, problems: list[str]) -> dict[str, Any]:
+    """The manifest's ``[key]`` table of named lists ({} and one R015 if it is not a table)."""
+    table = manifest.get(key, {})
+    if not isinstance(table, dict):
+        problems.append(f"R015 {where} [{key}]: must be a table of named lists")
+        return {}
+    return table
+
+
 def _concept_sets(manifest: dict[str, Any], where: str, problems: list[str]) -> dict[str, list[str]]:
     """The manifest's ``[concepts]`` table: set name -> concepts.
 
     A bad set is reported here once, and keeps only its known concepts, so that
     the rules naming it are not reported again.
     """
-    table = manifest.get("concepts", {})
-    if not isinstance(table, dict):
-        problems.append(f"R015 {where} [concepts]: must be a table of named lists")
-        return {}
+    table = _named_lists(manifest, "concepts", where, problems)
     sets = {}
     for name, concepts in table.items():
         if not isinstance(concepts, list) or not concepts:
@@ -264,10 +270,7 @@ def _word_lists(manifest: dict[str, Any], where: str, problems: list[str]) -> di
     A bad list is reported here once and stands for nothing (``(?!)``), so
     that the rules naming it are not reported again.
     """
-    table = manifest.get("words", {})
-    if not isinstance(table, dict):
-        problems.append(f"R015 {where} [words]: must be a table of named lists")
-        return {}
+    table = _named_lists(manifest, "words", where, problems)
     lists = {}
     for name, words in table.items():
         group = "(?!)"
