@@ -3027,6 +3027,16 @@ def test_run_in_headings_of_a_flattened_report(extractor, text, section, uncerta
     assert_attrs(one(extractor, text, "FRACTURE", "XR CHEST"), dict(section=section, uncertain=uncertain), text)
 
 
+def assert_wave_row(extractor, text, date, concept, needle, attrs):
+    """A wave's trap row: the first ``concept`` mention (with ``needle``) has ``attrs``; none if ``attrs`` is None."""
+    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
+    if attrs is None:
+        assert not found, text
+    else:
+        assert found, f"no {concept} in {text!r}"
+        assert_attrs(found[0], attrs, text)
+
+
 @pytest.mark.parametrize("text, concept, needle, attrs", [
     # thirty-fourth wave: a line lock, a threshold, what a treatment is for, what he has not got
     ("Port flushed monthly with Hepsal (heparin sodium 50 units in 5 ml) by the CNS team.",
@@ -3063,12 +3073,7 @@ def test_run_in_headings_of_a_flattened_report(extractor, text, section, uncerta
     ("STIR hyperintensity of the T12 vertebral body.", "OEDEMA", None, dict(levels=["T12"])),
 ])
 def test_thirty_fourth_wave(extractor, text, concept, needle, attrs):
-    found = find(extractor.mentions(text, "CLINIC NOTE"), concept, needle)
-    if attrs is None:
-        assert not found, text
-    else:
-        assert found, f"no {concept} in {text!r}"
-        assert_attrs(found[0], attrs, text)
+    assert_wave_row(extractor, text, None, concept, needle, attrs)
 
 
 @pytest.mark.parametrize("text, concept, attrs", [
@@ -3145,12 +3150,7 @@ def test_list_items_and_compound_cancers(extractor, text, concept, attrs):
     ("Acute L2 # seen today.", None, "FRACTURE", None, dict(levels=["L2"])),
 ])
 def test_thirty_fifth_wave(extractor, text, date, concept, needle, attrs):
-    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
-    if attrs is None:
-        assert not found, text
-    else:
-        assert found, f"no {concept} in {text!r}"
-        assert_attrs(found[0], attrs, text)
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
 @pytest.mark.parametrize("text, date, concept, needle, attrs", [
@@ -3226,12 +3226,7 @@ def test_thirty_fifth_wave(extractor, text, date, concept, needle, attrs):
      dict(negated=False, hypothetical=True)),
 ])
 def test_thirty_sixth_wave(extractor, text, date, concept, needle, attrs):
-    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
-    if attrs is None:
-        assert not found, text
-    else:
-        assert found, f"no {concept} in {text!r}"
-        assert_attrs(found[0], attrs, text)
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
 @pytest.mark.parametrize("text, date, concept, needle, attrs", [
@@ -3293,12 +3288,7 @@ def test_thirty_sixth_wave(extractor, text, date, concept, needle, attrs):
      "and epidural tumour.", None, "PRIOR_AUGMENTATION", None, dict(hypothetical=True)),
 ])
 def test_thirty_seventh_wave(extractor, text, date, concept, needle, attrs):
-    found = find(extractor.mentions(text, "CLINIC NOTE", date), concept, needle)
-    if attrs is None:
-        assert not found, text
-    else:
-        assert found, f"no {concept} in {text!r}"
-        assert_attrs(found[0], attrs, text)
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
 @pytest.mark.parametrize("text, values", [
