@@ -2492,6 +2492,17 @@ def test_a_fracture_said_to_be_something_else_keeps_its_level(extractor):
     ("72M. Seen by Dr Ames; she has reviewed the L1 fracture.", False),
     ("Lives with wife Glenys; she had two crush fractures per pt.", False),
     ("72M, 16F catheter. Lives with wife Glenys; she had two crush fractures per pt.", False),
+    # a pronoun that starts its sentence, after a sentence naming the patient's relative: "his" or
+    # "her" says the patient's sex
+    ("Social: Lorna is his main carer. She herself has osteoporosis and had two spinal crush fractures in "
+     "2023.", True),
+    ("Lives with her husband. He has had a crush fracture of L1 and takes warfarin.", True),
+    ("Her son visits daily. He was admitted in May with a chest infection.", True),
+    # guards: a pronoun of the patient's own sex; a verb of telling; a relative not the patient's
+    ("Her daughter is her main carer. She herself has osteoporosis and had a T12 fracture last month.", False),
+    ("His wife is his main carer. He has osteoporosis and had an L1 fracture last week.", False),
+    ("His wife is worried. She has been told about the L1 fracture.", False),
+    ("Wife at bedside. She has had two crush fractures.", False),
 ])
 def test_a_pronoun_of_the_other_sex_after_a_relative_is_someone_else(extractor, text, family):
     concept = "INFECTION" if "infection" in text else "FRACTURE"
@@ -3288,6 +3299,77 @@ def test_thirty_sixth_wave(extractor, text, date, concept, needle, attrs):
      "and epidural tumour.", None, "PRIOR_AUGMENTATION", None, dict(hypothetical=True)),
 ])
 def test_thirty_seventh_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a pars fracture written with its element, or glossed in brackets after it
+    ("Conclusion:\n1. Acute bony stress injury of the left L4 pars interarticularis with an incomplete fracture\n"
+     "   (early spondylolysis).", None, "FRACTURE", None, None),
+    ("SPECT/CT: a non-corticated lucent line involving the inferior half of the pars (incomplete\nfracture, no "
+     "sclerosis).", None, "FRACTURE", None, None),
+    # guards: a body fracture that reaches a posterior element, or has one named before it
+    ("L1 burst fracture involving both pedicles with a retropulsed fragment.", None, "FRACTURE", None,
+     dict(levels=["L1"])),
+    ("Pedicle screws at L2-L4, with an acute L1 fracture above the construct.", None, "FRACTURE", None,
+     dict(levels=["L1"], acuity="acute")),
+    # an infection weeks ago, or in brackets after the days it lasted
+    ("Pneumonia earlier this month: finished amoxicillin 09/07, cough gone.", "2025-07-24", "INFECTION", None,
+     dict(historical=True)),
+    ("UTI three weeks ago, treated by the GP.", "2025-07-24", "INFECTION", None, dict(historical=True)),
+    ("Training log: nil 27/06-12/07 (pneumonia), then 6 sessions.", "2025-07-24", "INFECTION", None,
+     dict(historical=True)),
+    # guards: one whose treatment goes on; days that have not ended
+    ("Pneumonia earlier this month, still on amoxicillin.", "2025-07-24", "INFECTION", None, dict(historical=False)),
+    ("Admitted 20/07-27/07 (pneumonia).", "2025-07-24", "INFECTION", None, dict(historical=False)),
+    # a symptom screen's dash answer
+    ("Symptom screen (via interpreter):\n  Cough - no.  Fever - no.  Night sweats - no.", None, "INFECTION", None,
+     dict(negated=True)),
+    ("Fever - nil; rigors - nil.", None, "INFECTION", None, dict(negated=True)),
+    ("Fever - no\nCough - no\n", None, "INFECTION", None, dict(negated=True)),
+    # guards: a dash before more words, or before a wrapped line
+    ("Fever - no source found, cultures pending.", None, "INFECTION", None, dict(negated=False)),
+    ("Chronic healed T12 osteoporotic compression fracture - no\n   new fracture on XR 09/04.", None, "FRACTURE",
+     "compression", dict(negated=False)),
+    # old healed TB; TB services and preventive treatment
+    ("CXR: calcified granuloma, appearances of old healed primary TB. No active disease.", None, "INFECTION", None,
+     dict(corrected="resolved")),
+    ("Dr J. Whitcombe, Consultant Respiratory Physician, TB Lead", None, "INFECTION", None, None),
+    ("Seen with S. Mbeki, TB CNS.", None, "INFECTION", None, None),
+    ("Old D12 injury 2016. On TB preventive treatment.", None, "INFECTION", None, None),
+    # guard: the disease
+    ("Smear-positive pulmonary TB, on RHZE since 02/06.", None, "INFECTION", None, dict(family=False)),
+    # whose a finding is, in brackets after it; a case the patient was in contact with
+    ("Breast cancer (mother), osteoporosis (sister).", None, "OSTEOPOROSIS", None, dict(family=True)),
+    ("Clinical details: household contact of smear-positive pulmonary TB (son). Asymptomatic.", None, "INFECTION",
+     None, dict(family=True)),
+    ("FH: haemophilia B (father and son affected).", None, "COAGULOPATHY", None, dict(family=True)),
+    # guard: a bracket that says more
+    ("Osteoporosis (wife reports two falls this year).", None, "OSTEOPOROSIS", None, dict(family=False)),
+    # a results heading ends the family history above it
+    ("Family history: paternal grandmother osteoporosis; father fractured his hip at 70.\n"
+     "Bloods today: Ca 2.34, Plt 31, Hb 133.", None, "COAGULOPATHY", None, dict(family=False)),
+    # what a finding would mean; what a procedure would only be considered for
+    ("I have requested an MRI with STIR: marrow oedema at T9 would mean a recent fracture, its absence an old one.",
+     None, "OEDEMA", None, dict(hypothetical=True)),
+    ("Vertebroplasty is seldom used at his age and would only be considered for a\npainful recent fracture that "
+     "does not settle.", None, "FRACTURE", None, dict(hypothetical=True)),
+    # guard: this patient's fracture
+    ("Kyphoplasty would be considered for the L1 fracture.", None, "FRACTURE", None, dict(hypothetical=False)),
+    # a condition on the age of a fracture already found leaves its age open
+    ("I have requested MRI to date the T9 fracture - if acute she may be a candidate for vertebroplasty.", None,
+     "FRACTURE", None, dict(acuity="", hypothetical=False)),
+    ("MRI L-spine to age the L3 fracture: if it is recent and pain persists, refer IR.", None, "FRACTURE", None,
+     dict(acuity="")),
+    # guards: a fracture after "if acute", a condition itself; the fracture inside the condition
+    ("If acute fracture on MRI, for vertebroplasty.", None, "FRACTURE", None, dict(hypothetical=True, acuity="acute")),
+    ("L3 vertebral compression fracture, acuity unknown. If the fracture is acute and pain persists, he may be a "
+     "candidate.", None, "FRACTURE", "fracture", dict(hypothetical=False, acuity="indeterminate")),
+    ("If the L3 fracture is acute and pain persists, he may be a candidate.", None, "FRACTURE", None,
+     dict(hypothetical=True, acuity="acute")),
+    ("Re-refer if new or worsening back pain.", None, "PAIN", None, dict(hypothetical=True)),
+])
+def test_thirty_eighth_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 

@@ -69,8 +69,13 @@ OWN_SITE = re.compile(r"\s+(?:of|involving|through)\s+(?!(?:an?\s+)?(?:indetermi
 # of the left L1, L2 and L3 transverse processes", or said to be one after it: "the fractures
 # are of the transverse processes", 'handover sheet reads "L2/L3 #" - these are the transverse
 # processes only', "The only fractures on the CT are healed left L2 and L3 transverse process
-# fractures".
-POSTERIOR_ELEMENT_BEFORE = re.compile(rf"\b{_POSTERIOR_ELEMENT}\s*$", re.IGNORECASE)
+# fractures"; or that the element is written with, or glossed by in brackets: "stress injury of the
+# left L4 pars interarticularis with an incomplete fracture", "a lucent line through the inferior
+# half of the pars (incomplete fracture, no sclerosis)".
+POSTERIOR_ELEMENT_BEFORE = re.compile(
+    rf"\b{_POSTERIOR_ELEMENT}(?:\s*\(\s*(?:[\w-]+\s+){{0,2}}|\s+with\s+(?:an?\s+)?"
+    r"(?:(?:small|tiny|subtle|early|incomplete|complete|non-?displaced|undisplaced|minimally\s+displaced|acute|"
+    r"stress|hairline|linear|associated)\s+){0,2})?\s*$", re.IGNORECASE)
 POSTERIOR_ELEMENT_AFTER = re.compile(
     r"(?:[)\"'\u201d]*\s*(?:(?:-+|,)\s*)?(?:(?:these|this|which|they|it)\s+)?"
     r"(?:(?:on|in)\s+(?:the\s+|this\s+)?(?:CT|MRI|MR|XR|x-?rays?|films?|imaging|radiographs?|scan|study)\s+)?"
@@ -248,6 +253,10 @@ _PATIENT_SEX = re.compile(
     r"(?:(?P<letter>[MF])\b|(?P<word>(?i:man|male|gentleman|woman|female|lady))\b)")
 _SEX_WORDS = {"man": "M", "male": "M", "gentleman": "M", "woman": "F", "female": "F", "lady": "F"}
 _RELATION_WORD = re.compile(rf"\b{_RELATION}\b", re.IGNORECASE)
+# ... or, for a pronoun that starts its sentence, a relative of the patient's the sentence before
+# names ("Lorna is his main carer. She herself has osteoporosis and had two spinal crush
+# fractures"): "his" or "her" says the patient's sex
+_OWNED_RELATION = re.compile(rf"\b(?P<whose>his|her)[ \t]+(?:[\w-]+[ \t]+){{0,2}}{_RELATION}\b", re.IGNORECASE)
 _NOT_A_NAME = frozenset("""The This That These Those There Then She He Her His They Their Patient Pt Mrs Mr Ms
     Miss Dr Sister Nurse Mum Mom Dad Father Mother Wife Husband Daughter Son Family Lives Also Plan Patients Today
     Yesterday Overnight Since Now Currently Previously Known Nil None Not No Yes Has Had Was Is Impression
@@ -278,9 +287,18 @@ def _someone_elses(span: Span, sentence: Span, text: str) -> bool:
     if (found := _NAMED_OWNER.search(before)) and _relative(found["name"], span.doc, text):
         return True
     pronouns = [found for found in _PRONOUN_SUBJECT.finditer(before) if CLAUSE_BREAK.search(before, found.end()) is None]
-    if pronouns and (sex := _patient_sex(span.doc, text)) is not None \
+    if not pronouns:
+        return False
+    named = before[:pronouns[-1].start()]
+    if not named.strip():
+        # the pronoun starts the sentence: whom the sentence before names ("Lorna is his main carer.
+        # She herself has osteoporosis"), and the patient's sex by whose relative that is
+        named = _sentence_before(sentence, text)
+        if (owned := _OWNED_RELATION.search(named)) is not None:
+            sex = "M" if owned["whose"].lower() == "his" else "F"
+            return pronouns[-1]["pronoun"].lower() == ("she" if sex == "M" else "he")
+    if (sex := _patient_sex(span.doc, text)) is not None \
             and pronouns[-1]["pronoun"].lower() == ("she" if sex == "M" else "he"):
-        named = before[:pronouns[-1].start()]
         return _RELATION_WORD.search(named) is not None or any(
             _relative(name, span.doc, text) for name in re.findall(r"\b[A-Z][a-z]{2,}\b", named))
     return False
@@ -347,10 +365,18 @@ def _seen_before(span: Span, sentence: Span, text: str) -> bool:
 _EMPTY_BOX_BEFORE = re.compile(r"(?:\[[ \t_]?\]|\u2610)[ \t]*$")
 
 
+# ... or a condition: "MRI requested to date the T9 fracture - if acute she may be a candidate for
+# vertebroplasty", "to age the L1 # - if it is recent and pain persists, ..."
+_IF_BEFORE = re.compile(r"\bif[ \t]+(?:(?:it|this|that|they|so)[ \t]+(?:is|are|proves?|turns?[ \t]+out)[ \t]+"
+                        r"(?:to[ \t]+be[ \t]+)?)?$", re.IGNORECASE)
+
+
 def _unticked_after(modifier, span: Span, text: str) -> bool:
-    """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked."""
+    """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked, or a
+    condition (:data:`_IF_BEFORE`)."""
     start = span.doc[modifier.modifier_span[0]].idx
-    return start >= span.end_char and _EMPTY_BOX_BEFORE.search(text, max(0, start - 6), start) is not None
+    return start >= span.end_char and (_EMPTY_BOX_BEFORE.search(text, max(0, start - 6), start) is not None
+                                       or _IF_BEFORE.search(text, max(span.end_char, start - 30), start) is not None)
 
 
 def _heading_start(section, doc: Doc) -> int:
@@ -518,13 +544,20 @@ _MONTH_AFTER = re.compile(
     r"[ \t\n]+(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
     rf"(?P<month>{MONTH_WORD})\b"
     r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
+#: ... or, right after it, to have been weeks ago: "Pneumonia earlier this month: finished
+#: amoxicillin 09/07, cough gone", "a UTI last month", "chest infection three weeks ago"
+_WEEKS_AGO_AFTER = re.compile(
+    r"[ \t]+(?:(?:earlier|previously)[ \t]+this[ \t]+(?:month|year)|last[ \t]+month|"
+    r"(?:a|one|two|three|four|five|six|[2-9])[ \t]+(?:weeks?|wks?|months?)[ \t]+ago|a[ \t]+month[ \t]+ago)\b",
+    re.IGNORECASE)
 #: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
 #: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest
-#: infection", "Admitted 21/07-25/07 with febrile neutropenia and E. coli bacteraemia" (past when
-#: its last day is before the note's)
+#: infection", "Admitted 21/07-25/07 with febrile neutropenia and E. coli bacteraemia", or with the
+#: infection in brackets after the days ("July: nil 27/06-12/07 (pneumonia)") (past when its last
+#: day is before the note's)
 _EPISODE_BEFORE = re.compile(
     r"\b(?P<start_first>\d{1,2})[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?[ \t]*(?:-|to)[ \t]*"
-    rf"{DAY}\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}$", re.IGNORECASE)
+    rf"{DAY}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
 
@@ -641,10 +674,12 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
-    """Whether an infection is called recent (:data:`_RECENT_BEFORE`), was a stay in hospital
-    in an earlier month (:data:`_ADMISSION_IN_BEFORE`) or is said to have been in one
-    (:data:`_MONTH_AFTER`), and its treatment does not go on."""
+    """Whether an infection is called recent (:data:`_RECENT_BEFORE`), said to have been weeks ago
+    (:data:`_WEEKS_AGO_AFTER`), was a stay in hospital in an earlier month
+    (:data:`_ADMISSION_IN_BEFORE`) or is said to have been in one (:data:`_MONTH_AFTER`), and its
+    treatment does not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
+            or _WEEKS_AGO_AFTER.match(text, span.end_char, sentence.end_char) is not None
             or _admitted_before(span, sentence, text) or _month_before(span, sentence, text)) \
         and not _goes_on(span, sentence, text)
 
@@ -794,7 +829,8 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
             return False  # nothing vertebral named: "Imp: Mid back pain, height loss, long-term steroids"
         return DISC_BEFORE.search(before) is None
     after = text[span.end_char:min(sentence.end_char, span.end_char + 70)]
-    if POSTERIOR_ELEMENT_BEFORE.search(before) or POSTERIOR_ELEMENT_AFTER.match(after) \
+    if POSTERIOR_ELEMENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char) \
+            or POSTERIOR_ELEMENT_AFTER.match(after) \
             or POSTERIOR_ELEMENT_BRACKETED.match(after) \
             or (span.label_ == "FRACTURE" and NAMED_BONE_BEFORE.search(before)):
         return False  # "periarticular edema at the right L4-5 facet" is not a vertebral body's
