@@ -504,8 +504,14 @@ def test_an_extra_folder_uses_the_shipped_sets_and_its_own(tmp_path):
 ])
 def test_rule_check_reports_concept_set_problems(tmp_path, concepts, rule_types, code):
     rule = {"literal": "sometime ago", "category": "HISTORICAL", "direction": "FORWARD", "allowed_types": rule_types}
+    assert_manifest_problem(tmp_path, rule, f"[concepts]\n{concepts}", code)
+
+
+def assert_manifest_problem(tmp_path, rule, table, code):
+    """An extra folder with ``rule`` and a manifest ``table`` has exactly the problem ``code``, which
+    ``load_rules`` refuses."""
     folder = _folder(tmp_path, "context", [rule])
-    (folder / "manifest.toml").write_text(f'[concepts]\n{concepts}\n[context]\nfiles = ["context/extra.json"]\n')
+    (folder / "manifest.toml").write_text(f'{table}\n[context]\nfiles = ["context/extra.json"]\n')
     problems = check_rules(folder)
     assert [problem[:4] for problem in problems] == [code], problems
     with pytest.raises(RuleError, match=code):
@@ -545,12 +551,7 @@ def test_an_extra_folder_uses_the_shipped_word_lists_and_its_own(tmp_path):
 ])
 def test_rule_check_reports_word_list_problems(tmp_path, words, pattern, code):
     rule = {"literal": "colleague", "category": "FAMILY", "direction": "FORWARD", "pattern": pattern}
-    folder = _folder(tmp_path, "context", [rule])
-    (folder / "manifest.toml").write_text(f'[words]\n{words}\n[context]\nfiles = ["context/extra.json"]\n')
-    problems = check_rules(folder)
-    assert [problem[:4] for problem in problems] == [code], problems
-    with pytest.raises(RuleError, match=code):
-        load_rules([folder])
+    assert_manifest_problem(tmp_path, rule, f"[words]\n{words}", code)
 
 
 def test_invalid_extra_folder_is_refused(tmp_path):
