@@ -371,7 +371,7 @@ _IF_BEFORE = re.compile(r"\bif[ \t]+(?:(?:it|this|that|they|so)[ \t]+(?:is|are|p
                         r"(?:to[ \t]+be[ \t]+)?)?$", re.IGNORECASE)
 
 
-def _unticked_after(modifier, span: Span, text: str) -> bool:
+def _age_not_stated_after(modifier, span: Span, text: str) -> bool:
     """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked, or a
     condition (:data:`_IF_BEFORE`)."""
     start = span.doc[modifier.modifier_span[0]].idx
@@ -1444,7 +1444,7 @@ class MentionAttributes:
         acuity_modifier = _nearest(span, [
             modifier for modifier in modifiers
             if (closing is None or span.doc[modifier.modifier_span[0]].idx < closing)
-            and not _ages_the_next(modifier, span) and not _unticked_after(modifier, span, text)], ACUITY)
+            and not _ages_the_next(modifier, span) and not _age_not_stated_after(modifier, span, text)], ACUITY)
         if "INDETERMINATE_AGE" in categories:
             acuity = "indeterminate"
         elif acuity_modifier is not None:
