@@ -2138,10 +2138,12 @@ def test_a_report_quoted_under_a_background_heading_is_the_notes_own(extractor):
      dict(historical=True)),
     ("Well in himself. Febrile neutropenia admission 02/03-07/03\n(meropenem stopped).", "INFECTION", None,
      dict(historical=True)),
-    # guards: one still treated, one that may have ended this month
+    # guards: one still treated, one that ends on the note's day (an episode whose days ended before the
+    # note's is over, however near: "UTI 01/04-03/04." is history since session 28)
     ("MSSA bacteremia 02/03-06/03, still on IV cefazolin via PICC.", "INFECTION", "bacteremia",
      dict(historical=False)),
-    ("UTI 01/04-03/04.", "INFECTION", None, dict(historical=False)),
+    ("UTI 14/04-16/04.", "INFECTION", None, dict(historical=False)),
+    ("UTI 01/04-03/04.", "INFECTION", None, dict(historical=True)),
     # a diagnosis taken off the record
     ('Please remove "UTI" from the EPR problem list.', "INFECTION", None, dict(negated=True)),
     ('5. "UTI" removed from the problem list 23/09 -- confirmed.', "INFECTION", None, dict(negated=True)),
@@ -3371,6 +3373,66 @@ def test_thirty_seventh_wave(extractor, text, date, concept, needle, attrs):
     ("Re-refer if new or worsening back pain.", None, "PAIN", None, dict(hypothetical=True)),
 ])
 def test_thirty_eighth_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a fear; one reading beside another; a story that would suit a finding
+    ("Her mother's history makes Joanne anxious about a vertebral fracture herself.", None, "FRACTURE", None,
+     dict(uncertain=True)),
+    ("He is scared of another spinal fracture.", None, "FRACTURE", None, dict(uncertain=True)),
+    ("The story could fit a recent T12 fracture but it can also be an old fracture from the 2019 ladder fall.",
+     None, "FRACTURE", None, dict(uncertain=True)),
+    ("The pain is new, but it can also be an old T9 fracture.", None, "FRACTURE", None, dict(uncertain=True)),
+    ("This may also be an old T12 fracture from the fall.", None, "FRACTURE", None, dict(uncertain=True)),
+    # guard: the fracture itself
+    ("Scared of falling again. MRI: acute T12 fracture.", None, "FRACTURE", None, dict(uncertain=False)),
+    # a film's projection
+    ("The apparent wedging of T10 on the lateral radiograph was projectional.", None, "FRACTURE", None,
+     dict(negated=True)),
+    ("Apparent loss of height at T12 is due to patient rotation.", None, "FRACTURE", None, dict(negated=True)),
+    # guard: a projection named, not blamed
+    ("T10 wedging with 20% height loss on the lateral projection.", None, "FRACTURE", None, dict(negated=False)),
+    # a consent's list after a colon
+    ("Risks explained to patient (through interpreter): bleeding, infection, cement leakage.", None, "INFECTION",
+     None, dict(hypothetical=True)),
+    # an episode whose days have ended; a treatment put off for an infection weeks ago; an infection after a
+    # journey in an earlier month
+    ("Had a UTI 14-17/02, 3 days trimethoprim from GP, symptoms settled.", "2025-03-03", "INFECTION", None,
+     dict(historical=True)),
+    ("A:\n  Acute phase reaction (post-infusion fever and myalgia\n  04-05/03), settled.", "2025-03-06",
+     "INFECTION", None, dict(historical=True)),
+    ("3. Osteoporosis - first zoledronic acid deferred 20/01 because of a\n     chest infection; rebooked 04/03.",
+     "2025-02-24", "INFECTION", None, dict(historical=True)),
+    ("He had chest infection (pneumonia) after Umrah in February, admitted in your hospital.", "2025-04-20",
+     "INFECTION", "pneumonia", dict(historical=True)),
+    # guards: treatment going on, an episode ending today, a day put off days ago, an infection since a month
+    ("Pneumonia 01-05/03, still on amoxicillin.", "2025-03-06", "INFECTION", None, dict(historical=False)),
+    ("Pneumonia 01-06/03, cultures negative.", "2025-03-06", "INFECTION", None, dict(historical=False)),
+    ("Zoledronate deferred 20/02 because of a chest infection.", "2025-02-24", "INFECTION", None,
+     dict(historical=False)),
+    ("Pneumonia since March, on antibiotics.", "2025-04-20", "INFECTION", None, dict(historical=False)),
+    # a disc's height named after it
+    ("Degenerative disc disease L3-S1 with desiccation and loss of height of the discs.", None, "FRACTURE", None,
+     None),
+    ("L4-5: loss of height of the L4-5 disc.", None, "FRACTURE", None, None),
+    # guard: a vertebra's height
+    ("40% loss of height of T12.", None, "FRACTURE", None, dict(levels=["T12"])),
+    # a history heading with a long bracket after it
+    ("FAMILY HISTORY (pedigree updated today, maternal side, XLH segregates):\n  II-2  mother Sandra, 66 - XLH "
+     "(variant positive 2014). Two thoracic vertebral fractures 2019.", None, "FRACTURE", None, dict(family=True)),
+    ("PAST HISTORY (from pt + paediatric letters scanned from Ysbyty Bro Morgannwg, 2004-2010)\n- Radiographs: "
+     "multiple thoracic vertebral compression fractures T6-T9.", None, "FRACTURE", None, dict(historical=True)),
+    # guard: a background heading's bracket tells this admission
+    ("Background (from notes and team):\nAdmitted with septic shock from faecal peritonitis.", None, "INFECTION",
+     None, dict(historical=False)),
+    # a leaflet's gist after a colon
+    ("DISCHARGE ADVICE\n  Acute phase reaction leaflet gone through: flu-like aches, headache and fever\n  in the "
+     "first 1-3 days are common after a first dose.", None, "INFECTION", None, dict(hypothetical=True)),
+    # guard: a leaflet given, and the note going on
+    ("Osteoporosis leaflet given\nAcute L1 fracture, fever 38.5.", None, "INFECTION", None, dict(hypothetical=False)),
+])
+def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 

@@ -106,6 +106,11 @@ POSTERIOR_FRACTURE = re.compile(rf"{_POSTERIOR_ELEMENT}\s+(?:fx|fractures?)\b|\b
                                 re.IGNORECASE)
 # "L4-5: Disc desiccation and mild height loss": the disc's height, named earlier in the phrase
 DISC_BEFORE = re.compile(r"\b(?:dis[ck]s?|intervertebral|interspaces?)\b[^.;,:()]{0,30}$", re.IGNORECASE)
+# ... or named right after it: "desiccation and loss of height of the discs", "Loss of height of the
+# L4-5 disc", "height loss at the L5/S1 interspace"
+DISC_AFTER = re.compile(r"\s+(?:of|in|at|involving)\s+(?:the\s+)?(?:(?:lower\s+)?(?:lumbar|thoracic|cervical)\s+)?"
+                        r"(?:(?:Th|[CTLS])\d{1,2}(?:\s?[-/]\s?(?:Th|[CTLS])?\d{1,2})?\s+)?(?:intervertebral\s+)?"
+                        r"(?:dis[ck]s?|interspaces?|dis[ck]\s+spaces?)\b", re.IGNORECASE)
 # A loss of the patient's height, measured in centimetres or inches ("Height loss 4 cm by
 # her report", "3 cm height loss, ?vertebral fracture"): a sign to look for fractures, not
 # one (a vertebra's height loss is a percentage or millimetres)
@@ -515,11 +520,13 @@ RECENT_DAYS_OF = {"INFECTION": 31}
 _ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
 #: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
 #: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
-#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)"): the day it ended
-#: (``first``/``second``, ``year``) dates it, as a date after a finding does
-#: (:func:`_dated_long_before`)
+#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "Had a UTI 14-17/02, 3 days
+#: trimethoprim", "(post-infusion fever and myalgia\n  04-05/03), settled"): the day it ended
+#: (``first``/``second``, ``year``) dates it. An episode whose last day is before the note's is
+#: over, however near, unless its treatment goes on (:func:`_dated_long_before`).
 _EPISODE_AFTER = re.compile(
-    r"(?:[ \t]+[\w-]+){0,2}?[ \t]*[(,:]?[ \t]*(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?"
+    r"(?:[ \t]*\n?[ \t]+[\w-]+){0,2}?[ \t]*\n?[ \t]*[(,:]?[ \t]*"
+    r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?"
     r"\d{1,2}(?:[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?)?[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}", re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
@@ -539,9 +546,11 @@ _ADMISSION_IN_BEFORE = re.compile(
     r"(?:[\w/-]+\s+){0,3}$", re.IGNORECASE)
 
 #: ... or said, right after it, to have been in a month: "She had a chest infection in May which you
-#: treated" in a June letter (past when the month is before the note's; not "since May")
+#: treated" in a June letter, "He had chest infection (pneumonia) after Umrah in February" (past when
+#: the month is before the note's; not "since May")
 _MONTH_AFTER = re.compile(
-    r"[ \t\n]+(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
+    r"\)?(?:[ \t\n]+\([^()\n]{1,30}\))?[ \t\n]+(?:(?:after|following|on[ \t]+return[ \t]+from)[ \t]+(?:[\w'-]+[ \t]+){1,2}?)?"
+    r"(?:back[ \t]+)?(?:in|during)[ \t]+(?:early[ \t]+|mid-?[ \t]*|late[ \t]+)?"
     rf"(?P<month>{MONTH_WORD})\b"
     r"(?:[ \t]+(?P<year>(?:19|20)\d\d))?", re.IGNORECASE)
 #: ... or, right after it, to have been weeks ago: "Pneumonia earlier this month: finished
@@ -560,6 +569,12 @@ _EPISODE_BEFORE = re.compile(
     rf"{DAY}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
+#: ... and what a treatment put off on a day was put off for: "first zoledronic acid deferred 20/01
+#: because of a\n chest infection", "infusion postponed on 03/02 due to a UTI" (past when the day
+#: is more than the infection's reach, :data:`RECENT_DAYS_OF`, before the note's)
+_PUT_OFF_BEFORE = re.compile(
+    rf"\b(?:deferred|postponed|delayed|cancell?ed|rescheduled|rebooked|not\s+given|withheld)\s+(?:on\s+)?{DAY}"
+    r"\s*,?\s*(?:because\s+of|due\s+to|owing\s+to|for)\s+(?:an?\s+)?$", re.IGNORECASE)
 
 
 #: Another reading weighed right after a finding: "acute compression fracture vs Schmorl's node",
@@ -657,13 +672,13 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     if found is None and episode is None:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
-    days = RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
-    if days != RECENT_DAYS and _goes_on(span, sentence, text):
-        days = RECENT_DAYS
+    goes_on = span.label_ in RECENT_DAYS_OF and _goes_on(span, sentence, text)
+    days = RECENT_DAYS if goes_on else RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
     if episode is not None:
-        # the day it ended, however it is read (an end to come is no reading)
+        # over when the day it ended, however it is read, is before the note's (an end to come is
+        # no reading)
         ended = [day for day in day_readings(episode, dated) if day <= dated]
-        return bool(ended) and all((dated - day).days > days for day in ended)
+        return bool(ended) and all((dated - day).days > (days if goes_on else 0) for day in ended)
     return _long_before(found["date"], dated, days)
 
 
@@ -676,12 +691,22 @@ def _goes_on(span: Span, sentence: Span, text: str) -> bool:
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:
     """Whether an infection is called recent (:data:`_RECENT_BEFORE`), said to have been weeks ago
     (:data:`_WEEKS_AGO_AFTER`), was a stay in hospital in an earlier month
-    (:data:`_ADMISSION_IN_BEFORE`) or is said to have been in one (:data:`_MONTH_AFTER`), and its
-    treatment does not go on."""
+    (:data:`_ADMISSION_IN_BEFORE`) or is said to have been in one (:data:`_MONTH_AFTER`), or put a
+    treatment off long enough ago (:data:`_PUT_OFF_BEFORE`), and its treatment does not go on."""
     return (_RECENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
             or _WEEKS_AGO_AFTER.match(text, span.end_char, sentence.end_char) is not None
-            or _admitted_before(span, sentence, text) or _month_before(span, sentence, text)) \
+            or _admitted_before(span, sentence, text) or _month_before(span, sentence, text)
+            or _put_off_before(span, text)) \
         and not _goes_on(span, sentence, text)
+
+
+def _put_off_before(span: Span, text: str) -> bool:
+    """Whether a treatment was put off for the infection on a day (:data:`_PUT_OFF_BEFORE`) more
+    than the infection's reach before the note's."""
+    noted = note_date(span.doc)
+    found = _PUT_OFF_BEFORE.search(text, max(0, span.start_char - 70), span.start_char) if noted else None
+    readings = day_readings(found, noted) if found is not None else []
+    return bool(readings) and all((noted - day).days > RECENT_DAYS_OF["INFECTION"] for day in readings)
 
 
 def _month_before(span: Span, sentence: Span, text: str) -> bool:
@@ -803,7 +828,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
     fracture", "rib fractures" beside a level and "fractures of several ribs"
     are not, nor is a fracture (or oedema) of a vertebra's processes or
     posterior elements ("L2 transverse process fracture"), nor a height loss
-    a disc was named just before, nor wedging its clause calls physiological,
+    of a disc named just before or right after it, nor wedging its clause calls physiological,
     developmental or Scheuermann's; a bare "no acute fracture" is in a spine
     report.
     """
@@ -827,7 +852,7 @@ def _is_vertebral(span: Span, sentence: Span, levels: list[str], text: str) -> b
         if not (levels or span.doc._.spine_note or span.doc._.imaging_report or "%" in before[-12:]
                 or _VERTEBRA_NAMED.search(text, sentence.start_char, sentence.end_char)):
             return False  # nothing vertebral named: "Imp: Mid back pain, height loss, long-term steroids"
-        return DISC_BEFORE.search(before) is None
+        return DISC_BEFORE.search(before) is None and DISC_AFTER.match(text, span.end_char, sentence.end_char) is None
     after = text[span.end_char:min(sentence.end_char, span.end_char + 70)]
     if POSTERIOR_ELEMENT_BEFORE.search(text, max(sentence.start_char, span.start_char - 80), span.start_char) \
             or POSTERIOR_ELEMENT_AFTER.match(after) \
