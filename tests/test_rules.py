@@ -952,6 +952,20 @@ def test_a_checklist_answered_by_a_mark_under_its_column(extractor):
     assert flags[("INFECTION", "Fever")] == (False, False)
 
 
+def test_a_checklist_answered_by_a_box_under_its_column(extractor):
+    # the list's name before the column heads; boxes, one ticked per row
+    text = ("Pre-infusion screen (nurse)               Y    N\n"
+            "  Fever / unwell in last 72 h           [ ]  [x]\n"
+            "  Current infection / on antibiotics     [ ]  [x]\n"
+            "  Anticoagulant                          [x]  [ ]\n"
+            "\n"
+            "Cough today, started amoxicillin.")
+    flags = {m["lexical_variant"]: m["negated"] for m in extractor.mentions(text, "PRE-INFUSION ASSESSMENT")}
+    assert flags["Fever"] is True
+    assert flags["Current infection"] is True
+    assert flags["Anticoagulant"] is False  # ticked under Y
+
+
 @pytest.mark.parametrize("text, concept, needle, attrs", [
     # a consent's list under its heading, a relative with a bracket, a course finished
     ("Consent discussed by IR reg (Dr Pillay): bleeding, cement leakage,\ninfection, nerve injury.", "INFECTION",
@@ -3436,6 +3450,54 @@ def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a consent's heading with words after its verb keeps its list in its sentence
+    ("Risks explained to patient: bleeding, infection, cement leakage.", None, "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Risks discussed with patient and daughter: infection, bleeding, cement leak.", None, "INFECTION", None,
+     dict(hypothetical=True)),
+    ("Risks and benefits discussed with the patient: infection and bleeding.", None, "INFECTION", None,
+     dict(hypothetical=True)),
+    # guard: a heading after the consent's sentence has ended
+    ("Risks explained. Pneumonia: on antibiotics.", None, "INFECTION", None, dict(hypothetical=False)),
+    # a numbered list of risks whose items end in semicolons
+    ("Possible intraoperative and postoperative risks:\n1. Bleeding, hematoma;\n2. Postoperative infection;\n"
+     "3. Adjacent vertebral re-fracture;", None, "INFECTION", None, dict(hypothetical=True)),
+    # guards: a semicolon inside a line still ends a cue's reach
+    ("Differential includes discitis; an old fracture would not explain the fever.", None, "INFECTION", "fever",
+     dict(uncertain=False)),
+    ("Risks discussed; she has a UTI on nitrofurantoin.", None, "INFECTION", None, dict(hypothetical=False)),
+    # shingles is an infection, the vaccine and prophylaxis are not, and a dermatome is no vertebra
+    ("Acute herpes zoster (shingles), left T10 dermatome.", None, "INFECTION", "zoster",
+     dict(negated=False, levels=[])),
+    ("Herpes zoster dermatome Th5 right, on valaciclovir.", None, "INFECTION", None, dict(levels=[])),
+    ("PMH: Shingles 2022, L T10 dermatome, treated with valaciclovir.", "2025-03-01", "INFECTION", None,
+     dict(historical=True)),
+    ("Recombinant zoster vaccine (Shingrix) once recovered.", None, "INFECTION", None, None),
+    ("Acyclovir 400 mg BID (zoster ppx).", None, "INFECTION", None, None),
+    ("Vaccines: flu today, shingles #2 given.", None, "INFECTION", None, None),
+    # what to look out for, with the telling after it; what a test can miss
+    ("Signs of wound infection explained (increasing redness, pus, fever) - contact the nurses.", None,
+     "INFECTION", "fever", dict(hypothetical=True)),
+    ("No signs of infection at the site.", None, "INFECTION", None, dict(negated=True, hypothetical=False)),
+    ("Radiographs can miss a very early or subtle vertebral fracture; MRI if pain persists.", None, "FRACTURE",
+     None, dict(hypothetical=True)),
+    ("The outside CT missed the T12 vertebral fracture.", None, "FRACTURE", None, dict(hypothetical=False)),
+    # a procedure dated in a bracket after it was done
+    ("L1 vertebroplasty (Clydeview Spinal Unit, 2021) for a painful osteoporotic compression fracture.",
+     "2025-02-27", "PRIOR_AUGMENTATION", None, dict(hypothetical=False)),
+    # guards: no year; a booking; a policy's revision
+    ("Referred for L1 vertebroplasty (Dr Smith, IR).", "2025-02-27", "PRIOR_AUGMENTATION", None,
+     dict(hypothetical=True)),
+    ("Procedure: L1 kyphoplasty (booked 04/03/2025, day case)", "2025-02-27", "PRIOR_AUGMENTATION", None,
+     dict(hypothetical=True)),
+    ("Medical Policy 7.01.31, Vertebroplasty and Kyphoplasty (rev 01/2024)", "2025-02-27", "PRIOR_AUGMENTATION",
+     None, dict(hypothetical=True)),
+])
+def test_fortieth_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
 @pytest.mark.parametrize("text, values", [
     # a checklist's dot leader between the lab and its value
     ("Pre-procedure checklist:\n  INR .............................. 1.1 today (was 2.7 on 12/02)",
@@ -3446,6 +3508,15 @@ def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
     # ... not the note's own month, nor "may"
     ("INR 1.3 this morning. Repeat INR 1.4 (Mar).", [(1.3, False), (1.4, False)]),
     ("INR 1.3 this morning. Repeat INR 1.4, may need vitamin K.", [(1.3, False), (1.4, False)]),
+    # an earlier day in brackets before the value, after today's (under a heading with today's day)
+    ("Labs 03/13/2025\n  INR 1.2  (03/04: INR 2.8)\n  PT 13.9 sec", [(1.2, False), (2.8, True)]),
+    ("INR 1.2 today (on 04/03 INR 2.8)", [(1.2, False), (2.8, True)]),
+    # guards: a heading with another day; no day before the quoted value
+    ("Labs 03/10/2025\n  INR 1.2  (03/04: INR 2.8)", [(1.2, False), (2.8, False)]),
+    ("INR 1.2 today (repeat INR 2.8)", [(1.2, False), (2.8, False)]),
+    # earlier days before each value in a list after today's
+    ("Today POCT INR 1.3 - below range.\nPrevious: 06/03 INR 2.9, 28/02 INR 3.2.", [(1.3, False), (2.9, True),
+                                                                              (3.2, True)]),
 ])
 def test_a_lab_quoted_from_an_earlier_month_or_after_a_leader(extractor, text, values):
     found = [(m["value"], m["historical"]) for m in

@@ -182,8 +182,9 @@ _PARAGRAPH_BREAK = re.compile(rf"{_PARAGRAPH_END.pattern}(?![ \t\n]*(?:[a-z]\.\s
 # The signs: the mention is the cement or the aftermath ("kyphoplasty cement",
 # "post-kyphoplasty changes"); a word before it says it happened ("s/p", "prior", "after",
 # "underwent", "treated with"); a word or a date with its year after it ("L2 vertebroplasty
-# done", "L1 vertebroplasty intact", "T9 vertebroplasty 2021", "kyphoplasty in March 2024");
-# or the note records the procedure.
+# done", "L1 vertebroplasty intact", "T9 vertebroplasty 2021", "kyphoplasty in March 2024"),
+# or an earlier year than the note's at the end of a bracket after it (below); or the note
+# records the procedure.
 _DONE_IN_MENTION = re.compile(r"cement|pmma|\bpost|augmented", re.IGNORECASE)
 _DONE_BEFORE = re.compile(
     r"(?:\bpost[- ]?|\bs/p\s*|\bstatus\s+post\s+|\bafter\s+|\bfollowing\s+|\bsince\s+|\bprior\s+|"
@@ -201,6 +202,13 @@ _DONE_AFTER = re.compile(
     r"(?:(?:was\s+|were\s+|is\s+|are\s+)?(?:done|performed|completed|uncomplicated|successful|intact|in\s+situ|"
     rf"in\s+place|stable|unchanged|level|site|changes)\b|(?:in\s+|on\s+)?{_DATE})",
     re.IGNORECASE)
+# A bracket after the procedure that ends in the year it was done, after where or by whom:
+# "L1 vertebroplasty (Clydeview Spinal Unit, 2021)". Not a booking or a policy's revision
+# ("(booked 04/03/2025)", "(rev 10/2024)": digits before the year, or a word of planning).
+_DONE_YEAR_BRACKET = re.compile(
+    r"[ \t]*\((?![^()\n]*\b(?:booked|planned|proposed|scheduled|listed|provisional\w*|rev\w*|version|polic\w*|"
+    rf"due|awaiting|pending|for)\b)[^()\d\n]{{0,40}}?(?:{_MONTH}[ \t]+)?(?P<year>(?:19|20)\d\d)[ \t]*\)",
+    re.IGNORECASE)
 
 
 def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
@@ -208,8 +216,12 @@ def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
     if span.doc._.procedure_note or _DONE_IN_MENTION.search(span.text):
         return False
     before = text[max(sentence.start_char, span.start_char - 80):span.start_char]
-    return _DONE_BEFORE.search(before) is None and \
-        _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is None
+    if _DONE_BEFORE.search(before) is not None or \
+            _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None:
+        return False
+    bracket = _DONE_YEAR_BRACKET.match(text, span.end_char, min(sentence.end_char, span.end_char + 60))
+    noted = note_date(span.doc)
+    return bracket is None or noted is None or int(bracket["year"]) >= noted.year
 
 
 def affirmed(mention: dict) -> bool:
@@ -1306,10 +1318,12 @@ def _episode_named_before(mentions: list[dict], text: str) -> None:
             other["historical"] or other["corrected"] in ("resolved", "treated") for other in others)
 
 
-# A checklist's column heads ("Y    N    N/A", "Yes  No") on a line of their own, and a row's
-# mark ("x", a tick) after a gap
-_GRID_HEAD = re.compile(r"(?im)^[ \t]*(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
-_GRID_MARK = re.compile(r"(?<=\S[ \t])[ \t]+(?P<mark>[xX✓✔*])(?=[ \t]|$)")
+# A checklist's column heads ("Y    N    N/A", "Yes  No") ending a line, alone or after the
+# list's name and a gap ("Pre-infusion screen (nurse)        Y    N"), and a row's mark after a
+# gap: "x", a tick, or a ticked box ("[ ]  [x]", "☒")
+_GRID_HEAD = re.compile(r"(?im)^(?:[^\n]*?\S[ \t]{2,}|[ \t]*)(?P<yes>y(?:es)?)[ \t]{2,}(?P<no>no?)"
+                        r"(?:[ \t]{2,}(?P<na>n/?a))?[ \t]*$")
+_GRID_MARK = re.compile(r"(?<=\S[ \t])[ \t]+(?P<mark>[xX✓✔*])(?=[ \t]|$)|\[(?P<boxed>[xX✓✔*])\]|(?P<glyph>[☒☑])")
 _GRID_GAPS = ("  N", "  n", "\tN", "\tn")
 #: What a mark in each column says of the row's mentions.
 _GRID_FLAG = {"no": "negated", "na": "hypothetical"}
@@ -1332,7 +1346,7 @@ def grid_answers(mentions: list[dict], text: str) -> None:
             row_end = end if row_end < 0 else row_end
             mark = _GRID_MARK.search(text, row_start, row_end)
             if mark is not None:
-                where = mark.start("mark") - row_start
+                where = mark.start(mark.lastgroup) - row_start
                 column = min(columns, key=lambda name: abs(columns[name] - where))
                 flag = _GRID_FLAG.get(column)
                 if flag is not None and abs(columns[column] - where) <= 3:

@@ -363,8 +363,15 @@ _DATE_AFTER = re.compile(
     rf"{DAY}", re.IGNORECASE)
 # A day written with a slash ("16/04", "04/16/2025"; not a decimal "1.9")
 _DAY = re.compile(rf"\b{day_pattern('/')}")
+# A day written right before a lab value, in brackets or after a comma or a colon: "INR 1.2
+# (03/04: INR 2.8)", "(on 14/03 Plt 88)", "Previous: 06/06 INR 2.9, 30/05 INR 3.2"
+_DAY_BEFORE = re.compile(rf"(?:^|[(,;:]|[ \t])[ \t]*(?:on[ \t]+)?{day_pattern('/')}[ \t]*[:,-]?[ \t]*$")
+# A lab named right after a day, whose day it is
+_LAB_AFTER_DAY = re.compile(r"[ \t]*[:,-]?[ \t]*(?:INR|PT|plts?|platelets?)\b", re.IGNORECASE)
 # Today's value: "Bloods today 07:10: ... INR 1.2", "INR 1.2 this morning"
 _TODAY = re.compile(r"\b(?:today|this\s+(?:morning|am|a\.m\.)|tonight)\b", re.IGNORECASE)
+# A heading line of a few words and a day, over the values measured on it: "Labs 03/20/2025"
+_DAY_HEADING = re.compile(rf"[ \t]*[A-Za-z][A-Za-z ]{{0,20}}?[ \t]+(?:on[ \t]+)?{day_pattern('/')}[ \t]*:?[ \t]*$")
 
 
 def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[LabValue]:
@@ -378,7 +385,7 @@ def _quoted_earlier(text: str, found: list[LabValue], noted: _dt.date) -> list[L
     today: set[str] = set()
     for index, lab in enumerate(found):
         if lab.lab in today:
-            if _dated_before(text, lab.end, noted):
+            if _dated_before(text, lab.end, noted) or _day_before_earlier(text, lab.start, noted):
                 found[index] = replace(lab, superseded=True)
         elif not lab.superseded and _of_today(text, lab, noted) and not _dated_before(text, lab.end, noted):
             today.add(lab.lab)
@@ -419,6 +426,19 @@ def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
     if found is None:
         month = _MONTH_AFTER.match(text, end, limit)
         return month is not None and earlier_month(month, noted)
+    if _LAB_AFTER_DAY.match(text, found.end()):
+        return False  # the next value's day: "INR 1.2  (03/04: INR 2.8)"
+    readings = day_readings(found, noted)
+    return bool(readings) and all(reading < noted for reading in readings)
+
+
+def _day_before_earlier(text: str, start: int, noted: _dt.date) -> bool:
+    """Whether a day written right before a value (:data:`_DAY_BEFORE`) is before ``noted``,
+    whichever way it is read: "INR 1.2  (03/04: INR 2.8)"."""
+    line_start = text.rfind("\n", 0, start) + 1
+    found = _DAY_BEFORE.search(text, max(line_start, start - 20), start)
+    if found is None:
+        return False
     readings = day_readings(found, noted)
     return bool(readings) and all(reading < noted for reading in readings)
 
@@ -442,8 +462,14 @@ def day_readings(found: re.Match, noted: _dt.date) -> list[_dt.date]:
 
 def _of_today(text: str, lab: LabValue, noted: _dt.date) -> bool:
     """Whether a value's line says, before it or right after it, that it is today's, or gives
-    the note's day before it ("Bloods 16/04: neutrophils 1.9, Plt 78 (Plt 44 on 14/04)")."""
+    the note's day before it ("Bloods 16/04: neutrophils 1.9, Plt 78 (Plt 44 on 14/04)"), or the
+    value starts its line under a heading with the note's day ("Labs 03/20/2025\n  INR 1.2")."""
     line_start = text.rfind("\n", 0, lab.start) + 1
-    return _TODAY.search(text, line_start, lab.start) is not None or \
-        _TODAY.match(text[lab.end:lab.end + 16].lstrip(" \t(,")) is not None or \
-        any(noted in day_readings(day, noted) for day in _DAY.finditer(text, line_start, lab.start))
+    if _TODAY.search(text, line_start, lab.start) is not None or \
+            _TODAY.match(text[lab.end:lab.end + 16].lstrip(" \t(,")) is not None or \
+            any(noted in day_readings(day, noted) for day in _DAY.finditer(text, line_start, lab.start)):
+        return True
+    if line_start == 0 or text[line_start:lab.start].strip():
+        return False
+    heading = _DAY_HEADING.match(text, text.rfind("\n", 0, line_start - 1) + 1, line_start - 1)
+    return heading is not None and noted in day_readings(heading, noted)

@@ -176,6 +176,11 @@ def _parse_run(run: str) -> list[str]:
 _FORM_ITEM_BEFORE = re.compile(r"\b(?:items?|questions?|criteri(?:on|a)|sections?|fields?|boxes|box|forms?|CRF|page)"
                                r"[ \t]*(?:no\.?|number|#)?[ \t]*$", re.IGNORECASE)
 
+# A dermatome is a nerve's strip of skin, not a vertebra: "herpes zoster, left T10 dermatome",
+# "shingles in a T6 distribution", "Herpes zoster dermatome Th5 right"
+_DERMATOME_AFTER = re.compile(r"[ \t]*(?:(?:and|or|/|-)[ \t]*(?:Th|[CTLS])\d{1,2}[ \t]*)?"
+                              r"(?:dermatom\w*|(?:dermatomal[ \t]+)?distribution)\b", re.IGNORECASE)
+_DERMATOME_BEFORE = re.compile(r"\bdermatomes?[ \t]*:?[ \t]*(?:(?:left|right|L|R)[ \t]+)?$", re.IGNORECASE)
 
 # A tumour's TNM T stage is no vertebra: "T3 N2c M0", "T2, NX, MX", "T4a N1", "stage T2", "history of
 # T4 supraglottic squamous cell carcinoma"
@@ -206,6 +211,9 @@ def find_level_groups(text: str, start: int = 0, end: int | None = None) -> list
             continue
         if _FORM_ITEM_BEFORE.search(window, max(0, match.start() - 12), match.start()):
             continue  # "F3 item C3 (adjacent-level fracture = No)": a form's item, not a vertebra
+        if _DERMATOME_AFTER.match(window, match.end()) \
+                or _DERMATOME_BEFORE.search(window, max(0, match.start() - 16), match.start()):
+            continue
         if set(levels) <= _T_STAGES and (_TNM_AFTER.match(window, match.end())
                                         or _STAGE_BEFORE.search(window, max(0, match.start() - 20), match.start())):
             continue  # "stage T2, NX, MX transitional cell carcinoma", "T3 N2c M0": a tumour's T stage

@@ -83,8 +83,9 @@ _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?
 # patient's ("Allergies: heparin (HIT)": ConText's "allergic to" reaches the list).
 _CUE_HEADING = re.compile(
     r"(?:allerg(?:y|ies)(?:[ \t]*(?:/|and)[ \t]*(?:adverse[ \t]+)?(?:drug[ \t]+)?(?:reactions?|intolerances?))?|"
-    r"(?:discussed\s+|explained\s+)?risks(?:\s+(?:discussed|explained|reviewed|include|and\s+benefits"
-    r"(?:\s+discussed)?))?|(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed|explained)\b[^:\n]{0,30})?|"
+    r"(?:discussed\s+|explained\s+)?risks(?:\s+(?:(?:discussed|explained|reviewed)\b[^:\n]{0,30}|include|"
+    r"and\s+benefits(?:\s+discussed\b[^:\n]{0,30})?))?|"
+    r"(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed|explained)\b[^:\n]{0,30})?|"
     r"complications\s+discussed|side\s+effects|"
     r"warning\s+signs|red\s+flags|safety[- ]net(?:ting)?(?:\s+advice)?|"
     r"(?:advised|advice|educated|education|counsell?ed)\s+(?:re|regarding|about|on)|consent\w*\b[^:\n]{0,40})\s*:",
