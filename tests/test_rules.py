@@ -3486,6 +3486,12 @@ def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
     # a procedure dated in a bracket after it was done
     ("L1 vertebroplasty (Clydeview Spinal Unit, 2021) for a painful osteoporotic compression fracture.",
      "2025-02-27", "PRIOR_AUGMENTATION", None, dict(hypothetical=False)),
+    ("L1 vertebroplasty (Clydeview Spinal Unit, 2021) for a painful osteoporotic compression fracture.",
+     "2025-02-27", "FRACTURE", None, dict(historical=True)),
+    ("T12 fracture (fall from a ladder, 2019).", "2025-02-27", "FRACTURE", None, dict(historical=True)),
+    # one reading beside others
+    ("This could be musculoskeletal, or early shingles; a vertebral fracture is also possible given her steroids.",
+     None, "FRACTURE", None, dict(uncertain=True)),
     # guards: no year; a booking; a policy's revision
     ("Referred for L1 vertebroplasty (Dr Smith, IR).", "2025-02-27", "PRIOR_AUGMENTATION", None,
      dict(hypothetical=True)),

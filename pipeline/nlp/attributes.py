@@ -477,7 +477,8 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # A date right after a finding, or two words after it, dates it: "L1 compression fracture 2021
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
 # 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" and
-# "prostate Ca s/p\nRP 2018" (hard wraps), "Urosepsis (E. coli) July 2025" (a bracket between).
+# "prostate Ca s/p\nRP 2018" (hard wraps), "Urosepsis (E. coli) July 2025" (a bracket between),
+# "L1 vertebroplasty (Clydeview Spinal Unit, 2021)" (where, then when, in a bracket).
 # Not a date compared with or counted from ("new since 2025", "compared to 2019") or one to come
 # ("booked 04/03/2025"), not one after a comma and words ("fractures, L2 kyphoplasty 2022": the
 # kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
@@ -485,7 +486,8 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 _NOT_DATING = ("since|from|to|with|than|vs|versus|until|till|by|compared|new|and|or|booked|planned|scheduled|due|for|"
                "next|who")
 _DATE_AFTER = re.compile(
-    rf"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{{1,30}}\)[ \t]*,?[ \t]*|\(?[ \t]*(?:(?!(?:{_NOT_DATING})\b)"
+    rf"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{{1,30}}\)[ \t]*,?[ \t]*|\([^()\d\n]{{1,40}}?,[ \t]*|"
+    rf"\(?[ \t]*(?:(?!(?:{_NOT_DATING})\b)"
     rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?)\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A cancer's date after its descriptors, a comma before the date: "Osteosarcoma L distal femur,
