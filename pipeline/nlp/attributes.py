@@ -26,7 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.tokens.underscore import Underscore
 
-from .labs import DAY, MONTH_WORD, MONTHS, day_readings, earlier_month
+from .labs import DAY, MONTH_WORD, MONTHS, before_either_way, day_readings, earlier_month
 from .levels import (CLAUSE_BREAK, POSTERIOR_ELEMENT as _POSTERIOR_ELEMENT, enclosing_brackets, find_level_groups,
                      icd_pair_levels, link_levels, sort_levels)
 from .sentences import LIST_ITEM, doc_text, sentence_of, sentence_token_starts
@@ -689,10 +689,11 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     goes_on = span.label_ in RECENT_DAYS_OF and _goes_on(span, sentence, text)
     days = RECENT_DAYS if goes_on else RECENT_DAYS_OF.get(span.label_, RECENT_DAYS)
     if episode is not None:
-        # over when the day it ended, however it is read, is before the note's (an end to come is
-        # no reading)
+        # over when the day it ended, however it is read, is before the note's, or more than the
+        # reach before it while its treatment goes on (an end to come is no reading)
+        reach = days if goes_on else 0
         ended = [day for day in day_readings(episode, dated) if day <= dated]
-        return bool(ended) and all((dated - day).days > (days if goes_on else 0) for day in ended)
+        return bool(ended) and all((dated - day).days > reach for day in ended)
     return _long_before(found["date"], dated, days)
 
 
@@ -719,8 +720,7 @@ def _put_off_before(span: Span, text: str) -> bool:
     than the infection's reach before the note's."""
     noted = note_date(span.doc)
     found = _PUT_OFF_BEFORE.search(text, max(0, span.start_char - 70), span.start_char) if noted else None
-    readings = day_readings(found, noted) if found is not None else []
-    return bool(readings) and all((noted - day).days > RECENT_DAYS_OF["INFECTION"] for day in readings)
+    return found is not None and before_either_way(found, noted, RECENT_DAYS_OF["INFECTION"])
 
 
 def _month_before(span: Span, sentence: Span, text: str) -> bool:

@@ -428,7 +428,7 @@ def _dated_before(text: str, end: int, noted: _dt.date) -> bool:
         return month is not None and earlier_month(month, noted)
     if _LAB_AFTER_DAY.match(text, found.end()):
         return False  # the next value's day: "INR 1.2  (03/04: INR 2.8)"
-    return _before_either_way(found, noted)
+    return before_either_way(found, noted)
 
 
 def _day_before_earlier(text: str, start: int, noted: _dt.date) -> bool:
@@ -436,13 +436,14 @@ def _day_before_earlier(text: str, start: int, noted: _dt.date) -> bool:
     whichever way it is read: "INR 1.2  (03/04: INR 2.8)"."""
     line_start = text.rfind("\n", 0, start) + 1
     found = _DAY_BEFORE.search(text, max(line_start, start - 20), start)
-    return found is not None and _before_either_way(found, noted)
+    return found is not None and before_either_way(found, noted)
 
 
-def _before_either_way(found: re.Match, noted: _dt.date) -> bool:
-    """Whether the day ``found`` (:func:`day_readings`) is before ``noted`` however it is read."""
+def before_either_way(found: re.Match, noted: _dt.date, days: int = 0) -> bool:
+    """Whether the day ``found`` (:func:`day_readings`) is more than ``days`` days before
+    ``noted``, however it is read."""
     readings = day_readings(found, noted)
-    return bool(readings) and all(reading < noted for reading in readings)
+    return bool(readings) and all((noted - reading).days > days for reading in readings)
 
 
 def day_readings(found: re.Match, noted: _dt.date) -> list[_dt.date]:
