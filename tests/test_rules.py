@@ -3471,6 +3471,9 @@ def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
     ("Acute herpes zoster (shingles), left T10 dermatome.", None, "INFECTION", "zoster",
      dict(negated=False, levels=[])),
     ("Herpes zoster dermatome Th5 right, on valaciclovir.", None, "INFECTION", None, dict(levels=[])),
+    ("Herpes zoster (shingles), right T9, single dermatome.", None, "INFECTION", None, dict(levels=[])),
+    # guard: a fracture's level before a comma and other words
+    ("Acute T9 fracture, single level, with oedema.", None, "FRACTURE", None, dict(levels=["T9"])),
     ("PMH: Shingles 2022, L T10 dermatome, treated with valaciclovir.", "2025-03-01", "INFECTION", None,
      dict(historical=True)),
     ("Recombinant zoster vaccine (Shingrix) once recovered.", None, "INFECTION", None, None),
@@ -3501,6 +3504,62 @@ def test_thirty_ninth_wave(extractor, text, date, concept, needle, attrs):
      None, dict(hypothetical=True)),
 ])
 def test_fortieth_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # an antibiotic given as a procedure's prophylaxis, said in a bracket after it
+    ("Procedural infection risk discussed given central line: single dose IV cefazolin at start (prophylaxis).",
+     None, "INFECTION", "cefazolin", None),
+    # guard: an antibiotic for an infection
+    ("IV cefazolin for cellulitis, day 3 of 5.", None, "INFECTION", "cefazolin", dict(hypothetical=False)),
+    # an admission's days with only the first day's number, and "on" that is no treatment
+    ("- Readmission 14-18/03 with fever on connection, ?line sepsis: paired cultures negative.", "2025-05-06",
+     "INFECTION", "fever", dict(historical=True)),
+    # guards: a count of days, and a treatment that goes on
+    ("Cefalexin 5-7/7 for cellulitis.", "2025-07-20", "INFECTION", "cellulitis", dict(historical=False)),
+    ("Admitted 14-18/03 with pneumonia, still on amoxicillin.", "2025-03-25", "INFECTION", "pneumonia",
+     dict(historical=False)),
+    # "possible" after what it doubts, and "there is possible ..."
+    ("Steroid exposure + prolonged ICU stay -> osteoporotic vertebral fracture possible.", None, "FRACTURE", None,
+     dict(uncertain=True)),
+    ("There is possible subtle anterior wedging of L1 on the lateral view.", None, "FRACTURE", None,
+     dict(uncertain=True, levels=["L1"])),
+    # guards: "as soon as possible", "where possible"
+    ("Acute L1 fracture; mobilise as soon as possible.", None, "FRACTURE", None, dict(uncertain=False)),
+    ("Acute L1 fracture - vertebroplasty where possible.", None, "FRACTURE", None, dict(uncertain=False)),
+    ("INDICATION: L1 compression fracture on radiographs. Assess acuity prior to possible\nkyphoplasty.", None,
+     "PRIOR_AUGMENTATION", None, dict(uncertain=True)),
+    # an orbit's fracture, with a bracket before "fracture", in a report that names thoracic levels
+    ("Visualized T1-T3 vertebral bodies are normal.\n\nIMPRESSION:\n1. Comminuted L orbital floor (blowout) fracture "
+     "with herniation of orbital fat.\n2. L ZMC (tetrapod) fracture.", None, "FRACTURE", None, None),
+    # the eye's retropulsion is an orbital examination
+    ("Retropulsion of the globe on palpation improved at the end of the case.", None, "RETROPULSION", None, None),
+    ("Increased resistance to retropulsion of the right globe.", None, "RETROPULSION", None, None),
+    # guard: a fragment's retropulsion
+    ("Mild retropulsion of the posterosuperior corner of L1.", None, "RETROPULSION", None, dict(levels=["L1"])),
+    # a semicolon inside an aside in a consent's list
+    ("Risks explained including\ncement leakage (usually asymptomatic; rarely nerve injury or cement travelling to\n"
+     "the lungs), bleeding, infection, rib fracture from positioning.", None, "INFECTION", None,
+     dict(hypothetical=True)),
+    # Scheuermann's wedging, explained by the next sentence
+    ("Anterior wedging of T7, T8 and T9 with undulating endplates and\nmultiple Schmorl's nodes. These are\n"
+     "the appearances of Scheuermann disease.", None, "FRACTURE", "wedging", None),
+    ("- Anterior wedging of T7 (8 deg), T8 (11 deg) and T9 (7 deg), with irregular endplates and several\n"
+     "  Schmorl's nodes. These meet the Sorensen criteria for Scheuermann's disease.", None, "FRACTURE", "wedging",
+     None),
+    # guard: a next sentence that says otherwise
+    ("Anterior wedging of T12. These are not developmental.", None, "FRACTURE", "wedging", dict(levels=["T12"])),
+    # a trend whose next arrow starts the next line
+    ("ITP responding: plt 12 (03/02) -> 41 (10/02)\n-> 88 today, without further transfusion.", "2025-02-12",
+     "COAGULOPATHY", "88", dict(historical=False)),
+    ("ITP responding: plt 12 (03/02) -> 41 (10/02)\n-> 88 today, without further transfusion.", "2025-02-12",
+     "COAGULOPATHY", "41", dict(historical=True)),
+    # a checklist's N after a bracket
+    ("Active infection (local or systemic)                N    see haem note", None, "INFECTION", None,
+     dict(negated=True)),
+])
+def test_forty_first_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 

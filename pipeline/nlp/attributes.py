@@ -48,15 +48,15 @@ _NON_VERTEBRAL_WORDS = (
     r"(?:rib|ribs|hip|femur|femoral|wrist|radius|radial|ulna|ulnar|humerus|humeral|ankle|"
     r"clavicle|clavicular|pelvis|pelvic|sternum|sternal|scapula|scapular|skull|nasal|tibia|"
     r"tibial|fibula|fibular|finger|toe|hand|foot|feet|acetabul\w*|pubic|ramus|rami|olecranon|"
-    r"patella|orbital|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
+    r"patella|orbital|orbit|ZMC|zygomaticomaxillary|blow-?out|tripod|tetrapod|septal|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
     r"shoulder|colles|scaphoid|malleol\w*|tooth|teeth|condyle|trochanter\w*|intertrochanteric|"
     r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal|"
     r"(?:mid-?)?shaft|diaphys\w*|metaphys\w*|epiphys\w*)"
 )
 NON_VERTEBRAL = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}\b", re.IGNORECASE)
 # The bone a fracture is written against ("left 7th-9th rib fractures", "femoral neck
-# fracture"): that bone's, whatever levels its sentence names.
-NAMED_BONE_BEFORE = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}(?:\s+[\w-]+)?\s*$", re.IGNORECASE)
+# fracture", "L orbital floor (blowout) fracture"): that bone's, whatever levels its sentence names.
+NAMED_BONE_BEFORE = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}(?:\s+[\w-]+)?(?:\s*\([^()\n]{{1,20}}\))?\s*$", re.IGNORECASE)
 
 
 # "fractures of several ribs": a fracture naming its own site, not a vertebral
@@ -231,11 +231,12 @@ def affirmed(mention: dict) -> bool:
 
 # A checklist item answered N right after it, with a colon or without: "Pre-procedure checklist:
 # coagulopathy N, active infection N, fever N", "E2 ... prevalent vertebral fractures: N (central
-# read 17-JUN: no prevalent fracture)" (a capital N before a comma, a stop, a bracket or the
+# read 17-JUN: no prevalent fracture)", "Active infection (local or systemic)     N" (a bracket
+# between; a capital N before a comma, a stop, a bracket or the
 # line's end), or before the run of spaces that sets the next item of a row apart ("Checklist:
 # Fever N   Cough N   Urinary symptoms N"). Read at each mention's end: as a ConText rule its
 # anchor, a word ending in "n", was in every note.
-_ANSWERED_N = re.compile(r"(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
+_ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 
 
 # Someone else by name, as the subject of the clause a mention is in: "Bernard has myeloma and has
@@ -529,9 +530,12 @@ _WHOLE_DAY = re.compile(r"\b(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.](?P<yea
 RECENT_DAYS = 183
 #: ... for an infection dated right after or before it, about the screening window: "MSSA
 #: bacteraemia, Feb 2025 - 6 weeks IV ceftriaxone" in a July letter is an episode treated, not a
-#: current infection; unless its treatment goes on ("Discitis 01/2024, on IV antibiotics").
+#: current infection; unless its treatment goes on ("Discitis 01/2024, on IV antibiotics"; not "fever
+#: on connection", "on arrival", "on day 3").
 RECENT_DAYS_OF = {"INFECTION": 31}
-_ONGOING = re.compile(r"\b(?:on|still|ongoing|continu\w*|currently|receiving|remains?)\b", re.IGNORECASE)
+_ONGOING = re.compile(r"\b(?:on(?![ \t]+(?:connect\w*|arrival|admission|presentation|day|exam\w*|review|return|discharge|"
+                      r"waking|exertion|movement|palpation|standing|walking|sitting|\d)\b)|still|ongoing|continu\w*|"
+                      r"currently|receiving|remains?)\b", re.IGNORECASE)
 #: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
 #: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
 #: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "Had a UTI 14-17/02, 3 days
@@ -576,10 +580,11 @@ _WEEKS_AGO_AFTER = re.compile(
 #: ... and an episode whose days are written before it: "Recap: admitted 11/08-15/08 with Staph.
 #: epidermidis port-associated bacteraemia", "Course of co-amoxiclav 21/02-26/02 for a chest
 #: infection", "Admitted 21/07-25/07 with febrile neutropenia and E. coli bacteraemia", or with the
-#: infection in brackets after the days ("July: nil 27/06-12/07 (pneumonia)") (past when its last
-#: day is before the note's)
+#: infection in brackets after the days ("July: nil 27/06-12/07 (pneumonia)"), or with only the
+#: first day's number ("Readmission 14-18/03 with fever on connection") (past when its last day is
+#: before the note's)
 _EPISODE_BEFORE = re.compile(
-    r"\b(?P<start_first>\d{1,2})[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?[ \t]*(?:-|to)[ \t]*"
+    r"\b(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
@@ -747,9 +752,22 @@ def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
     return True if noted is None else earlier_month(found, noted)
 
 
+#: A British count of days, months or weeks ("5-7/7", "3-6/12", "2-4/52"): the most the count
+#: before the slash can be for each number after it
+_COUNT_OF = {"7": 7, "12": 11, "52": 51}
+
+
 def _episode_over(found: re.Match, noted: _dt.date) -> bool:
     """Whether the days ``found`` by :data:`_EPISODE_BEFORE` end before ``noted``, however they are
-    read: each reading of its first day with one of its last at most :data:`_EPISODE_DAYS` later."""
+    read: each reading of its first day with one of its last at most :data:`_EPISODE_DAYS` later;
+    a first day written alone is in its last day's month ("14-18/03"), unless the two are a count
+    (:data:`_COUNT_OF`: "cefalexin 5-7/7 for cellulitis")."""
+    if found["start_second"] is None:
+        if found["year"] is None and int(found["first"]) <= _COUNT_OF.get(found["second"].lstrip("0") or "0", 0) \
+                and not found["second"].startswith("0"):
+            return False
+        ends = [end for end in day_readings(found, noted) if int(found["start_first"]) <= end.day]
+        return bool(ends) and all(end < noted for end in ends)
     first = {"first": found["start_first"], "second": found["start_second"], "year": found["start_year"] or found["year"]}
     ends = [end for start in day_readings(first, noted) for end in day_readings(found, noted)
             if 0 <= (end - start).days <= _EPISODE_DAYS]
@@ -934,9 +952,11 @@ _VARIANT = re.compile(r"\b(?:physiolog\w*|developmental\w*|congenital\w*|scheuer
 _VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,()-]{{0,25}}$", re.IGNORECASE)
 # ... or the sentence after it, when that sentence explains the appearances: "There is mild anterior
 # wedging of T7, T8 and T9 with Schmorl's nodes at T8-T10. The appearances are of old Scheuermann's
-# disease."
-_APPEARANCES_AFTER = re.compile(rf"\s*(?:the\s+|these\s+)?appearances?\s+(?:are|is)\s+(?:those\s+)?(?:of|in\s+keeping\s+with|"
-                                rf"consistent\s+with|typical\s+of|due\s+to)\b[^.\n]{{0,40}}?{_VARIANT.pattern}",
+# disease.", "These are the appearances of Scheuermann disease.", "These meet the Sorensen criteria
+# for Scheuermann's disease and are developmental, not fractures"
+_APPEARANCES_AFTER = re.compile(rf"\s*(?:(?:the\s+|these\s+)?appearances?\s+(?:are|is)\s+(?:those\s+)?(?:of|in\s+keeping\s+with|"
+                                rf"consistent\s+with|typical\s+of|due\s+to)\b|(?:these|this|they|the\s+(?:wedging|changes))\s+"
+                                rf"(?:are|is|meet|meets|fulfil\w*|satisf\w*)\s+(?!not\b))[^.\n]{{0,40}}?{_VARIANT.pattern}",
                                 re.IGNORECASE)
 
 

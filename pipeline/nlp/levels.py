@@ -177,8 +177,9 @@ _FORM_ITEM_BEFORE = re.compile(r"\b(?:items?|questions?|criteri(?:on|a)|sections
                                r"[ \t]*(?:no\.?|number|#)?[ \t]*$", re.IGNORECASE)
 
 # A dermatome is a nerve's strip of skin, not a vertebra: "herpes zoster, left T10 dermatome",
-# "shingles in a T6 distribution", "Herpes zoster dermatome Th5 right"
+# "shingles in a T6 distribution", "Herpes zoster dermatome Th5 right", "right T9, single dermatome"
 _DERMATOME_AFTER = re.compile(r"[ \t]*(?:(?:and|or|/|-)[ \t]*(?:Th|[CTLS])\d{1,2}[ \t]*)?"
+                              r"(?:,[ \t]*(?:(?:a|one|single|same|two|adjacent|multiple)[ \t]+)?(?=dermatomes?\b))?"
                               r"(?:dermatom\w*|(?:dermatomal[ \t]+)?distribution)\b", re.IGNORECASE)
 _DERMATOME_BEFORE = re.compile(r"\bdermatomes?[ \t]*:?[ \t]*(?:(?:left|right|L|R)[ \t]+)?$", re.IGNORECASE)
 
