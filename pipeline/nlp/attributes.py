@@ -48,7 +48,8 @@ _NON_VERTEBRAL_WORDS = (
     r"(?:rib|ribs|hip|femur|femoral|wrist|radius|radial|ulna|ulnar|humerus|humeral|ankle|"
     r"clavicle|clavicular|pelvis|pelvic|sternum|sternal|scapula|scapular|skull|nasal|tibia|"
     r"tibial|fibula|fibular|finger|toe|hand|foot|feet|acetabul\w*|pubic|ramus|rami|olecranon|"
-    r"patella|orbital|orbit|ZMC|zygomaticomaxillary|blow-?out|tripod|tetrapod|septal|mandible|mandibular|metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
+    r"patella|orbital|orbit|ZMC|zygomaticomaxillary|blow-?out|tripod|tetrapod|septal|mandible|mandibular|"
+    r"metacarpal|metatarsal|calcaneus|calcaneal|elbow|knee|"
     r"shoulder|colles|scaphoid|malleol\w*|tooth|teeth|condyle|trochanter\w*|intertrochanteric|"
     r"neck of femur|NOF|facial|zygoma\w*|maxill\w*|phalan\w*|navicular|cuboid|talus|distal|proximal|"
     r"(?:mid-?)?shaft|diaphys\w*|metaphys\w*|epiphys\w*)"
@@ -56,7 +57,8 @@ _NON_VERTEBRAL_WORDS = (
 NON_VERTEBRAL = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}\b", re.IGNORECASE)
 # The bone a fracture is written against ("left 7th-9th rib fractures", "femoral neck
 # fracture", "L orbital floor (blowout) fracture"): that bone's, whatever levels its sentence names.
-NAMED_BONE_BEFORE = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}(?:\s+[\w-]+)?(?:\s*\([^()\n]{{1,20}}\))?\s*$", re.IGNORECASE)
+NAMED_BONE_BEFORE = re.compile(rf"\b{_NON_VERTEBRAL_WORDS}(?:\s+[\w-]+)?(?:\s*\([^()\n]{{1,20}}\))?\s*$",
+                               re.IGNORECASE)
 
 
 # "fractures of several ribs": a fracture naming its own site, not a vertebral
@@ -232,9 +234,9 @@ def affirmed(mention: dict) -> bool:
 # A checklist item answered N right after it, with a colon or without: "Pre-procedure checklist:
 # coagulopathy N, active infection N, fever N", "E2 ... prevalent vertebral fractures: N (central
 # read 17-JUN: no prevalent fracture)", "Active infection (local or systemic)     N" (a bracket
-# between; a capital N before a comma, a stop, a bracket or the
-# line's end), or before the run of spaces that sets the next item of a row apart ("Checklist:
-# Fever N   Cough N   Urinary symptoms N"). Read at each mention's end: as a ConText rule its
+# may come between; a capital N before a comma, a stop, a bracket or the line's end), or before
+# the run of spaces that sets the next item of a row apart ("Checklist: Fever N   Cough N   Urinary
+# symptoms N"). Read at each mention's end: as a ConText rule its
 # anchor, a word ending in "n", was in every note.
 _ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 
@@ -763,8 +765,7 @@ def _episode_over(found: re.Match, noted: _dt.date) -> bool:
     a first day written alone is in its last day's month ("14-18/03"), unless the two are a count
     (:data:`_COUNT_OF`: "cefalexin 5-7/7 for cellulitis")."""
     if found["start_second"] is None:
-        if found["year"] is None and int(found["first"]) <= _COUNT_OF.get(found["second"].lstrip("0") or "0", 0) \
-                and not found["second"].startswith("0"):
+        if found["year"] is None and int(found["first"]) <= _COUNT_OF.get(found["second"], 0):
             return False
         ends = [end for end in day_readings(found, noted) if int(found["start_first"]) <= end.day]
         return bool(ends) and all(end < noted for end in ends)
