@@ -222,8 +222,10 @@ def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
             _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None:
         return False
     bracket = _DONE_YEAR_BRACKET.match(text, span.end_char, min(sentence.end_char, span.end_char + 60))
+    if bracket is None:
+        return True
     noted = note_date(span.doc)
-    return bracket is None or noted is None or int(bracket["year"]) >= noted.year
+    return noted is None or int(bracket["year"]) >= noted.year
 
 
 def affirmed(mention: dict) -> bool:
@@ -236,9 +238,10 @@ def affirmed(mention: dict) -> bool:
 # read 17-JUN: no prevalent fracture)", "Active infection (local or systemic)     N" (a bracket
 # may come between; a capital N before a comma, a stop, a bracket or the line's end), or before
 # the run of spaces that sets the next item of a row apart ("Checklist: Fever N   Cough N   Urinary
-# symptoms N"). Read at each mention's end: as a ConText rule its
-# anchor, a word ending in "n", was in every note.
-_ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
+# symptoms N"). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
+# was in every note.
+_ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N"
+                         r"(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 
 
 # Someone else by name, as the subject of the clause a mention is in: "Bernard has myeloma and has
@@ -586,7 +589,8 @@ _WEEKS_AGO_AFTER = re.compile(
 #: first day's number ("Readmission 14-18/03 with fever on connection") (past when its last day is
 #: before the note's)
 _EPISODE_BEFORE = re.compile(
-    r"\b(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?[ \t]*(?:-|to)[ \t]*"
+    r"\b(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?"
+    r"[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
@@ -955,10 +959,11 @@ _VARIANT_BEFORE = re.compile(rf"{_VARIANT.pattern}[\w\s,()-]{{0,25}}$", re.IGNOR
 # wedging of T7, T8 and T9 with Schmorl's nodes at T8-T10. The appearances are of old Scheuermann's
 # disease.", "These are the appearances of Scheuermann disease.", "These meet the Sorensen criteria
 # for Scheuermann's disease and are developmental, not fractures"
-_APPEARANCES_AFTER = re.compile(rf"\s*(?:(?:the\s+|these\s+)?appearances?\s+(?:are|is)\s+(?:those\s+)?(?:of|in\s+keeping\s+with|"
-                                rf"consistent\s+with|typical\s+of|due\s+to)\b|(?:these|this|they|the\s+(?:wedging|changes))\s+"
-                                rf"(?:are|is|meet|meets|fulfil\w*|satisf\w*)\s+(?!not\b))[^.\n]{{0,40}}?{_VARIANT.pattern}",
-                                re.IGNORECASE)
+_APPEARANCES_AFTER = re.compile(
+    r"\s*(?:(?:the\s+|these\s+)?appearances?\s+(?:are|is)\s+(?:those\s+)?"
+    r"(?:of|in\s+keeping\s+with|consistent\s+with|typical\s+of|due\s+to)\b|"
+    r"(?:these|this|they|the\s+(?:wedging|changes))\s+(?:are|is|meet|meets|fulfil\w*|satisf\w*)\s+(?!not\b))"
+    rf"[^.\n]{{0,40}}?{_VARIANT.pattern}", re.IGNORECASE)
 
 
 # What such an explanation may be of: wedging, or an endplate's depression or a deformity ("Superior

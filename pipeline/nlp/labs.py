@@ -86,7 +86,8 @@ THRESHOLD = re.compile(
 
 # The next value of a trend: "-> 57 (8/4)", "→ INR 1.4", and with the arrow starting the next line
 # ("plt 12 (03/02) -> 41 (10/02)\n-> 88 today")
-_TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:\n[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
+_TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:\n[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*"
+                         r"(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
                          r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?)" + _END, re.IGNORECASE)
 
 
