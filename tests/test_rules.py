@@ -3518,6 +3518,10 @@ def test_fortieth_wave(extractor, text, date, concept, needle, attrs):
      "INFECTION", "fever", dict(historical=True)),
     # guards: a count of days, and a treatment that goes on
     ("Cefalexin 5-7/7 for cellulitis.", "2025-07-20", "INFECTION", "cellulitis", dict(historical=False)),
+    # ... written after the infection too, where a first day alone still reads as days
+    ("Left leg cellulitis 5-7/7 oral flucloxacillin from the GP.", "2025-08-20", "INFECTION", "cellulitis",
+     dict(historical=False)),
+    ("UTI 14-17/08, trimethoprim, settled.", "2025-08-20", "INFECTION", "UTI", dict(historical=True)),
     ("Admitted 14-18/03 with pneumonia, still on amoxicillin.", "2025-03-25", "INFECTION", "pneumonia",
      dict(historical=False)),
     # "possible" after what it doubts, and "there is possible ..."
@@ -3561,6 +3565,40 @@ def test_fortieth_wave(extractor, text, date, concept, needle, attrs):
 ])
 def test_forty_first_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # a diabetic foot's classification answered after a bracket naming the scale
+    ("Infection (IWGDF): uninfected (grade 1).", None, "INFECTION", None, dict(negated=True)),
+    ("Wound infection: clinically uninfected, probe-to-bone negative.", None, "INFECTION", None,
+     dict(negated=True)),
+    # guard: a grade that is an infection
+    ("Infection (IWGDF): moderate (grade 3) - cellulitis > 2 cm around the ulcer.", None, "INFECTION",
+     "cellulitis", dict(negated=False)),
+    # a fracture treated with a cement procedure of years ago is old
+    ("- L1 osteoporotic collapse treated with kyphoplasty 2021", "2025-04-24", "FRACTURE", None,
+     dict(historical=True, levels=["L1"])),
+    # guards: one treated days ago, and a procedure after a comma (its own date)
+    ("- Acute L1 fracture treated with kyphoplasty 21/04/2025.", "2025-04-24", "FRACTURE", None,
+     dict(historical=False, acuity="acute")),
+    ("- T12 compression fracture, L1 kyphoplasty 2021", "2025-04-24", "FRACTURE", None, dict(historical=False)),
+])
+def test_forty_second_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
+@pytest.mark.parametrize("text, values", [
+    # when the value before a trend's arrow was taken, written between them
+    ("Bloods: Plt 46 on adm (08/03) -> 50 today (13/03). INR 1.1.",
+     [("platelets", 46, True), ("platelets", 50, False), ("INR", 1.1, False)]),
+    ("INR 2.9 yesterday -> 1.4 today", [("INR", 2.9, True), ("INR", 1.4, False)]),
+    # guard: no arrow, no trend
+    ("Plt 46 at baseline, plt 50 today", [("platelets", 46, False), ("platelets", 50, False)]),
+])
+def test_a_trend_with_when_its_first_value_was_taken(extractor, text, values):
+    found = [(m["lab"], m["value"], m["historical"]) for m in
+             find(extractor.mentions(text, "PROGRESS NOTE", "2025-03-13"), "COAGULOPATHY")]
+    assert found == values, text
 
 
 @pytest.mark.parametrize("text, values", [

@@ -484,7 +484,8 @@ def _past_first_paragraph(section, span: Span, text: str) -> bool:
 # treated with kyphoplasty", "T12 fracture (2019)", "L2 fracture 03/2021", "old L1 fracture (fall
 # 2019)", "osteomyelitis R toe 2019", "L1 compression fracture\n  2019 (conservative)" and
 # "prostate Ca s/p\nRP 2018" (hard wraps), "Urosepsis (E. coli) July 2025" (a bracket between),
-# "L1 vertebroplasty (Clydeview Spinal Unit, 2021)" (where, then when, in a bracket).
+# "L1 vertebroplasty (Clydeview Spinal Unit, 2021)" (where, then when, in a bracket), and a fracture
+# treated with a cement procedure of then ("L1 osteoporotic collapse treated with kyphoplasty 2021").
 # Not a date compared with or counted from ("new since 2025", "compared to 2019") or one to come
 # ("booked 04/03/2025"), not one after a comma and words ("fractures, L2 kyphoplasty 2022": the
 # kyphoplasty's). Dates after words are ConText's rules ("discitis in 2019").
@@ -494,7 +495,9 @@ _NOT_DATING = ("since|from|to|with|than|vs|versus|until|till|by|compared|new|and
 _DATE_AFTER = re.compile(
     rf"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{{1,30}}\)[ \t]*,?[ \t]*|\([^()\d\n]{{1,40}}?,[ \t]*|"
     rf"\(?[ \t]*(?:(?!(?:{_NOT_DATING})\b)"
-    rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?)\(?{_FINDING_DATE}",
+    rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?|"
+    r"[ \t]*,?[ \t]*(?:treated|managed)[ \t]+(?:with|by)[ \t]+(?:[\w-]+[ \t]+)?(?:vertebro|kypho)plasty[ \t]+(?:in[ \t]+)?)"
+    rf"\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A cancer's date after its descriptors, a comma before the date: "Osteosarcoma L distal femur,
 # 09/2011 (aged 13)", "Hodgkin lymphoma, stage IIA, nodular sclerosis, 1995" (a cancer of then). Not
@@ -550,7 +553,7 @@ _ONGOING = re.compile(r"\b(?:on(?![ \t]+(?:connect\w*|arrival|admission|presenta
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]*\n?[ \t]+[\w-]+){0,2}?[ \t]*\n?[ \t]*[(,:]?[ \t]*"
     r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?"
-    r"\d{1,2}(?:[/.]\d{1,2}(?:[/.](?:19|20)?\d\d)?)?[ \t]*(?:-|to)[ \t]*"
+    r"(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?:19|20)?\d\d)?)?[ \t]*(?:-|to)[ \t]*"
     rf"{DAY}", re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
@@ -694,6 +697,8 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
     episode = None
     if found is None and dated is not None and span.label_ == "INFECTION":
         episode = _EPISODE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60))
+        if episode is not None and _a_count(episode):
+            episode = None
     if found is None and episode is None:
         return False
     # the shorter reach of an infection's date only when its treatment does not go on
@@ -763,14 +768,22 @@ def _admitted_before(span: Span, sentence: Span, text: str) -> bool:
 _COUNT_OF = {"7": 7, "12": 11, "52": 51}
 
 
+def _a_count(found: re.Match) -> bool:
+    """Whether days found by :data:`_EPISODE_BEFORE` or :data:`_EPISODE_AFTER` with a first day
+    written alone are a British count (:data:`_COUNT_OF`), not days: "cefalexin 5-7/7 for
+    cellulitis", "cellulitis 5-7/7 oral flucloxacillin" (not "14-18/03", "UTI 14-17/02")."""
+    return found["start_second"] is None and found["year"] is None \
+        and int(found["first"]) <= _COUNT_OF.get(found["second"], 0)
+
+
 def _episode_over(found: re.Match, noted: _dt.date) -> bool:
     """Whether the days ``found`` by :data:`_EPISODE_BEFORE` end before ``noted``, however they are
     read: each reading of its first day with one of its last at most :data:`_EPISODE_DAYS` later;
     a first day written alone is in its last day's month ("14-18/03"), unless the two are a count
-    (:data:`_COUNT_OF`: "cefalexin 5-7/7 for cellulitis")."""
+    (:func:`_a_count`: "cefalexin 5-7/7 for cellulitis")."""
+    if _a_count(found):
+        return False
     if found["start_second"] is None:
-        if found["year"] is None and int(found["first"]) <= _COUNT_OF.get(found["second"], 0):
-            return False
         ends = [end for end in day_readings(found, noted) if int(found["start_first"]) <= end.day]
         return bool(ends) and all(end < noted for end in ends)
     first = {"first": found["start_first"], "second": found["start_second"], "year": found["start_year"] or found["year"]}

@@ -84,9 +84,12 @@ THRESHOLD = re.compile(
     r"(?:\s*(?P<unit>K\b|k\b|lakhs?\b|(?:x|\u00d7)\s*10\s*\^?\s*9\s*/\s*L\b))?",
     re.IGNORECASE)
 
-# The next value of a trend: "-> 57 (8/4)", "→ INR 1.4", and with the arrow starting the next line
-# ("plt 12 (03/02) -> 41 (10/02)\n-> 88 today")
-_TREND_NEXT = re.compile(r"[ \t]*(?:\([^()\n]{1,25}\)[ \t]*)?(?:\n[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*"
+# The next value of a trend: "-> 57 (8/4)", "→ INR 1.4", with the arrow starting the next line
+# ("plt 12 (03/02) -> 41 (10/02)\n-> 88 today"), and after when the value before was taken ("Plt 46
+# on adm (08/09) -> 50 today")
+_TREND_NEXT = re.compile(r"[ \t]*(?:(?:(?:on|at)[ \t]+)?(?:adm(?:ission|itted)?|arrival|presentation|baseline|"
+                         r"yesterday|initially|pre-?op|post-?op)\.?[ \t]*)?"
+                         r"(?:\([^()\n]{1,25}\)[ \t]*)?(?:\n[ \t]*)?(?:-+>|→|=>)[ \t]*\n?[ \t]*"
                          r"(?:(?:INR|plts?|platelets?)\b[ \t:]*)?"
                          r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:[.,]\d+)?)" + _END, re.IGNORECASE)
 

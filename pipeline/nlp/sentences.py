@@ -98,7 +98,7 @@ _CUE_HEADING = re.compile(
 _BOX = r"(?:\[[^\]\n]{0,3}\]|[☐☒☑])"
 _STATE_AFTER_HEADING = re.compile(
     r"[ \t]*(?:(?:resolv\w*|treated|complete[ds]?|improv\w*|ongoing|on\s+(?:iv\s+|oral\s+|po\s+)?"
-    r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|"
+    r"(?:abx|antibiotics)|abx|antibiotics|s/p|none|nil|negative|neg|absent|present|cleared|corrected|uninfected|"
     rf"reversed|bilsky\s*(?:grade\s*)?0)\b|{_BOX}"
     r"|(?:[A-Za-z][\w/.-]*[ \t]+){1,3}?(?:completed|finished|resolved|treated)\b)",
     re.IGNORECASE)
