@@ -496,7 +496,8 @@ _DATE_AFTER = re.compile(
     rf"(?:[ \t]*\n)?[ \t]*(?:,[ \t]*|\([^()\n]{{1,30}}\)[ \t]*,?[ \t]*|\([^()\d\n]{{1,40}}?,[ \t]*|"
     rf"\(?[ \t]*(?:(?!(?:{_NOT_DATING})\b)"
     rf"[\w/-]+(?:[ \t]+|[ \t]*\n[ \t]*)\(?){{0,2}}?|"
-    r"[ \t]*,?[ \t]*(?:treated|managed)[ \t]+(?:with|by)[ \t]+(?:[\w-]+[ \t]+)?(?:vertebro|kypho)plasty[ \t]+(?:in[ \t]+)?)"
+    r"[ \t]*,?[ \t]*(?:treated|managed)[ \t]+(?:with|by)[ \t]+(?:[\w-]+[ \t]+)?"
+    r"(?:vertebro|kypho)plasty[ \t]+(?:in[ \t]+)?)"
     rf"\(?{_FINDING_DATE}",
     re.IGNORECASE)
 # A cancer's date after its descriptors, a comma before the date: "Osteosarcoma L distal femur,
