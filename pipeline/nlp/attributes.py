@@ -551,11 +551,13 @@ _ONGOING = re.compile(r"\b(?:on(?![ \t]+(?:connect\w*|arrival|admission|presenta
 #: trimethoprim", "(post-infusion fever and myalgia\n  04-05/03), settled"): the day it ended
 #: (``first``/``second``, ``year``) dates it. An episode whose last day is before the note's is
 #: over, however near, unless its treatment goes on (:func:`_dated_long_before`).
+#: An episode's days, its first day written whole or as its number alone ("02/03-06/03/2025",
+#: "14-18/03"): ``start_first``, ``start_second`` and ``start_year``, then the last day's groups
+_DAY_RANGE = (r"(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?"
+         rf"[ \t]*(?:-|to)[ \t]*{DAY}")
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]*\n?[ \t]+[\w-]+){0,2}?[ \t]*\n?[ \t]*[(,:]?[ \t]*"
-    r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?"
-    r"(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?:19|20)?\d\d)?)?[ \t]*(?:-|to)[ \t]*"
-    rf"{DAY}", re.IGNORECASE)
+    r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?" + _DAY_RANGE, re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
 #: such infections are marked across the corpora; not one just found ("recently diagnosed
@@ -593,9 +595,7 @@ _WEEKS_AGO_AFTER = re.compile(
 #: first day's number ("Readmission 14-18/03 with fever on connection") (past when its last day is
 #: before the note's)
 _EPISODE_BEFORE = re.compile(
-    r"\b(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?"
-    r"[ \t]*(?:-|to)[ \t]*"
-    rf"{DAY}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
+    rf"\b{_DAY_RANGE}(?:\)?,?[ \t]+(?:with|for)[ \t]+(?:[\w/.'-]+[ \t]+){{0,6}}|[ \t]*\([ \t]*)$", re.IGNORECASE)
 #: The longest stay or course :data:`_EPISODE_BEFORE` reads as one, in days
 _EPISODE_DAYS = 120
 #: ... and what a treatment put off on a day was put off for: "first zoledronic acid deferred 20/01
@@ -770,9 +770,9 @@ _COUNT_OF = {"7": 7, "12": 11, "52": 51}
 
 
 def _a_count(found: re.Match) -> bool:
-    """Whether days found by :data:`_EPISODE_BEFORE` or :data:`_EPISODE_AFTER` with a first day
-    written alone are a British count (:data:`_COUNT_OF`), not days: "cefalexin 5-7/7 for
-    cellulitis", "cellulitis 5-7/7 oral flucloxacillin" (not "14-18/03", "UTI 14-17/02")."""
+    """Whether days found by :data:`_EPISODE_BEFORE` or :data:`_EPISODE_AFTER` (:data:`_DAY_RANGE`)
+    with a first day written alone are a British count (:data:`_COUNT_OF`), not days: "cefalexin
+    5-7/7 for cellulitis", "cellulitis 5-7/7 oral flucloxacillin" (not "14-18/03", "UTI 14-17/02")."""
     return found["start_second"] is None and found["year"] is None \
         and int(found["first"]) <= _COUNT_OF.get(found["second"], 0)
 

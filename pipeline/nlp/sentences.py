@@ -92,8 +92,9 @@ _CUE_HEADING = re.compile(
     re.IGNORECASE)
 # What a problem heading's text starts with when it tells the problem's state ("Pneumonia: abx
 # course completed, resolved", "UTI: treated", "Fever: none", "Fever: [ ] yes [x] no", "ESCC:
-# Bilsky 0", "Wound infection: uninfected"), or a course's end a few words on ("UTI: trimethoprim course completed 14/11"):
-# heading and state stay one sentence, so that ConText reads the state onto the problem.
+# Bilsky 0", "Wound infection: uninfected"), or a course's end a few words on ("UTI: trimethoprim
+# course completed 14/11"): heading and state stay one sentence, so that ConText reads the state
+# onto the problem.
 # A checklist box, ticked, answered or empty: "[ ]", "[x]", "[N]", "☐"
 _BOX = r"(?:\[[^\]\n]{0,3}\]|[☐☒☑])"
 _STATE_AFTER_HEADING = re.compile(
