@@ -3587,6 +3587,51 @@ def test_forty_second_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # no source of an infection found
+    ("Obs: afebrile throughout admission, max 37.3. No source of infection, chest clear.", None, "INFECTION",
+     "infection", dict(negated=True)),
+    ("Febrile neutropenia, no obvious source of sepsis identified.", None, "INFECTION", "sepsis",
+     dict(negated=True)),
+    # guard: the fever itself stays
+    ("Febrile neutropenia, no obvious source of sepsis identified.", None, "INFECTION", "Febrile",
+     dict(negated=False)),
+    # where an organism was found is not a treatment going on
+    ("3. Post febrile neutropenia 24-30/01: Hickman exit-site infection (MSSA on swab, BC neg).", "2025-02-04",
+     "INFECTION", "febrile", dict(historical=True)),
+    # guard: a treatment that goes on
+    ("Febrile neutropenia 24-30/01, still on oral ciprofloxacin.", "2025-02-04", "INFECTION", "Febrile",
+     dict(historical=False)),
+    # an admission's days after the hospital's name
+    ("5. Community-acquired pneumonia, admitted to Northgate 20-23/09/2025 - IV co-amoxiclav.", "2025-10-06",
+     "INFECTION", "pneumonia", dict(historical=True)),
+    # what a treatment is for in general
+    ("Vertebroplasty is only considered for a painful recent fracture, so it is not something he needs.",
+     "2025-10-06", "FRACTURE", None, dict(hypothetical=True)),
+    ("Kyphoplasty is reserved for fractures that fail to settle with analgesia.", None, "FRACTURE", None,
+     dict(hypothetical=True)),
+    # guard: an indication for the patient's own fracture
+    ("Vertebroplasty is indicated for the acute L1 fracture.", None, "FRACTURE", None, dict(hypothetical=False)),
+    # the level a bone density scan leaves out for its fracture
+    ("DXA: L1-L4: L2 excluded (fracture); L1, L3, L4 T-score -2.6", None, "FRACTURE", None, dict(levels=["L2"])),
+    # a relative's fractures, after "as" and her name
+    ("Lives with wife Maureen. A carer's assessment has been requested, as Maureen has needed more help at "
+     "home since her vertebral fractures.", None, "FRACTURE", None, dict(family=True)),
+    # the leukaemias by their abbreviations
+    ("Dx: Ph-negative B-ALL (dx 13/01/25), induction day 22.", None, "MALIGNANCY", None, dict(negated=False)),
+    ("AML in CR1 after 2 cycles of 7+3.", None, "MALIGNANCY", "AML", dict(negated=False)),
+    # guards: an angiomyolipoma, and the word "all"
+    ("Left renal AML measuring 12 mm, unchanged.", None, "MALIGNANCY", None, None),
+    ("Bloods all normal; ALL other systems reviewed.", None, "MALIGNANCY", None, None),
+    # a radiotherapy fraction given on a day
+    ("- RT 20 Gy in 5 # to T8-T12, # 1 on 04/10, # 5/5 completed today.", None, "FRACTURE", None, None),
+    # guard: a fracture on a day
+    ("L1 # on 04/10 after a fall.", None, "FRACTURE", None, dict(levels=["L1"])),
+])
+def test_forty_third_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
 @pytest.mark.parametrize("text, values", [
     # when the value before a trend's arrow was taken, written between them
     ("Bloods: Plt 46 on adm (08/03) -> 50 today (13/03). INR 1.1.",

@@ -248,9 +248,11 @@ _ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N"
 # had vertebral fractures from it", "Sandra (58) is herself having chemotherapy for breast
 # cancer", "Sandra herself ... had a neutropenic sepsis admission" - when the note introduces the
 # name as a relative, a carer or a friend ("lives with husband Bernard (81)", "daughter Sandra",
-# "husband (Harold, 86)", "Rosa, his wife,"). The name starts the sentence or a clause and the verb
-# after it is one of having an illness, not of telling or noticing ("Sandra was told about the back
-# fracture", "Harold has noticed she is slower", "Sandra checked").
+# "husband (Harold, 86)", "Rosa, his wife,"). The name starts the sentence or a clause (after "and",
+# "but", or "as", "because", "since" and the like: "as Maureen has needed more help at home since her
+# vertebral fractures") and the verb after it is one of having an illness, not of telling or
+# noticing ("Sandra was told about the back fracture", "Harold has noticed she is slower", "Sandra
+# checked").
 _RELATION = (r"(?:husband|wife|spouse|partner|daughter|son|sister|brother|mother|father|mum|mom|dad|niece|"
              r"nephew|grand(?:daughter|son|mother|father)|(?:daughter|son|sister|brother)-in-law|friend|"
              r"neighbou?r|carer|caregiver|roommate|flatmate)")
@@ -263,7 +265,8 @@ _HAVING = (
     r"capacity)\b)|(?:is|was)[ \t]+(?:having|on|receiving|undergoing|being[ \t]+treated|awaiting|recovering|"
     r"diagnosed|admitted|unwell)\b|underwent\b|takes\b|(?:is|was|has been)[ \t]+in[ \t]+hospital\b)")
 _NAMED_SUBJECT = re.compile(
-    r"(?:^|[.;:!?\n]|\band\s|\bbut\s)[ \t]*(?P<name>[A-Z][a-z]{2,})(?:[ \t]+\(\d{1,3}\))?[ \t]+" + _HAVING)
+    r"(?:^|[.;:!?\n]|\b(?:and|but|as|because|since|although|though|while|whereas)\s)[ \t]*(?P<name>[A-Z][a-z]{2,})"
+    r"(?:[ \t]+\(\d{1,3}\))?[ \t]+" + _HAVING)
 # ... or whose it is, a few words before it: "Rachel's VWD has no bearing on her mother's management"
 _NAMED_OWNER = re.compile(r"\b(?P<name>[A-Z][a-z]{2,})['\u2019]s[ \t]+(?:[\w-]+[ \t]+){0,3}$")
 # ... or a pronoun of the other sex than the patient's, after a relative the sentence names: "wife
@@ -540,14 +543,17 @@ RECENT_DAYS = 183
 #: ... for an infection dated right after or before it, about the screening window: "MSSA
 #: bacteraemia, Feb 2025 - 6 weeks IV ceftriaxone" in a July letter is an episode treated, not a
 #: current infection; unless its treatment goes on ("Discitis 01/2024, on IV antibiotics"; not "fever
-#: on connection", "on arrival", "on day 3").
+#: on connection", "on arrival", "on day 3", "MSSA on swab", "seen on MRI").
 RECENT_DAYS_OF = {"INFECTION": 31}
 _ONGOING = re.compile(r"\b(?:on(?![ \t]+(?:connect\w*|arrival|admission|presentation|day|exam\w*|review|return|discharge|"
-                      r"waking|exertion|movement|palpation|standing|walking|sitting|\d)\b)|still|ongoing|continu\w*|"
+                      r"waking|exertion|movement|palpation|standing|walking|sitting|swabs?|(?:blood[ \t]+)?cultures?|"
+                      r"urine|MRI|CT|imaging|x-?ray|XR|scan|ultrasound|US|echo|TOE|TTE|biopsy|aspirate|PCR|\d)\b)|"
+                      r"still|ongoing|continu\w*|"
                       r"currently|receiving|remains?)\b", re.IGNORECASE)
 #: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
 #: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
-#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "Had a UTI 14-17/02, 3 days
+#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "pneumonia, admitted to
+#: Northgate 20-23/09/2025", "Had a UTI 14-17/02, 3 days
 #: trimethoprim", "(post-infusion fever and myalgia\n  04-05/03), settled"): the day it ended
 #: (``first``/``second``, ``year``) dates it. An episode whose last day is before the note's is
 #: over, however near, unless its treatment goes on (:func:`_dated_long_before`).
@@ -557,7 +563,8 @@ _DAY_RANGE = (r"(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](
          rf"[ \t]*(?:-|to)[ \t]*{DAY}")
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]*\n?[ \t]+[\w-]+){0,2}?[ \t]*\n?[ \t]*[(,:]?[ \t]*"
-    r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+)?(?:from[ \t]+)?" + _DAY_RANGE, re.IGNORECASE)
+    r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+(?:(?:to|at)[ \t]+(?:[\w'-]+[ \t]+){1,3}?)?)?"
+    r"(?:from[ \t]+)?" + _DAY_RANGE, re.IGNORECASE)
 #: "recent" a few words before an infection: an episode just past ("recent CAP, admitted after a
 #: fall", "Recent admission 1/9-1/12 for RLL CAP", "recently treated urosepsis"), as 41 of 43
 #: such infections are marked across the corpora; not one just found ("recently diagnosed
@@ -717,7 +724,9 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
 def _goes_on(span: Span, sentence: Span, text: str) -> bool:
     """Whether what ``span`` names goes on, by the words after it (:data:`_ONGOING`): "Discitis
     01/2024, on IV antibiotics", "Recent pneumonia, still on amoxicillin"."""
-    return _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None
+    # words that start within 60 characters, read whole ("MSSA on swab" is no treatment going on)
+    found = _ONGOING.search(text, span.end_char, sentence.end_char)
+    return found is not None and found.start() < span.end_char + 60
 
 
 def _recent_episode(span: Span, sentence: Span, text: str) -> bool:

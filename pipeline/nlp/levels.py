@@ -407,6 +407,8 @@ def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
 # (with pathological fracture), L3", "T9 (collapse)", "fracture of T9 (~40% height loss)"
 _BRACKET_OPEN = re.compile(r"[ \t]*\([ \t]*(?:[\w/%~<>.-]+[ \t]+){0,2}$")
 _BRACKET_CLOSE = re.compile(r"[^()\n]{0,40}?\)")
+# ... or after a level a bone density scan leaves out: "L1-L4: L2 excluded (fracture)"
+_LEFT_OUT = re.compile(r"[ \t]+(?:excluded|omitted|discounted|not[ \t]+(?:analy[sz]ed|included|used))[ \t]*$", re.IGNORECASE)
 
 
 def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, start: int, end: int,
@@ -421,7 +423,8 @@ def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, star
     if closed is None:
         return None
     bracket = text.index("(", opened.start())
-    before = [group for group in groups if group.end <= bracket and not text[group.end:bracket].strip()]
+    before = [group for group in groups if group.end <= bracket
+              and (not text[group.end:bracket].strip() or _LEFT_OUT.match(text[group.end:bracket]))]
     if not before:
         return None
     group = before[-1]
