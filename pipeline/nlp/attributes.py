@@ -724,8 +724,9 @@ def _dated_long_before(span: Span, sentence: Span, text: str) -> bool:
 def _goes_on(span: Span, sentence: Span, text: str) -> bool:
     """Whether what ``span`` names goes on, by the words after it (:data:`_ONGOING`): "Discitis
     01/2024, on IV antibiotics", "Recent pneumonia, still on amoxicillin"."""
-    # words that start within 60 characters, read whole ("MSSA on swab" is no treatment going on)
-    found = _ONGOING.search(text, span.end_char, sentence.end_char)
+    # words that start within 60 characters, read whole ("MSSA on swab" is no treatment going on):
+    # the search may look 40 characters further, never to the end of a long sentence
+    found = _ONGOING.search(text, span.end_char, min(sentence.end_char, span.end_char + 100))
     return found is not None and found.start() < span.end_char + 60
 
 

@@ -408,14 +408,16 @@ def clause_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
 _BRACKET_OPEN = re.compile(r"[ \t]*\([ \t]*(?:[\w/%~<>.-]+[ \t]+){0,2}$")
 _BRACKET_CLOSE = re.compile(r"[^()\n]{0,40}?\)")
 # ... or after a level a bone density scan leaves out: "L1-L4: L2 excluded (fracture)"
-_LEFT_OUT = re.compile(r"[ \t]+(?:excluded|omitted|discounted|not[ \t]+(?:analy[sz]ed|included|used))[ \t]*$", re.IGNORECASE)
+_LEFT_OUT = re.compile(r"[ \t]+(?:excluded|omitted|discounted|not[ \t]+(?:analy[sz]ed|included|used))[ \t]*$",
+                       re.IGNORECASE)
 
 
 def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, start: int, end: int,
                          groups: list[LevelGroup]) -> tuple[int, int, tuple[str, ...], LevelGroup | None] | None:
     """(bracket start, bracket end, levels, the group when it is one level or a range) when the
-    mention at ``start:end`` is in brackets that a level group ends right before; None
-    otherwise. Its level is that group's (a list's last item's), not one after the bracket."""
+    mention at ``start:end`` is in brackets that a level group ends right before, or before the
+    word that leaves the level out (:data:`_LEFT_OUT`); None otherwise. Its level is that group's
+    (a list's last item's), not one after the bracket."""
     opened = _BRACKET_OPEN.search(text, max(sentence_start, start - 30), start)
     if opened is None:
         return None
