@@ -218,10 +218,10 @@ def _planned_augmentation(span: Span, sentence: Span, text: str) -> bool:
     if span.doc._.procedure_note or _DONE_IN_MENTION.search(span.text):
         return False
     before = text[max(sentence.start_char, span.start_char - 80):span.start_char]
-    if _DONE_BEFORE.search(before) is not None or \
-            _DONE_AFTER.match(text, span.end_char, min(sentence.end_char, span.end_char + 60)) is not None:
+    reach = min(sentence.end_char, span.end_char + 60)
+    if _DONE_BEFORE.search(before) is not None or _DONE_AFTER.match(text, span.end_char, reach) is not None:
         return False
-    bracket = _DONE_YEAR_BRACKET.match(text, span.end_char, min(sentence.end_char, span.end_char + 60))
+    bracket = _DONE_YEAR_BRACKET.match(text, span.end_char, reach)
     if bracket is None:
         return True
     noted = note_date(span.doc)
