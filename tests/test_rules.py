@@ -3632,6 +3632,75 @@ def test_forty_third_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
+@pytest.mark.parametrize("text, date, concept, needle, attrs", [
+    # an age asked between two, after "if it is"
+    ("1. L2 fracture - we do not know if it is recent or old.", None, "FRACTURE", None,
+     dict(acuity="indeterminate")),
+    # an age given and then withdrawn by the imaging
+    ("The pain began after lifting, which fits a recent T12 fracture, but there is no earlier film and the "
+     "X-ray cannot tell.", None, "FRACTURE", None, dict(acuity="indeterminate")),
+    ("T11 wedge # - story fits but XR can't date it.", None, "FRACTURE", None, dict(acuity="indeterminate")),
+    # guards: someone else who cannot say, and a question about something else
+    ("Acute L1 fracture, but the patient cannot say.", None, "FRACTURE", None, dict(acuity="acute")),
+    ("Acute T12 fracture but we cannot say whether the canal is narrowed.", None, "FRACTURE", None,
+     dict(acuity="acute")),
+    # an episode that has not come back, or has fully settled
+    ("No fever; the cystitis treated in April has not recurred.", "2025-07-02", "INFECTION", "cystitis",
+     dict(corrected="resolved")),
+    ("No sphincter symptoms. Hand infection fully\nsettled.", None, "INFECTION", None, dict(corrected="resolved")),
+    # guard: a fever settled with paracetamol is not an infection over
+    ("Pneumonia; febrile overnight, settled with paracetamol.", None, "INFECTION", "Pneumonia",
+     dict(corrected="")),
+    # a checklist's "N" after the word for its symptoms
+    ("Infection screen ......... Fever N   UTI sx N   new cough N", None, "INFECTION", "UTI", dict(negated=True)),
+    # a form's heading and the tests sent, not an infection
+    ("INFECTION / RESPIRATORY SCREEN\nFever in last 48h ........ N", None, "INFECTION", "INFECTION", None),
+    ("Septic screen sent, blood cultures x2.", None, "INFECTION", None, None),
+    # an infant's illness, its age in months
+    ("PMH: epilepsy from age 3; febrile convulsions at 14 months.", "2025-08-11", "INFECTION", None,
+     dict(historical=True)),
+    # a CT of chest, abdomen and pelvis wrapped over a line
+    ("Repeat CT\nCAP and MRI thoracic spine booked for 12/05.", None, "INFECTION", None, None),
+    # a screen for cord compression
+    ("Red flag screen (MSCC):\n - band-like pain .... N", None, "EPIDURAL_DISEASE", None, None),
+    # a deformity found to be a Schmorl's node, and a quoted fracture taken back
+    ("MDT: the reported L1 fracture is not supported. The L1 superior endplate depression is a Schmorl's node "
+     "with a sclerotic rim.", None, "FRACTURE", "depression", dict(negated=True)),
+    ("The discharge letter's \"L2 fracture\" was shorthand for the transverse process fractures.", None,
+     "FRACTURE", None, dict(negated=True)),
+    # guard: a Schmorl's node in a differential
+    ("The differential is a Schmorl's node or a mild compression fracture.", None, "FRACTURE", None,
+     dict(uncertain=True, negated=False)),
+    # a question as a thing, before a denial
+    ("The query raised on his first scan was looked at again at the MDT: there is no fracture at L1.", None,
+     "FRACTURE", None, dict(negated=True, uncertain=False)),
+    # a doctor's thought
+    ("The ED consultant wondered about an occult L1 compression fracture, so MRI was done.", None, "FRACTURE",
+     None, dict(uncertain=True)),
+    # what a treatment is for in general
+    ("Vertebroplasty can help some people with painful recent fractures.", None, "FRACTURE", None,
+     dict(hypothetical=True)),
+    ("Kyphoplasty and vertebroplasty have the same indication (a painful recent fracture).", None, "FRACTURE",
+     None, dict(hypothetical=True)),
+    # a level's own treatment is not the fracture's level
+    ("Known T12 wedge and previous L2 cement.", None, "FRACTURE", None, dict(levels=["T12"])),
+    ("T12 superior endplate compression deformity adjacent to the L1 augmentation, ~30% anterior height loss.",
+     None, "FRACTURE", "height loss", dict(levels=["T12"])),
+    # guard: the augmentation keeps its level
+    ("T12 cement from prior kyphoplasty causes artefact.", None, "PRIOR_AUGMENTATION", None, dict(levels=["T12"])),
+    # a differential under a heading alone on its line
+    ("Differentials discussed with carer and mum\n1. Hip subluxation\n2. Fracture - long bone or vertebral "
+     "fracture\n\nPlan\n1. XR", None, "FRACTURE", "vertebral", dict(uncertain=True)),
+    # a consent's risks after "of (c)"
+    ("Risks of (c) explained to all present: cement leakage (usually no symptoms;\nrarely nerve problems), "
+     "bleeding, infection.", None, "INFECTION", None, dict(hypothetical=True)),
+    # mesothelioma is a cancer
+    ("Diagnosis: epithelioid mesothelioma, left pleura.", None, "MALIGNANCY", None, dict(negated=False)),
+])
+def test_forty_fourth_wave(extractor, text, date, concept, needle, attrs):
+    assert_wave_row(extractor, text, date, concept, needle, attrs)
+
+
 @pytest.mark.parametrize("text, values", [
     # when the value before a trend's arrow was taken, written between them
     ("Bloods: Plt 46 on adm (08/03) -> 50 today (13/03). INR 1.1.",

@@ -238,9 +238,9 @@ def affirmed(mention: dict) -> bool:
 # read 17-JUN: no prevalent fracture)", "Active infection (local or systemic)     N" (a bracket
 # may come between; a capital N before a comma, a stop, a bracket or the line's end), or before
 # the run of spaces that sets the next item of a row apart ("Checklist: Fever N   Cough N   Urinary
-# symptoms N"). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
+# symptoms N"), also with the word for its symptoms ("UTI sx N"). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
 # was in every note.
-_ANSWERED_N = re.compile(r"(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N"
+_ANSWERED_N = re.compile(r"(?:[ \t]+(?:sx|symptoms|signs))?(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N"
                          r"(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 
 
@@ -413,10 +413,10 @@ def _heading_start(section, doc: Doc) -> int:
 
 def _past_heading_line(section, span: Span, text: str, lists: bool = True) -> bool:
     """Whether ``span`` lies beyond the line, or the first sentence, of its section's heading,
-    and (with ``lists``) beyond the list a heading ending in a colon introduces ("- DDx for the
-    L1 deformity:\n  1) osteoporotic\n  2) pathologic - myeloma"): the lines after it that are
-    list items, their wrapped continuations (indented, after an item), or indented deeper than
-    the heading's own line, until the first that is none of these."""
+    and (with ``lists``) beyond the list a heading ending in a colon, or alone on its line,
+    introduces ("- DDx for the L1 deformity:\n  1) osteoporotic\n  2) pathologic - myeloma"):
+    the lines after it that are list items, their wrapped continuations (indented, after an
+    item), or indented deeper than the heading's own line, until the first that is none of these."""
     doc = span.doc
     heading = _heading_start(section, doc)
     line_end = text.find("\n", heading, span.start_char)
@@ -426,7 +426,10 @@ def _past_heading_line(section, span: Span, text: str, lists: bool = True) -> bo
         return True
     line_start = text.rfind("\n", 0, heading) + 1
     title_end = doc[section.title_end - 1].idx + len(doc[section.title_end - 1]) if section.title_end > 0 else heading
-    if not (text[heading:title_end].rstrip().endswith(":") or text[heading:line_end].rstrip().endswith(":")):
+    # a heading alone on its line introduces a list as one ending in a colon does:
+    # "Differentials discussed with Kasia and mum\n1. L hip subluxation\n2. Fracture - ..."
+    if not (text[heading:title_end].rstrip().endswith(":") or text[heading:line_end].rstrip().endswith(":")
+            or not text[title_end:line_end].strip()):
         return True
     bullet = _BULLET.match(text, heading).group()
     indent = len(text[line_start:heading]) + len(bullet)

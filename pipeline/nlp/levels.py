@@ -523,6 +523,9 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         candidates = [i for i in candidates if own_list[i] is None or group in own_list[i]
                       or not (_APART.search(text, *_between(*mentions[i], group.start, group.end))
                               or _OTHER_FINDING.match(text, group.end))]
+        if _OWN_TREATMENT.match(text, group.end):
+            candidates = [i for i in candidates if own_list[i] is not None and group in own_list[i]
+                          or concepts is not None and concepts[i] == "PRIOR_AUGMENTATION"]
         if not candidates:
             continue
         nearest = min(candidates, key=lambda i: (_gap(mentions[i][0], mentions[i][1], group.start, group.end),
@@ -556,10 +559,15 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
 
 # What sets a level apart from a mention: punctuation or a line break between them
 _APART = re.compile(r"[,;:()\[\]\n]|\s-+\s")
-# A level's own finding, written right after it: "L3 lesion", "T6 metastasis", "L2 haemangioma"
+# A level's own finding, written right after it: "L3 lesion", "T6 metastasis", "L2 haemangioma",
+# or its own treatment (:data:`_OWN_TREATMENT`)
 _OTHER_FINDING = re.compile(r"[ \t]+(?:vertebral\s+(?:body\s+)?)?(?:lesions?|metastas[ie]s|mets?|mass(?:es)?|deposits?"
                             r"|tumou?rs?|lytic|sclerotic|blastic|h(?:a)?emangiomas?|cysts?|nodules?|involvement"
-                            r"|infiltration)\b", re.IGNORECASE)
+                            r"|infiltration|cement(?:ed)?|kyphoplasty|vertebroplasty|augmentation)\b", re.IGNORECASE)
+# A level's own treatment: "known T12 wedge and previous L2 cement", "T12 superior endplate compression
+# deformity adjacent to the L1 augmentation, ~30% anterior height loss" - only a mention written
+# right at the level takes it, or the treatment itself ("T12 cement from prior kyphoplasty")
+_OWN_TREATMENT = re.compile(r"[ \t]+(?:cement(?:ed)?|kyphoplasty|vertebroplasty|augmentation)\b", re.IGNORECASE)
 # Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1")
 _OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:[A-Za-z/-]+[ \t]+){0,2}")
 # Between the levels of one list: "T12, L1 and L2", "T6/T7", "L1 & L2", "T12 (40%) and L1 (25%)",

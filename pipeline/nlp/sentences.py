@@ -79,11 +79,13 @@ _ENDS = frozenset(".!?:")
 _PREVIOUS_ENDS = re.compile(r"(?:[.!?:]|^[A-Z][A-Z /&()]{2,40}|[^\s.!?;,][ \t]{2,}\S{1,8}|"
                             r"[^\s.!?;,][ \t]{3,}(?i:yes|no|n/a|none)\b[^\n(]{0,40})[ \t]*$")
 _HEADING_AT_LINE_START = re.compile(rf"(?m)^[ \t]*(?P<heading>{HEADING})[ \t]*(?=\S)")
-# Headings that make what follows them hypothetical ("Risks: bleeding, infection"), or not the
+# Headings that make what follows them hypothetical ("Risks: bleeding, infection", "Risks of (c)
+# explained to all present: cement leakage, bleeding, infection"), or not the
 # patient's ("Allergies: heparin (HIT)": ConText's "allergic to" reaches the list).
 _CUE_HEADING = re.compile(
     r"(?:allerg(?:y|ies)(?:[ \t]*(?:/|and)[ \t]*(?:adverse[ \t]+)?(?:drug[ \t]+)?(?:reactions?|intolerances?))?|"
-    r"(?:discussed\s+|explained\s+)?risks(?:\s+(?:(?:discussed|explained|reviewed)\b[^:\n]{0,30}|include|"
+    r"(?:discussed\s+|explained\s+)?risks(?:\s+of\s+(?:\([^()\n]{1,20}\)|(?:the\s+)?[\w-]+))?"
+    r"(?:\s+(?:(?:discussed|explained|reviewed)\b[^:\n]{0,30}|include|"
     r"and\s+benefits(?:\s+discussed\b[^:\n]{0,30})?))?|"
     r"(?:return\s+)?precautions(?:\s+(?:given|discussed|reviewed|explained)\b[^:\n]{0,30})?|"
     r"complications\s+discussed|side\s+effects|"
