@@ -238,8 +238,8 @@ def affirmed(mention: dict) -> bool:
 # read 17-JUN: no prevalent fracture)", "Active infection (local or systemic)     N" (a bracket
 # may come between; a capital N before a comma, a stop, a bracket or the line's end), or before
 # the run of spaces that sets the next item of a row apart ("Checklist: Fever N   Cough N   Urinary
-# symptoms N"), also with the word for its symptoms ("UTI sx N"). Read at each mention's end: as a ConText rule its anchor, a word ending in "n",
-# was in every note.
+# symptoms N"), also after the word for its symptoms ("UTI sx N"). Read at each mention's end: as
+# a ConText rule its anchor, a word ending in "n", was in every note.
 _ANSWERED_N = re.compile(r"(?:[ \t]+(?:sx|symptoms|signs))?(?:[ \t]*\([^()\n]{1,40}\))?(?:[ \t]*:)?[ \t]+N"
                          r"(?=[ \t]*[;,.\n]|[ \t]*$|[ \t]+\(|[ \t]{2,}\S)")
 

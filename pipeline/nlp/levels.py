@@ -559,15 +559,16 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
 
 # What sets a level apart from a mention: punctuation or a line break between them
 _APART = re.compile(r"[,;:()\[\]\n]|\s-+\s")
-# A level's own finding, written right after it: "L3 lesion", "T6 metastasis", "L2 haemangioma",
-# or its own treatment (:data:`_OWN_TREATMENT`)
-_OTHER_FINDING = re.compile(r"[ \t]+(?:vertebral\s+(?:body\s+)?)?(?:lesions?|metastas[ie]s|mets?|mass(?:es)?|deposits?"
-                            r"|tumou?rs?|lytic|sclerotic|blastic|h(?:a)?emangiomas?|cysts?|nodules?|involvement"
-                            r"|infiltration|cement(?:ed)?|kyphoplasty|vertebroplasty|augmentation)\b", re.IGNORECASE)
 # A level's own treatment: "known T12 wedge and previous L2 cement", "T12 superior endplate compression
 # deformity adjacent to the L1 augmentation, ~30% anterior height loss" - only a mention written
 # right at the level takes it, or the treatment itself ("T12 cement from prior kyphoplasty")
-_OWN_TREATMENT = re.compile(r"[ \t]+(?:cement(?:ed)?|kyphoplasty|vertebroplasty|augmentation)\b", re.IGNORECASE)
+_TREATMENT = r"cement(?:ed)?|kyphoplasty|vertebroplasty|augmentation"
+_OWN_TREATMENT = re.compile(rf"[ \t]+(?:{_TREATMENT})\b", re.IGNORECASE)
+# A level's own finding, written right after it: "L3 lesion", "T6 metastasis", "L2 haemangioma",
+# or its own treatment
+_OTHER_FINDING = re.compile(r"[ \t]+(?:vertebral\s+(?:body\s+)?)?(?:lesions?|metastas[ie]s|mets?|mass(?:es)?|deposits?"
+                            r"|tumou?rs?|lytic|sclerotic|blastic|h(?:a)?emangiomas?|cysts?|nodules?|involvement"
+                            rf"|infiltration|{_TREATMENT})\b", re.IGNORECASE)
 # Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1")
 _OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:[A-Za-z/-]+[ \t]+){0,2}")
 # Between the levels of one list: "T12, L1 and L2", "T6/T7", "L1 & L2", "T12 (40%) and L1 (25%)",
