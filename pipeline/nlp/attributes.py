@@ -553,17 +553,17 @@ _ONGOING = re.compile(r"\b(?:on(?![ \t]+(?:connect\w*|arrival|admission|presenta
                       r"urine|MRI|CT|imaging|x-?ray|XR|scan|ultrasound|US|echo|TOE|TTE|biopsy|aspirate|PCR|\d)\b)|"
                       r"still|ongoing|continu\w*|"
                       r"currently|receiving|remains?)\b", re.IGNORECASE)
-#: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
-#: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
-#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "pneumonia, admitted to
-#: Northgate 20-23/09/2025", "Had a UTI 14-17/02, 3 days
-#: trimethoprim", "(post-infusion fever and myalgia\n  04-05/03), settled"): the day it ended
-#: (``first``/``second``, ``year``) dates it. An episode whose last day is before the note's is
-#: over, however near, unless its treatment goes on (:func:`_dated_long_before`).
 #: An episode's days, its first day written whole or as its number alone ("02/03-06/03/2025",
 #: "14-18/03"): ``start_first``, ``start_second`` and ``start_year``, then the last day's groups
 _DAY_RANGE = (r"(?P<start_first>\d{1,2})(?:[/.](?P<start_second>\d{1,2})(?:[/.](?P<start_year>(?:19|20)?\d\d))?)?"
-         rf"[ \t]*(?:-|to)[ \t]*{DAY}")
+              rf"[ \t]*(?:-|to)[ \t]*{DAY}")
+#: An infection's episode with its days right after it ("Febrile neutropenia 02/03-06/03/2025:
+#: cultures negative", "Febrile neutropenia admission 02/03-07/03 (meropenem stopped ...)",
+#: "febrile neutropenia (admitted 14-18/04/2025, cultures negative)", "pneumonia, admitted to
+#: Northgate 20-23/09/2025", "Had a UTI 14-17/02, 3 days trimethoprim", "(post-infusion fever and
+#: myalgia\n  04-05/03), settled"): the day it ended (``first``/``second``, ``year``) dates it. An
+#: episode whose last day is before the note's is over, however near, unless its treatment goes on
+#: (:func:`_dated_long_before`).
 _EPISODE_AFTER = re.compile(
     r"(?:[ \t]*\n?[ \t]+[\w-]+){0,2}?[ \t]*\n?[ \t]*[(,:]?[ \t]*"
     r"(?:(?:admitted|admission|inpatient|hospitali[sz]ed)[ \t]+(?:(?:to|at)[ \t]+(?:[\w'-]+[ \t]+){1,3}?)?)?"

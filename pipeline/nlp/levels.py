@@ -520,10 +520,10 @@ def link_levels(text: str, sentence_start: int, sentence_end: int,
         # nor one that names a finding of its own: "treated L3 pathological fracture, lytic
         # T6/L1/ilium", "L4-5 radiculopathy - ESI 2023, L1 burst fracture 2018" (the lytic
         # lesions', the radiculopathy's), "pathologic T10 compression fracture and L3 lesion"
+        own_finding = _OTHER_FINDING.match(text, group.end) is not None
         candidates = [i for i in candidates if own_list[i] is None or group in own_list[i]
-                      or not (_APART.search(text, *_between(*mentions[i], group.start, group.end))
-                              or _OTHER_FINDING.match(text, group.end))]
-        if _OWN_TREATMENT.match(text, group.end):
+                      or not (own_finding or _APART.search(text, *_between(*mentions[i], group.start, group.end)))]
+        if own_finding and _OWN_TREATMENT.match(text, group.end):
             candidates = [i for i in candidates if own_list[i] is not None and group in own_list[i]
                           or concepts is not None and concepts[i] == "PRIOR_AUGMENTATION"]
         if not candidates:
