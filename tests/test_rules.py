@@ -3701,6 +3701,39 @@ def test_forty_fourth_wave(extractor, text, date, concept, needle, attrs):
     assert_wave_row(extractor, text, date, concept, needle, attrs)
 
 
+@pytest.mark.parametrize("text, concept, needle, attrs", [
+    # a plan's imaging findings are the patient's: the plan works on them
+    ("Plan:\n1. MRI thoracolumbar spine with STIR requested to date the T12 fracture.", "FRACTURE", None,
+     dict(hypothetical=False, uncertain=False, negated=False)),
+    ("Plan:\n- TLSO when OOB for the T6 fracture (not needed for L1 after fixation).", "FRACTURE",
+     None, dict(hypothetical=False)),
+    ("Plan:\n#Chronic L3 compression deformity -- no edema, not symptomatic", "FRACTURE", None,
+     dict(hypothetical=False, acuity="chronic")),
+    ("Plan:\n- Refer to spinal MDT re the L1 fracture and the retropulsed fragment.", "RETROPULSION", None,
+     dict(hypothetical=False)),
+    ("Plan:\n- Discuss the T10 epidural tumour extension at the spinal MDT.", "EPIDURAL_DISEASE", None,
+     dict(hypothetical=False)),
+    # ... and what the plan's own words make of them stays
+    ("Plan:\n- XR T-spine to look for a T12 fracture.", "FRACTURE", None, dict(hypothetical=True)),
+    ("Plan:\n- If marrow oedema at L1 on MRI, refer IR.", "OEDEMA", None, dict(hypothetical=True)),
+    ("Plan:\n- MRI L-spine to exclude an L2 fracture.", "FRACTURE", None, dict(uncertain=True)),
+    # guards: a planned augmentation and a plan's warnings stay hypothetical
+    ("Plan:\n- Kyphoplasty T12 on Friday.", "PRIOR_AUGMENTATION", None, dict(hypothetical=True)),
+    ("Plan:\n- Call the VH line if fever >38 or new leg weakness.", "INFECTION", None,
+     dict(hypothetical=True)),
+    # what a treatment is meant to prevent
+    ("4. Denosumab to continue (reduces skeletal-related events incl. pathological fractures at T12).",
+     "FRACTURE", None, dict(hypothetical=True)),
+    ("The benefit of denosumab in preventing pathological fractures of the spine has to be weighed.",
+     "FRACTURE", None, dict(hypothetical=True)),
+    ("Zoledronate reduces the risk of new vertebral fractures.", "FRACTURE", None, dict(hypothetical=True)),
+    # guard: what was prevented is not a purpose
+    ("Pain prevented the MRI. CT: T12 compression fracture.", "FRACTURE", None, dict(hypothetical=False)),
+])
+def test_a_plans_findings_are_the_patients(extractor, text, concept, needle, attrs):
+    assert_wave_row(extractor, text, None, concept, needle, attrs)
+
+
 @pytest.mark.parametrize("text, values", [
     # when the value before a trend's arrow was taken, written between them
     ("Bloods: Plt 46 on adm (08/03) -> 50 today (13/03). INR 1.1.",
