@@ -245,6 +245,18 @@ def test_levelless_local_finding_applies_to_every_level_of_its_note():
     assert (patient["tier"], patient["candidate_levels"]) == (Tier.CANDIDATE, "T10")
 
 
+def test_levelless_local_finding_goes_to_the_fractures_written_before_it():
+    # "L1 burst fracture with retropulsion ... Post-op orders: TLSO for the T6 fracture"
+    patient = one(*acute_mri("L1"), mention("RETROPULSION"), *acute_mri("T6", start=5000))
+    assert (patient["tier"], patient["candidate_levels"]) == (Tier.CANDIDATE, "T6")
+    # a fracture named just after it is written with it: "retropulsed fragment from the L1 fracture"
+    with_it = one(*acute_mri("T6"), mention("RETROPULSION", start=4000), *acute_mri("L1", start=4030))
+    assert with_it["tier"] == Tier.CONTRAINDICATED
+    # when none is written before it, every fracture of the note: "Retropulsion 3 mm. ... L1 and T6"
+    first = one(mention("RETROPULSION", start=0), *acute_mri("L1", start=500), *acute_mri("T6", start=900))
+    assert first["tier"] == Tier.CONTRAINDICATED
+
+
 # --- Systemic contraindications -----------------------------------------------
 
 SYSTEMIC = {

@@ -36,6 +36,10 @@ class LocalContraindication(StrEnum):
     LOCAL_INFECTION = "local infection"
 
 
+#: characters after a level-less local finding within which a fracture still
+#: counts as written with it ("retropulsed fragment from the L1 fracture")
+_CLOSE_AFTER = 100
+
 _LOCAL_CONCEPTS = {"RETROPULSION": LocalContraindication.RETROPULSION.value,
                    "EPIDURAL_DISEASE": LocalContraindication.EPIDURAL_DISEASE.value}
 LABS = ("INR", "platelets")
@@ -134,9 +138,13 @@ def local_contraindications(prepared: pd.DataFrame, fractures: pd.DataFrame,
     Linking: the mention's own levels; a mention with no level applies to
     every fracture level the same note's current fracture mentions name
     (`unspecified` included): "Acute L1 fracture. Retropulsion of the
-    posterosuperior corner." -> L1. Only the patient's fracture levels are
-    returned: retropulsion at L4 with no L4 fracture is not a contraindication
-    for anything (still reported in the ``retropulsion`` flag).
+    posterosuperior corner." -> L1. Of those, the ones written before it or
+    just after it, when there are any: "L1 burst fracture with retropulsion
+    ... Post-op orders: TLSO for the T6 fracture" -> L1, not T6; "retropulsed
+    fragment from the L1 fracture" after an old T12 wedge -> T12 and L1. Only
+    the patient's fracture levels are returned: retropulsion at L4 with no L4
+    fracture is not a contraindication for anything (still reported in the
+    ``retropulsion`` flag).
     """
     structural = of_concept(prepared, *_LOCAL_CONCEPTS)
     structural = structural[~structural["historical"]]
@@ -151,9 +159,12 @@ def local_contraindications(prepared: pd.DataFrame, fractures: pd.DataFrame,
     exploded = findings.assign(level=findings["levels"].str.split(";")).explode("level")
     exploded["level"] = exploded["level"].fillna("")
     named = exploded[exploded["level"] != ""]
-    note_levels = fractures.loc[~fractures["historical"], ["note_id", "level"]].drop_duplicates()
+    note_levels = fractures.loc[~fractures["historical"], ["note_id", "level", "start"]]
     levelless = exploded[exploded["level"] == ""].drop(columns="level").merge(
-        note_levels, on="note_id")
+        note_levels.rename(columns={"start": "fracture_start"}), on="note_id")
+    written_before = (levelless["fracture_start"] < levelless["start"] + _CLOSE_AFTER).to_numpy()
+    any_before = pd.Series(written_before).groupby(levelless["row"].to_numpy()).transform("any").to_numpy()
+    levelless = levelless[written_before | ~any_before]
     linked = pd.concat([named, levelless], ignore_index=True)
     fracture_levels = fractures[["person_id", "level"]].drop_duplicates()
     linked = linked.merge(fracture_levels, on=["person_id", "level"])
