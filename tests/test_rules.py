@@ -355,6 +355,10 @@ def test_levels_a_bracketed_range_of_what_was_imaged_is_not_the_fracture(extract
     ("Disc herniation at L4-5 causing thecal sac compression.", "EPIDURAL_DISEASE", ["L4", "L5"]),
     # a densitometry region is what was measured
     ("DXA: L1-L3 T-score -1.9 (L4 excluded because of the fracture).", "FRACTURE", ["L4"]),
+    # a level named as a place is the fracture's own, over a wrapped line too
+    ("Permanent SCS leads via L1-2 (again avoiding the T11-T12 level\n   with the old fracture and cement).",
+     "FRACTURE", ["T11", "T12"]),
+    ("Disc bulge at L4-5; the fracture at the level of L1 is old.", "FRACTURE", ["L1"]),
 ])
 def test_levels_of_lists_followed_fractures_and_discs(extractor, text, concept, levels):
     assert one(extractor, text, concept)["levels"] == levels
@@ -2178,6 +2182,7 @@ def test_wave_26_episodes_over_records_and_questions(extractor, text, concept, n
 @pytest.mark.parametrize("text, concept", [
     ("T10: 20 Gy in 5 #, first # tomorrow, then 4 further # Mon-Thu. Carrow linac.", "FRACTURE"),
     ("EBRT 20 Gy in 5 fx to T8-T10, fx 1 given 9/30.", "FRACTURE"),
+    ("Radiotherapy started 06/30 (20 Gy/5 fx to T8-T10; fx 2 is today). Plan is kyphoplasty.", "FRACTURE"),
     ("[x] no metastatic infection -- MRI spine 17/10: no discitis.", "MALIGNANCY"),
 ])
 def test_fractions_and_metastatic_infection_are_not_these_findings(extractor, text, concept):

@@ -569,8 +569,12 @@ _OWN_TREATMENT = re.compile(rf"[ \t]+(?:{_TREATMENT})\b", re.IGNORECASE)
 _OTHER_FINDING = re.compile(r"[ \t]+(?:vertebral\s+(?:body\s+)?)?(?:lesions?|metastas[ie]s|mets?|mass(?:es)?|deposits?"
                             r"|tumou?rs?|lytic|sclerotic|blastic|h(?:a)?emangiomas?|cysts?|nodules?|involvement"
                             rf"|infiltration|{_TREATMENT})\b", re.IGNORECASE)
-# Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1")
-_OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:[A-Za-z/-]+[ \t]+){0,2}")
+# Between a mention and its own level: a few words ("L1 burst fracture", "fracture of L1"), or
+# the level named as a place, over a wrapped line too ("the T11-T12 level\n with the old fracture",
+# "fracture at the level of L1")
+_OWN_LEVEL_GAP = re.compile(r"[ \t]+(?:(?:levels?|vertebrae?|bod(?:y|ies))\s+(?:with|of|containing)\s+"
+                            r"(?:(?:the|an?|its)[ \t]+)?|at[ \t]+the[ \t]+levels?[ \t]+of[ \t]+)?"
+                            r"(?:[A-Za-z/-]+[ \t]+){0,2}")
 # Between the levels of one list: "T12, L1 and L2", "T6/T7", "L1 & L2", "T12 (40%) and L1 (25%)",
 # "C5, T4 and the L1 and L2 vertebral bodies"
 _LIST_JOIN = re.compile(r"\s*(?:\([^()]{0,30}\)\s*)?(?:,\s*(?:and\s+)?|and\s+|&\s*|/|or\s+)(?:the\s+)?")
