@@ -3734,6 +3734,16 @@ def test_forty_fourth_wave(extractor, text, date, concept, needle, attrs):
     ("Zoledronate reduces the risk of new vertebral fractures.", "FRACTURE", None, dict(hypothetical=True)),
     # guard: what was prevented is not a purpose
     ("Pain prevented the MRI. CT: T12 compression fracture.", "FRACTURE", None, dict(hypothetical=False)),
+    # a plan's MSCC that is a service's word, not a finding
+    ("Plan:\n- MSCC precautions (flat bed rest until MRI, log roll) - MRI whole spine tomorrow.",
+     "EPIDURAL_DISEASE", None, None),
+    ("Plan:\n2. Dexamethasone 16 mg PO stat then 8 mg bd, per MSCC guidance pending the scan.",
+     "EPIDURAL_DISEASE", None, None),
+    ("Plan:\n4. MSCC information card re-explained: new or severe back pain, leg weakness.",
+     "EPIDURAL_DISEASE", None, None),
+    # guard: the finding itself
+    ("Plan:\n- MSCC at T10 from a vertebral metastasis: dexamethasone and radiotherapy today.",
+     "EPIDURAL_DISEASE", None, dict(hypothetical=False, levels=["T10"])),
 ])
 def test_a_plans_findings_are_the_patients(extractor, text, concept, needle, attrs):
     assert_wave_row(extractor, text, None, concept, needle, attrs)
