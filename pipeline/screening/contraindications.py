@@ -162,9 +162,10 @@ def local_contraindications(prepared: pd.DataFrame, fractures: pd.DataFrame,
     note_levels = fractures.loc[~fractures["historical"], ["note_id", "level", "start"]]
     levelless = exploded[exploded["level"] == ""].drop(columns="level").merge(
         note_levels.rename(columns={"start": "fracture_start"}), on="note_id")
-    written_before = (levelless["fracture_start"] < levelless["start"] + _CLOSE_AFTER).to_numpy()
-    any_before = pd.Series(written_before).groupby(levelless["row"].to_numpy()).transform("any").to_numpy()
-    levelless = levelless[written_before | ~any_before]
+    # the fractures written before the finding or with it; all of them when none is
+    earlier = (levelless["fracture_start"] < levelless["start"] + _CLOSE_AFTER).to_numpy()
+    any_earlier = pd.Series(earlier).groupby(levelless["row"].to_numpy()).transform("any")
+    levelless = levelless[earlier | ~any_earlier.to_numpy()]
     linked = pd.concat([named, levelless], ignore_index=True)
     fracture_levels = fractures[["person_id", "level"]].drop_duplicates()
     linked = linked.merge(fracture_levels, on=["person_id", "level"])
