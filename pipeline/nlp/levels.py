@@ -426,7 +426,7 @@ def _bracket_after_level(text: str, sentence_start: int, sentence_end: int, star
         return None
     bracket = text.index("(", opened.start())
     before = [group for group in groups if group.end <= bracket
-              and (not text[group.end:bracket].strip() or _LEFT_OUT.match(text[group.end:bracket]))]
+              and (not text[group.end:bracket].strip() or _LEFT_OUT.match(text, group.end, bracket))]
     if not before:
         return None
     group = before[-1]
