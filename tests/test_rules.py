@@ -48,7 +48,8 @@ def assert_attrs(mention, attrs, text):
     ("Old healed T12 wedge fracture, unchanged from prior.", "FRACTURE", dict(acuity="healed", levels=["T12"])),
     ("L4 compression deformity of unclear age.", "FRACTURE", dict(acuity="indeterminate", levels=["L4"])),
     ("T12 and L2 osteoporotic compression fractures, age unclear.", "FRACTURE", dict(acuity="indeterminate")),
-    ("T7 wedge deformity. Acuity cannot be determined without MRI.", "FRACTURE", dict(acuity="")),
+    # the next sentence saying only that its age cannot be told (writers mark it so)
+    ("T7 wedge deformity. Acuity cannot be determined without MRI.", "FRACTURE", dict(acuity="indeterminate")),
     # the age words close a list of levels
     ("Multilevel compression deformities (T12, L2, L4), age indeterminate.", "FRACTURE",
      dict(acuity="indeterminate", levels=["T12", "L2", "L4"])),
@@ -3787,3 +3788,53 @@ def test_a_lab_quoted_from_an_earlier_month_or_after_a_leader(extractor, text, v
     found = [(m["value"], m["historical"]) for m in
              find(extractor.mentions(text, "PROGRESS NOTE", "2025-03-13"), "COAGULOPATHY") if m["lab"] == "INR"]
     assert found == values, text
+
+
+@pytest.mark.parametrize("text, needle, acuity", [
+    # the age its sentence gives the same fracture, after its height loss or in a second mention
+    ("There is a pathologic compression fracture of T9 with approximately 40% loss of vertebral body height, "
+     "new since the 02/2024 chest CT.", "pathologic compression fracture", "acute"),
+    ("T12: compression fracture with 30% height loss and diffuse marrow edema on STIR, consistent with an "
+     "acute fracture.", "compression fracture", "acute"),
+    ("1. Compression fractures of T11 and L2, new since 03/2023.", "fractures", "acute"),
+    # guards: another level's age is not this one's; oedema gives the level's status, not the word
+    ("T12 wedge deformity and an acute L1 compression fracture.", "wedge", ""),
+    ("L1 compression fracture with marrow oedema.", "fracture", ""),
+    # an age closing a list item's line: after a bracket, or at the line's end
+    ("DIAGNOSIS\n1. Compression fracture L1 (AO A1), recent, traumatic.", "fracture", "acute"),
+    ("Diagnosis: 1. Myeloma\n2. T9 vertebral collapse, recent\n3. Anaemia", "collapse", "acute"),
+    ("T12 compression fracture (new).", "fracture", "acute"),
+    # guard: the next item's word
+    ("L1 fracture, recent fall.", "fracture", ""),
+    # the next clause says only that its age cannot be told
+    ("There is a wedge compression fracture of L3 with approximately 30% loss\nof anterior height; it is of "
+     "indeterminate age.", "fracture", "indeterminate"),
+    ("There is a compression deformity of L1 with approximately 30% loss of anterior height. No prior imaging "
+     "to establish chronicity; age indeterminate.", "deformity", "indeterminate"),
+    ("Lumbar XR showed an L1 wedge compression fracture; the age of this could not be determined as there was "
+     "no previous imaging.", "fracture", "indeterminate"),
+    # guards: another level's age; the finding's doubt, not its age
+    ("L2 wedge fracture. The age of the T9 fracture cannot be determined.", "wedge", ""),
+    ("There is an L2 compression fracture. This is uncertain.", "fracture", ""),
+    # "old-appearing", and "old" before a wrapped line
+    ("There is also an old-appearing mild wedge deformity of L2 with anterior osteophytes.", "wedge",
+     "chronic"),
+    ("L1: old\nosteoporotic wedge, not the source of the current pain.", "wedge", "chronic"),
+    # guard: "old" closing a line before the next level's line is the first fracture's
+    ("T12 wedge fracture old\nL1 burst fracture acute", "burst", "acute"),
+    ("T12 wedge fracture old\nL1 burst fracture acute", "wedge", "chronic"),
+    # an age closing the sentence, past what else it says of the vertebra
+    ("L1: mild anterior wedge compression (~15%) with no oedema, chronic.\nOther levels: normal.", "wedge",
+     "chronic"),
+    ("T7: mild anterior wedge deformity (about 15%) with normal marrow\nsignal on all sequences - chronic.",
+     "wedge", "chronic"),
+    ("L2: Mild anterior wedge deformity (~15%) with normal STIR signal and fatty marrow, in keeping\nwith an "
+     "old injury.", "wedge", "chronic"),
+    # guard: not the sentence's last fracture
+    ("T12: mild anterior wedge deformity (about 15%) with normal marrow signal on all sequences, and an L1 "
+     "burst fracture with diffuse marrow oedema on STIR - acute.", "wedge", ""),
+])
+def test_an_age_written_apart_from_its_fracture(extractor, text, needle, acuity):
+    found = find(extractor.mentions(text, "MRI SPINE", None), "FRACTURE", needle)
+    assert found, text
+    assert found[0]["acuity"] == acuity, text

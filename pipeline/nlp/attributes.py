@@ -10,6 +10,9 @@ span it decides:
   from ConText's modifier categories;
 * ``acuity`` from the nearest acuity modifier ("age-indeterminate" beats
   the others: it says the age is not known), ``new`` ("new", "interval");
+  a fracture of no age then takes one written apart from it: by another
+  mention of it in its sentence (:func:`share_ages`), in the next clause
+  (:func:`age_said_next`) or closing its sentence (:func:`closing_age`);
 * ``aetiology``, ``scope`` (infection), ``corrected`` and ``med_status``;
 * the vertebral ``levels`` linked in its sentence (:mod:`.levels`);
 * whether a generic "fracture" or "marrow oedema" is vertebral at all: a
@@ -1152,6 +1155,135 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
     _the_notes_fractures(mentions, text)
 
 
+def share_ages(mentions: list[dict]) -> None:
+    """A fracture of no stated age takes the age its sentence gives the same fracture.
+
+    "There is a pathologic compression fracture of T9 with approximately 40%
+    loss of height, new since the 02/2024 CT": the age written after the
+    height loss is the fracture's too, as "T12: compression fracture with
+    marrow oedema, consistent with an acute fracture" is one acute fracture.
+    An affirmed FRACTURE mention that names a fracture (not a bare "30% height
+    loss", which writers leave unaged) and has no acuity takes that of its
+    sentence's other affirmed fracture mentions of the same history that name
+    its levels (or, having none, of all of them), when they agree. Not across
+    levels: "old T12 wedge and a new L1 fracture" are two fractures. Marrow
+    oedema beside a fracture gives its level's status (SPEC §4), not the
+    mention's acuity: "the text says nothing" of the age. In place.
+    """
+    aged: dict[int, list[dict]] = {}
+    for mention in mentions:
+        if mention["concept"] == "FRACTURE" and mention["acuity"] and affirmed(mention):
+            aged.setdefault(mention["sentence_start"], []).append(mention)
+    if not aged:
+        return
+    for mention in mentions:
+        if (mention["concept"] != "FRACTURE" or mention["acuity"] or not affirmed(mention)
+                or mention["sentence_start"] not in aged
+                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])):
+            continue
+        levels = set(mention["levels"])
+        ages = {other["acuity"] for other in aged[mention["sentence_start"]]
+                if other["historical"] == mention["historical"] and levels <= set(other["levels"])}
+        if len(ages) == 1:
+            mention["acuity"] = ages.pop()
+
+
+# A mention that names the fracture, not only a measure of it ("30% height loss")
+_NAMES_A_FRACTURE = re.compile(r"fractur|\bfx|#|collaps|wedg|deformit|burst|crush|\bVCFs?\b|concavit|compression",
+                               re.IGNORECASE)
+
+
+# The next clause says the age of the fracture just described, and only that: "There is a
+# wedge compression fracture of L3 with approximately 30% loss of anterior height; it is of
+# indeterminate age", "... loss of anterior height. No prior imaging to establish chronicity;
+# age indeterminate.", "Lumbar XR showed an L1 wedge compression fracture; the age of this could
+# not be determined as there was no previous imaging". Not "This is uncertain" (the finding's
+# doubt, not its age).
+_UNDETERMINED = (r"(?:indeterminate|undetermined|unknown|uncertain|unclear|not\s+known|"
+                 r"(?:cannot|can\s?not|can't|could\s+not|couldn't)\s+be\s+(?:determined|established|dated|aged))")
+_AGE_SAID_NEXT = re.compile(
+    rf"[ \t\n]*[\"\u201c]?(?:(?:there\s+is\s+)?no\s+(?:prior|previous|earlier|old|comparison)\b[^.;\n]{{0,80}}?[.;,]"
+    rf"[ \t\n]*(?:and\s+)?)?"
+    rf"(?:(?:its|the)\s+(?:age|chronicity|acuity)(?:\s+of\s+(?:this|these|the|it)(?:\s+[\w-]+){{0,3}}?)?"
+    rf"\s+(?:is\s+|was\s+|remains\s+|is\s+still\s+)?{_UNDETERMINED}"
+    rf"|(?:age|chronicity|acuity)\s+{_UNDETERMINED}"
+    rf"|(?:it|this|they|these)\s+(?:is|are)\s+of\s+(?:an?\s+)?{_UNDETERMINED}\s+(?:age|chronicity)"
+    rf"|(?:it|this|they|these)\s+(?:cannot|can\s?not|can't|could\s+not)\s+be\s+(?:dated|aged))\b",
+    re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[.;](?=\s)")
+
+
+def age_said_next(mentions: list[dict], text: str) -> None:
+    """An affirmed fracture of no stated age, the last one described before a clause that
+    only says its age cannot be told, is ``indeterminate`` (:data:`_AGE_SAID_NEXT`): ConText
+    reads an age within its sentence, and writers put this one after (its height loss may
+    come between: a measure, not another fracture). Only when the clause
+    names no level the fracture has not ("the age of the T9 fracture" after "No other
+    vertebral deformity"). In place.
+    """
+    fractures = [m for m in mentions if m["concept"] == "FRACTURE"]
+    for index, mention in enumerate(fractures):
+        if (mention["acuity"] or not affirmed(mention) or mention["historical"]
+                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])):
+            continue
+        end = _CLAUSE_END.search(text, mention["end"], min(len(text), mention["end"] + 250))
+        if end is None:
+            continue
+        said = _AGE_SAID_NEXT.match(text, end.end())
+        if said is None or _another_fracture_after(fractures, index, end.end()):
+            continue
+        named = {level for group in find_level_groups(text, said.start(), said.end()) for level in group.levels}
+        if named <= set(mention["levels"]):
+            mention["acuity"] = "indeterminate"
+
+
+def _another_fracture_after(fractures: list[dict], index: int, limit: int) -> bool:
+    """Whether a mention that names a fracture starts after ``fractures[index]`` ends and
+    before ``limit`` (``fractures`` in text order)."""
+    mention = fractures[index]
+    for other in fractures[index + 1:]:
+        if other["start"] >= limit:
+            return False
+        if other["start"] >= mention["end"] and _NAMES_A_FRACTURE.search(other["lexical_variant"]):
+            return True
+    return False
+
+
+# An age that closes the fracture's sentence, after what else it says of the vertebra: "L1: mild
+# anterior wedge compression (~15%) with no oedema, chronic.", "T7: mild anterior wedge deformity
+# (about 15%) with normal marrow signal on all sequences - chronic.", "L2: mild anterior wedge
+# deformity with normal STIR signal and fatty marrow, in keeping with an old injury." ConText's
+# window stops short of it, or gives it to the oedema just before. Not "no acute": a denial
+# before the age is no closing age.
+_CLOSING_AGE = re.compile(
+    r"(?:[,;:(]|\s[-\u2013\u2014]|--)[ \t\n]*"
+    r"(?:(?:and|which\s+is|is|appears|looks|likely|probably|in\s+keeping\s+with|consistent\s+with|"
+    r"compatible\s+with|typical\s+of|suggestive\s+of|appearances\s+(?:are\s+)?(?:those\s+)?of)[ \t\n]+)*"
+    r"(?:an?[ \t\n]+)?(?P<age>acute|sub-?acute|chronic|old|healed|remote|recent|long-?standing)"
+    r"(?:[- ]?(?:appearing|looking))?"
+    r"(?:[ \t\n]+(?:(?:osteoporotic|compression|wedge|insufficiency)[ \t\n]+)?"
+    r"(?:injury|fracture|deformity|changes?|process|finding|appearances?))?"
+    r"[ \t]*\)?[ \t]*[.;]?[ \t]*$", re.IGNORECASE)
+_CLOSING_AGE_OF = {"acute": "acute", "recent": "acute", "subacute": "subacute", "sub-acute": "subacute",
+                   "healed": "healed"}
+
+
+def closing_age(mentions: list[dict], text: str) -> None:
+    """An affirmed fracture of no stated age, the last one its sentence names, takes the age
+    that closes the sentence (:data:`_CLOSING_AGE`). In place."""
+    fractures = [m for m in mentions if m["concept"] == "FRACTURE"]
+    for index, mention in enumerate(fractures):
+        if (mention["acuity"] or not affirmed(mention) or mention["end"] >= mention["sentence_end"]
+                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])
+                or _another_fracture_after(fractures, index, mention["sentence_end"])):
+            continue
+        tail = text[mention["end"]:mention["sentence_end"]]
+        found = _CLOSING_AGE.search(tail)
+        if found is not None:
+            age = found.group("age").lower()
+            mention["acuity"] = _CLOSING_AGE_OF.get(age, "chronic")
+
+
 # "new", "other" and their kin a few words before a denied finding: "No new compression
 # deformity", "no other vertebral fracture", "without further collapse"
 _ANOTHER_BEFORE = re.compile(r"\b(?:new|other|another|further|additional|incident|more)\b(?:\s+[\w-]+){0,2}?\s+$",
@@ -1474,6 +1606,9 @@ class MentionAttributes:
         _past_procedures_reasons(mentions, text, note_date(doc))
         _episode_named_before(mentions, text)
         inherit_levels(mentions, text)
+        share_ages(mentions)
+        age_said_next(mentions, text)
+        closing_age(mentions, text)
         grid_answers(mentions, text)
         column_answers(mentions, text)
         doc._.vertebro_mentions = mentions
