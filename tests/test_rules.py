@@ -3823,6 +3823,27 @@ def test_a_lab_quoted_from_an_earlier_month_or_after_a_leader(extractor, text, v
     # guard: "old" closing a line before the next level's line is the first fracture's
     ("T12 wedge fracture old\nL1 burst fracture acute", "burst", "acute"),
     ("T12 wedge fracture old\nL1 burst fracture acute", "wedge", "chronic"),
+    # an age stated after the fracture: "is recent", "looks new", "- new", ", new on CXR"
+    ("We agree with the MRI report: the T12 fracture is recent, with oedema on STIR.", "fracture", "acute"),
+    ("CT: T12 compression # - looks new, formal report to follow.", "#", "acute"),
+    ("An MRI showed that the L1 fracture is recent.", "fracture", "acute"),
+    # guards: asked, supposed, or said of a class
+    ("MRI whole spine including STIR, to establish whether the T7 fracture is recent.", "fracture", ""),
+    ("If the T12 fracture is recent and painful, a kyphoplasty could be done.", "fracture", ""),
+    ("We cannot tell from CT whether the T12 fracture is\nrecent or old.", "fracture", "indeterminate"),
+    ("Vertebroplasty is offered for painful L1 fractures that are recent, not for old healed ones.", "fracture",
+     ""),
+    ("4. L1 compression fracture - new, seizure/fall in an osteopenic 74-year-old.", "fracture", "acute"),
+    ("2. T8 compression fracture, new on CXR today, likely from coughing.", "fracture", "acute"),
+    # new against an earlier study, closing its sentence or in the next
+    ("There is a compression fracture of L2 with approximately 35% loss of height centred on the superior "
+     "endplate, not present on the CT KUB of 11/05/2022.", "compression fracture", "acute"),
+    ("There is a wedge compression fracture of L1 with approximately 30% loss of anterior vertebral body "
+     "height. This is new compared with the lateral chest radiograph.", "wedge", "acute"),
+    ("L2: Superior endplate compression fracture with ~20% anterior height loss, posterior wall\nintact. New "
+     "compared with 03/2023.", "compression fracture", "acute"),
+    # guard: another level's
+    ("L2 wedge fracture with 20% height loss. New compared with 2023 at T9.", "wedge", ""),
     # an age closing the sentence, past what else it says of the vertebra
     ("L1: mild anterior wedge compression (~15%) with no oedema, chronic.\nOther levels: normal.", "wedge",
      "chronic"),

@@ -400,12 +400,29 @@ _IF_BEFORE = re.compile(r"\bif[ \t]+(?:(?:it|this|that|they|so)[ \t]+(?:is|are|p
                         r"(?:to[ \t]+be[ \t]+)?)?$", re.IGNORECASE)
 
 
+# An age said of the fracture as a predicate ("the T12 fracture is recent") is asked or
+# supposed, not stated, in a question or a condition: "to establish whether the T7 fracture is
+# recent", "If the fracture is recent and painful, ...", "if MRI shows the fractures are recent";
+# nor of a class: "offered for painful fractures that are recent". Stated: "An MRI showed that
+# the fracture is recent", "which means the fracture is recent".
+_PREDICATE_AGES = frozenset(("is new", "is recent"))
+_CONDITION_BEFORE = re.compile(r"\b(?:whether|if|unless)\b[^.;:]{0,60}$", re.IGNORECASE)
+_RELATIVE_BETWEEN = re.compile(r"\s*(?:that|which)\s", re.IGNORECASE)
+
+
 def _age_not_stated_after(modifier, span: Span, text: str) -> bool:
-    """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked, or a
-    condition (:data:`_IF_BEFORE`)."""
+    """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked, a
+    condition (:data:`_IF_BEFORE`), or a predicate in a question, a condition or of a class
+    (:data:`_PREDICATE_AGES`)."""
     start = span.doc[modifier.modifier_span[0]].idx
-    return start >= span.end_char and (_EMPTY_BOX_BEFORE.search(text, max(0, start - 6), start) is not None
-                                       or _IF_BEFORE.search(text, max(span.end_char, start - 30), start) is not None)
+    if start < span.end_char:
+        return False
+    if modifier.rule.literal in _PREDICATE_AGES and (
+            _CONDITION_BEFORE.search(text, max(0, span.start_char - 80), span.start_char) is not None
+            or _RELATIVE_BETWEEN.match(text, span.end_char, start) is not None):
+        return True
+    return (_EMPTY_BOX_BEFORE.search(text, max(0, start - 6), start) is not None
+            or _IF_BEFORE.search(text, max(span.end_char, start - 30), start) is not None)
 
 
 def _heading_start(section, doc: Doc) -> int:
@@ -1170,20 +1187,22 @@ def share_ages(mentions: list[dict]) -> None:
     oedema beside a fracture gives its level's status (SPEC §4), not the
     mention's acuity: "the text says nothing" of the age. In place.
     """
-    aged: dict[int, list[dict]] = {}
+    # the ages of each sentence's aged fractures, by history and levels: a few level sets per
+    # sentence, however many mentions
+    aged: dict[tuple[int, bool], dict[frozenset, set[str]]] = {}
     for mention in mentions:
         if mention["concept"] == "FRACTURE" and mention["acuity"] and affirmed(mention):
-            aged.setdefault(mention["sentence_start"], []).append(mention)
+            key = (mention["sentence_start"], mention["historical"])
+            aged.setdefault(key, {}).setdefault(frozenset(mention["levels"]), set()).add(mention["acuity"])
     if not aged:
         return
     for mention in mentions:
-        if (mention["concept"] != "FRACTURE" or mention["acuity"] or not affirmed(mention)
-                or mention["sentence_start"] not in aged
+        key = (mention["sentence_start"], mention["historical"])
+        if (mention["concept"] != "FRACTURE" or mention["acuity"] or key not in aged or not affirmed(mention)
                 or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])):
             continue
         levels = set(mention["levels"])
-        ages = {other["acuity"] for other in aged[mention["sentence_start"]]
-                if other["historical"] == mention["historical"] and levels <= set(other["levels"])}
+        ages = {age for named, found in aged[key].items() if levels <= named for age in found}
         if len(ages) == 1:
             mention["acuity"] = ages.pop()
 
@@ -1208,18 +1227,25 @@ _AGE_SAID_NEXT = re.compile(
     rf"\s+(?:is\s+|was\s+|remains\s+|is\s+still\s+)?{_UNDETERMINED}"
     rf"|(?:age|chronicity|acuity)\s+{_UNDETERMINED}"
     rf"|(?:it|this|they|these)\s+(?:is|are)\s+of\s+(?:an?\s+)?{_UNDETERMINED}\s+(?:age|chronicity)"
-    rf"|(?:it|this|they|these)\s+(?:cannot|can\s?not|can't|could\s+not)\s+be\s+(?:dated|aged))\b",
+    rf"|(?:it|this|they|these)\s+(?:cannot|can\s?not|can't|could\s+not)\s+be\s+(?:dated|aged)"
+    # ... or that it is new against an earlier study: "This is new compared with the lateral
+    # chest radiograph", "New compared with 03/2023.", "It was not present on the CT of 2022."
+    rf"|(?P<new>(?:(?:it|this|these|they|which)\s+(?:is|are|was|were)\s+(?:an?\s+)?(?:new|(?:a\s+)?new\s+(?:fracture|finding)s?)"
+    rf"|new)\s+(?:since|compared\s+(?:with|to)|in\s+comparison\s+(?:with|to)|relative\s+to|from|when\s+compared)"
+    rf"|(?:it|this|these|they|which)\s+(?:is|are|was|were)\s+not\s+(?:present|seen|visible|evident)\s+(?:on|in)"
+    rf"|not\s+(?:present|seen|visible|evident)\s+on\s+(?:the\s+)?(?:prior|previous|earlier)))\b",
     re.IGNORECASE)
-_CLAUSE_END = re.compile(r"[.;](?=\s)")
+_CLAUSE_END = re.compile(r"[.;](?=\s|$)")
 
 
 def age_said_next(mentions: list[dict], text: str) -> None:
     """An affirmed fracture of no stated age, the last one described before a clause that
-    only says its age cannot be told, is ``indeterminate`` (:data:`_AGE_SAID_NEXT`): ConText
-    reads an age within its sentence, and writers put this one after (its height loss may
-    come between: a measure, not another fracture). Only when the clause
-    names no level the fracture has not ("the age of the T9 fracture" after "No other
-    vertebral deformity"). In place.
+    only says its age cannot be told, is ``indeterminate``; before one that says it is new
+    against an earlier study, acute and new (:data:`_AGE_SAID_NEXT`). ConText reads an age
+    within its sentence, and writers put this one after (its height loss may come between: a
+    measure, not another fracture). Only when the clause names no level the fracture has not
+    ("the age of the T9 fracture" after "No other vertebral deformity", "New compared with 2023
+    at T9" after an L2 fracture). In place.
     """
     fractures = [m for m in mentions if m["concept"] == "FRACTURE"]
     for index, mention in enumerate(fractures):
@@ -1232,9 +1258,14 @@ def age_said_next(mentions: list[dict], text: str) -> None:
         said = _AGE_SAID_NEXT.match(text, end.end())
         if said is None or _another_fracture_after(fractures, index, end.end()):
             continue
-        named = {level for group in find_level_groups(text, said.start(), said.end()) for level in group.levels}
+        closes = _CLAUSE_END.search(text, said.end(), min(len(text), said.end() + 200))
+        named = {level for group in find_level_groups(text, said.start(), closes.start() if closes else said.end())
+                 for level in group.levels}
         if named <= set(mention["levels"]):
-            mention["acuity"] = "indeterminate"
+            if said.group("new"):
+                mention["acuity"], mention["new"] = "acute", True
+            else:
+                mention["acuity"] = "indeterminate"
 
 
 def _another_fracture_after(fractures: list[dict], index: int, limit: int) -> bool:
@@ -1264,24 +1295,38 @@ _CLOSING_AGE = re.compile(
     r"(?:[ \t\n]+(?:(?:osteoporotic|compression|wedge|insufficiency)[ \t\n]+)?"
     r"(?:injury|fracture|deformity|changes?|process|finding|appearances?))?"
     r"[ \t]*\)?[ \t]*[.;]?[ \t]*$", re.IGNORECASE)
+# ... or that it was not there on an earlier study: "compression fracture of L2 with approximately
+# 35% loss of height centred on the superior endplate, not present on the CT KUB of 11/05/2022"
+_CLOSING_NEW = re.compile(r"[,;][ \t\n]*(?:which[ \t\n]+(?:is|was)[ \t\n]+|and[ \t\n]+)?not[ \t\n]+(?:present|seen|visible|evident)"
+                          r"[ \t\n]+(?:on|in)\b[^.;,]*[.;]?[ \t]*$", re.IGNORECASE)
 _CLOSING_AGE_OF = {"acute": "acute", "recent": "acute", "subacute": "subacute", "sub-acute": "subacute",
                    "healed": "healed"}
 
 
 def closing_age(mentions: list[dict], text: str) -> None:
-    """An affirmed fracture of no stated age, the last one its sentence names, takes the age
-    that closes the sentence (:data:`_CLOSING_AGE`). In place."""
-    fractures = [m for m in mentions if m["concept"] == "FRACTURE"]
-    for index, mention in enumerate(fractures):
-        if (mention["acuity"] or not affirmed(mention) or mention["end"] >= mention["sentence_end"]
-                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])
-                or _another_fracture_after(fractures, index, mention["sentence_end"])):
+    """An affirmed fracture of no stated age, the last one its sentence names and no more than
+    ``_CLOSING_REACH`` characters before the sentence's end, takes the age that closes the
+    sentence (:data:`_CLOSING_AGE`), or is acute and new when the sentence closes saying it was
+    not on an earlier study (:data:`_CLOSING_NEW`). In place."""
+    last: dict[int, dict] = {}
+    for mention in mentions:
+        if mention["concept"] == "FRACTURE" and _NAMES_A_FRACTURE.search(mention["lexical_variant"]):
+            last[mention["sentence_start"]] = mention  # mentions are in text order
+    for mention in last.values():
+        if (mention["acuity"] or not affirmed(mention)
+                or not 0 < mention["sentence_end"] - mention["end"] <= _CLOSING_REACH):
             continue
         tail = text[mention["end"]:mention["sentence_end"]]
         found = _CLOSING_AGE.search(tail)
         if found is not None:
             age = found.group("age").lower()
             mention["acuity"] = _CLOSING_AGE_OF.get(age, "chronic")
+        elif _CLOSING_NEW.search(tail):
+            mention["acuity"], mention["new"] = "acute", True
+
+
+#: How far before its sentence's end a fracture may be to take the age that closes it
+_CLOSING_REACH = 200
 
 
 # "new", "other" and their kin a few words before a denied finding: "No new compression
