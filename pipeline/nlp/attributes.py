@@ -404,8 +404,8 @@ _IF_BEFORE = re.compile(r"\bif[ \t]+(?:(?:it|this|that|they|so)[ \t]+(?:is|are|p
 # supposed, not stated, in a question or a condition: "to establish whether the T7 fracture is
 # recent", "If the fracture is recent and painful, ...", "if MRI shows the fractures are recent";
 # nor of a class: "offered for painful fractures that are recent". Stated: "An MRI showed that
-# the fracture is recent", "which means the fracture is recent".
-_PREDICATE_AGES = frozenset(("is new", "is recent"))
+# the fracture is recent", "which means the fracture is recent". Such rules carry the metadata
+# ``predicate``.
 _CONDITION_BEFORE = re.compile(r"\b(?:whether|if|unless)\b[^.;:]{0,60}$", re.IGNORECASE)
 _RELATIVE_BETWEEN = re.compile(r"\s*(?:that|which)\s", re.IGNORECASE)
 
@@ -413,11 +413,11 @@ _RELATIVE_BETWEEN = re.compile(r"\s*(?:that|which)\s", re.IGNORECASE)
 def _age_not_stated_after(modifier, span: Span, text: str) -> bool:
     """Whether an age ``modifier`` after ``span`` is an answer its form leaves unticked, a
     condition (:data:`_IF_BEFORE`), or a predicate in a question, a condition or of a class
-    (:data:`_PREDICATE_AGES`)."""
+    (:data:`_CONDITION_BEFORE`, :data:`_RELATIVE_BETWEEN`)."""
     start = span.doc[modifier.modifier_span[0]].idx
     if start < span.end_char:
         return False
-    if modifier.rule.literal in _PREDICATE_AGES and (
+    if (modifier.rule.metadata or {}).get("predicate") and (
             _CONDITION_BEFORE.search(text, max(0, span.start_char - 80), span.start_char) is not None
             or _RELATIVE_BETWEEN.match(text, span.end_char, start) is not None):
         return True
