@@ -10,9 +10,8 @@ span it decides:
   from ConText's modifier categories;
 * ``acuity`` from the nearest acuity modifier ("age-indeterminate" beats
   the others: it says the age is not known), ``new`` ("new", "interval");
-  a fracture of no age then takes one written apart from it: by another
-  mention of it in its sentence (:func:`share_ages`), in the next clause
-  (:func:`age_said_next`) or closing its sentence (:func:`closing_age`);
+  a fracture of no age then takes one written apart from it
+  (:func:`place_ages`);
 * ``aetiology``, ``scope`` (infection), ``corrected`` and ``med_status``;
 * the vertebral ``levels`` linked in its sentence (:mod:`.levels`);
 * whether a generic "fracture" or "marrow oedema" is vertebral at all: a
@@ -1172,7 +1171,19 @@ def inherit_levels(mentions: list[dict], text: str) -> None:
     _the_notes_fractures(mentions, text)
 
 
-def share_ages(mentions: list[dict]) -> None:
+def place_ages(mentions: list[dict], text: str) -> None:
+    """A fracture of no stated age takes one written apart from it: by another mention of it in
+    its sentence (:func:`share_ages`), in the next clause (:func:`age_said_next`) or closing its
+    sentence (:func:`closing_age`). Each fills only an empty acuity, and only of a mention that
+    names a fracture (:data:`_NAMES_A_FRACTURE`), found once here. In place."""
+    named = [m for m in mentions if m["concept"] == "FRACTURE" and _NAMES_A_FRACTURE.search(m["lexical_variant"])]
+    if named:
+        share_ages(mentions, named)
+        age_said_next(named, text)
+        closing_age(named, text)
+
+
+def share_ages(mentions: list[dict], named: list[dict]) -> None:
     """A fracture of no stated age takes the age its sentence gives the same fracture.
 
     "There is a pathologic compression fracture of T9 with approximately 40%
@@ -1185,7 +1196,8 @@ def share_ages(mentions: list[dict]) -> None:
     its levels (or, having none, of all of them), when they agree. Not across
     levels: "old T12 wedge and a new L1 fracture" are two fractures. Marrow
     oedema beside a fracture gives its level's status (SPEC §4), not the
-    mention's acuity: "the text says nothing" of the age. In place.
+    mention's acuity: "the text says nothing" of the age. ``named``: the fracture mentions
+    that name a fracture. In place.
     """
     # the ages of each sentence's aged fractures, by history and levels: a few level sets per
     # sentence, however many mentions
@@ -1196,10 +1208,9 @@ def share_ages(mentions: list[dict]) -> None:
             aged.setdefault(key, {}).setdefault(frozenset(mention["levels"]), set()).add(mention["acuity"])
     if not aged:
         return
-    for mention in mentions:
+    for mention in named:
         key = (mention["sentence_start"], mention["historical"])
-        if (mention["concept"] != "FRACTURE" or mention["acuity"] or key not in aged or not affirmed(mention)
-                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])):
+        if mention["acuity"] or key not in aged or not affirmed(mention):
             continue
         levels = set(mention["levels"])
         ages = {age for named, found in aged[key].items() if levels <= named for age in found}
@@ -1238,25 +1249,24 @@ _AGE_SAID_NEXT = re.compile(
 _CLAUSE_END = re.compile(r"[.;](?=\s|$)")
 
 
-def age_said_next(mentions: list[dict], text: str) -> None:
+def age_said_next(named: list[dict], text: str) -> None:
     """An affirmed fracture of no stated age, the last one described before a clause that
     only says its age cannot be told, is ``indeterminate``; before one that says it is new
     against an earlier study, acute and new (:data:`_AGE_SAID_NEXT`). ConText reads an age
     within its sentence, and writers put this one after (its height loss may come between: a
     measure, not another fracture). Only when the clause names no level the fracture has not
     ("the age of the T9 fracture" after "No other vertebral deformity", "New compared with 2023
-    at T9" after an L2 fracture). In place.
+    at T9" after an L2 fracture). ``named``: the fracture mentions that name a fracture, in
+    text order. In place.
     """
-    fractures = [m for m in mentions if m["concept"] == "FRACTURE"]
-    for index, mention in enumerate(fractures):
-        if (mention["acuity"] or not affirmed(mention) or mention["historical"]
-                or not _NAMES_A_FRACTURE.search(mention["lexical_variant"])):
+    for index, mention in enumerate(named):
+        if mention["acuity"] or not affirmed(mention) or mention["historical"]:
             continue
         end = _CLAUSE_END.search(text, mention["end"], min(len(text), mention["end"] + 250))
         if end is None:
             continue
         said = _AGE_SAID_NEXT.match(text, end.end())
-        if said is None or _another_fracture_after(fractures, index, end.end()):
+        if said is None or _another_fracture_after(named, index, end.end()):
             continue
         closes = _CLAUSE_END.search(text, said.end(), min(len(text), said.end() + 200))
         named = {level for group in find_level_groups(text, said.start(), closes.start() if closes else said.end())
@@ -1268,14 +1278,14 @@ def age_said_next(mentions: list[dict], text: str) -> None:
                 mention["acuity"] = "indeterminate"
 
 
-def _another_fracture_after(fractures: list[dict], index: int, limit: int) -> bool:
-    """Whether a mention that names a fracture starts after ``fractures[index]`` ends and
-    before ``limit`` (``fractures`` in text order)."""
-    mention = fractures[index]
-    for other in fractures[index + 1:]:
+def _another_fracture_after(named: list[dict], index: int, limit: int) -> bool:
+    """Whether another of ``named`` (in text order) starts after ``named[index]`` ends and
+    before ``limit``."""
+    mention = named[index]
+    for other in named[index + 1:]:
         if other["start"] >= limit:
             return False
-        if other["start"] >= mention["end"] and _NAMES_A_FRACTURE.search(other["lexical_variant"]):
+        if other["start"] >= mention["end"]:
             return True
     return False
 
@@ -1303,15 +1313,13 @@ _CLOSING_AGE_OF = {"acute": "acute", "recent": "acute", "subacute": "subacute", 
                    "healed": "healed"}
 
 
-def closing_age(mentions: list[dict], text: str) -> None:
+def closing_age(named: list[dict], text: str) -> None:
     """An affirmed fracture of no stated age, the last one its sentence names and no more than
     ``_CLOSING_REACH`` characters before the sentence's end, takes the age that closes the
     sentence (:data:`_CLOSING_AGE`), or is acute and new when the sentence closes saying it was
-    not on an earlier study (:data:`_CLOSING_NEW`). In place."""
-    last: dict[int, dict] = {}
-    for mention in mentions:
-        if mention["concept"] == "FRACTURE" and _NAMES_A_FRACTURE.search(mention["lexical_variant"]):
-            last[mention["sentence_start"]] = mention  # mentions are in text order
+    not on an earlier study (:data:`_CLOSING_NEW`). ``named``: the fracture mentions that name
+    a fracture, in text order. In place."""
+    last = {mention["sentence_start"]: mention for mention in named}  # the last of each sentence
     for mention in last.values():
         if (mention["acuity"] or not affirmed(mention)
                 or not 0 < mention["sentence_end"] - mention["end"] <= _CLOSING_REACH):
@@ -1651,9 +1659,7 @@ class MentionAttributes:
         _past_procedures_reasons(mentions, text, note_date(doc))
         _episode_named_before(mentions, text)
         inherit_levels(mentions, text)
-        share_ages(mentions)
-        age_said_next(mentions, text)
-        closing_age(mentions, text)
+        place_ages(mentions, text)
         grid_answers(mentions, text)
         column_answers(mentions, text)
         doc._.vertebro_mentions = mentions
