@@ -3859,3 +3859,48 @@ def test_an_age_written_apart_from_its_fracture(extractor, text, needle, acuity)
     found = find(extractor.mentions(text, "MRI SPINE", None), "FRACTURE", needle)
     assert found, text
     assert found[0]["acuity"] == acuity, text
+
+
+@pytest.mark.parametrize("text, needle, corrected", [
+    # the clause goes on to say the episode is over, past its dates, cultures and drugs
+    ("Fever 38.2 on 04/03 after the infusion - cultures negative, no source found, settled.", "Fever", "resolved"),
+    ("UTI diagnosed by the GP on 02/03 - trimethoprim 3 days, completed 05/03.", "UTI", "treated"),
+    ("Admitted 11/2024 with community-acquired pneumonia, IV co-amoxiclav then oral, recovered.", "pneumonia",
+     "resolved"),
+    ("Cellulitis of the left forearm after a cat scratch (flucloxacillin 7 days, finished 01/03).", "Cellulitis",
+     "treated"),
+    ("Superficial wound infection at day 10 - five days of oral antibiotics from the GP, healed.",
+     "wound infection", "resolved"),
+    ("Dental abscess in 11/2024; resolved.", "abscess", "resolved"),
+    ("MRSA bacteraemia 13/10 (1 of 2 sets; same organism) - cleared, blood cultures 15/10 negative.",
+     "bacteraemia", "resolved"),
+    ("Urosepsis in 01/2025 with E. coli in both blood culture sets, IV gentamicin then oral co-amoxiclav,\n"
+     "antibiotics completed.", "Urosepsis", "treated"),
+    # guards: still going on, not over, or another finding's end
+    ("Spondylodiscitis at L2-3 is responding but not yet treated surgically.", "Spondylodiscitis", ""),
+    ("AE 003: pneumonia, grade 2, non-serious - outcome: not recovered.", "pneumonia", ""),
+    ("Aspiration pneumonia on IV co-amoxiclav (day 3), improving.", "pneumonia", ""),
+    ("Sepsis from a line infection, recovering on vancomycin.", "Sepsis", ""),
+    ("Community-acquired pneumonia, to complete 7 days of amoxicillin.", "pneumonia", ""),
+    ("Primary: E. coli bacteraemia\nSecondary: delirium (resolved)", "bacteraemia", ""),
+    ("A41.51 Sepsis due to Escherichia coli, with septic shock on admission and organ dysfunction\n"
+     " N17.9 Acute kidney injury - resolved", "Sepsis", ""),
+    ("Pneumonia on IV antibiotics. The delirium has settled.", "Pneumonia", ""),
+    ("Active issues: HAP on IV pip-tazo (day 3; still on 2 L O2); E. coli UTI (treated).", "HAP", ""),
+    ("SECONDARY: Osteomyelitis of the R 4th toe (resected); DM2; AKI (resolved).", "Osteomyelitis", ""),
+])
+def test_an_episode_s_end_closing_its_clause(extractor, text, needle, corrected):
+    assert one(extractor, text, "INFECTION", "CLINIC NOTE", needle, date="2025-03-10")["corrected"] == corrected, text
+
+
+@pytest.mark.parametrize("text, negated", [
+    # what is left of a partly resolved collection is still there
+    ("IMPRESSION: Near-complete resolution of the psoas abscess around the drain.", False),
+    ("Partial resolution of the paraspinal abscess at L3-4 on today's MRI.", False),
+    ("There is incomplete resolution of the epidural abscess posterior to T9.", False),
+    # guards: resolved
+    ("IMPRESSION: Complete resolution of the psoas abscess.", True),
+    ("Interval resolution of the paraspinal abscess.", True),
+])
+def test_a_partly_resolved_infection_is_still_there(extractor, text, negated):
+    assert one(extractor, text, "INFECTION", "MRI SPINE", "abscess")["negated"] is negated, text

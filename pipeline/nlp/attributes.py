@@ -1538,6 +1538,54 @@ def _past_procedures_reasons(mentions: list[dict], text: str, noted: _dt.date | 
             done = None
 
 
+# A clause that goes on to say the episode is over, after what else it says of it: "fever 38.0 on
+# 11/10 - no source found, cultures no growth, settled", "UTI diagnosed by her GP on 07/11 -
+# nitrofurantoin 3 days, completed 10/11", "pneumonia - last admission 11/2024, IV co-amoxiclav,
+# recovered", "(completed 06/05)". The word comes after a comma, colon, semicolon, bracket or dash
+# with nothing but a few linking words between ("antibiotics completed", "which has since
+# resolved"): not "not yet treated", "outcome: not recovered", "treated with IV ceftriaxone, day
+# 3", "recovering", "improving" (still going on), nor "and treated".
+_COURSE_OVER = re.compile(
+    r"(?:[,;:(]|\s[-\u2013\u2014]|--)[ \t\n]*"
+    r"(?:(?:and|now|since|all|fully|completely|then|antibiotics|abx|course|symptoms|which|this|it|has|have|"
+    r"had|was|were|been)[ \t\n]+){0,4}"
+    r"(?P<word>settled|resolved|recovered|cleared|healed|completed|finished|treated)\b"
+    r"(?![ \t\n]*(?:with|by|on[ \t\n]+(?:iv|oral|po|antibiotics)|for|as|if|when|once|until|but)\b)"
+    r"(?![ \t]+(?:is|are|was|were|will|should|must)\b)", re.IGNORECASE)
+_COURSE_OVER_VALUE = {"completed": "treated", "finished": "treated", "treated": "treated"}
+#: What ends the clause of an episode before its closing word: another line's list item, label
+#: ("\nSecondary: delirium (resolved)") or coded diagnosis ("\n N17.9 AKI - resolved")
+_COURSE_BREAK = re.compile(r"\n[ \t]*(?:[-*#\u2022]|\d{1,2}[.)][ \t]|[A-Z]\d{2}(?:\.\d+)?\b|[A-Za-z][\w /-]{0,30}:)")
+#: A bracket's words, whose semicolons do not end the clause: "MRSA bacteraemia (1 of 2 sets; same
+#: organism) - cleared"
+_BRACKETED = re.compile(r"\([^()]*\)")
+#: An infection named as the cause of what follows, whose course that is: "Sepsis-associated
+#: thrombocytopenia, nadir Plt 41 (15/10), recovered" (the count recovered)
+_CAUSE_OF_AFTER = re.compile(r"[- ]?(?:associated|related|induced|driven|triggered)\b", re.IGNORECASE)
+#: How far after an infection its sentence may say the episode is over
+_COURSE_REACH = 250
+
+
+def closing_course(mentions: list[dict], text: str) -> None:
+    """An affirmed infection of no stated course, whose clause goes on to say the episode is over
+    (:data:`_COURSE_OVER`, within ``_COURSE_REACH`` characters and its sentence, and no semicolon
+    between them, outside brackets, but one right before the word: in "Active issues: HAP on IV
+    pip-tazo; E. coli UTI (treated)" the UTI's), is ``resolved``
+    ("settled", "recovered", "cleared", "healed") or ``treated`` ("completed", "finished",
+    "treated"). Not an infection named as another finding's cause ("Sepsis-associated
+    thrombocytopenia, ..., recovered"). ConText's window stops at a nearer finding or ten words on;
+    writers put the end of an episode after its dates, cultures and drugs. In place."""
+    for mention in mentions:
+        if (mention["concept"] != "INFECTION" or mention["corrected"] or not affirmed(mention)
+                or _CAUSE_OF_AFTER.match(text, mention["end"])):
+            continue
+        end = min(mention["sentence_end"], mention["end"] + _COURSE_REACH)
+        stop = _COURSE_BREAK.search(text, mention["end"], end)
+        found = _COURSE_OVER.search(text, mention["end"], stop.start() if stop is not None else end)
+        if found is not None and ";" not in _BRACKETED.sub("", text[mention["end"]:found.start()]):
+            mention["corrected"] = _COURSE_OVER_VALUE.get(found.group("word").lower(), "resolved")
+
+
 #: "the" before an infection: the one the note has already named ("Admission in January with
 #: pneumonia - fully recovered ... he had put it down to the pneumonia")
 _DEFINITE_BEFORE = re.compile(r"\b(?:the|that)[ \t]+$", re.IGNORECASE)
@@ -1657,6 +1705,7 @@ class MentionAttributes:
         mentions.sort(key=lambda mention: (mention["start"], mention["end"], mention["lab"]))
         mentions = _without_other_abbreviations(mentions, text)
         _past_procedures_reasons(mentions, text, note_date(doc))
+        closing_course(mentions, text)
         _episode_named_before(mentions, text)
         inherit_levels(mentions, text)
         place_ages(mentions, text)
