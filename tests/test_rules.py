@@ -3904,3 +3904,22 @@ def test_an_episode_s_end_closing_its_clause(extractor, text, needle, corrected)
 ])
 def test_a_partly_resolved_infection_is_still_there(extractor, text, negated):
     assert one(extractor, text, "INFECTION", "MRI SPINE", "abscess")["negated"] is negated, text
+
+
+@pytest.mark.parametrize("text", [
+    "He is at a higher risk\nof infection while on chemotherapy.",
+    "She has a history\nof an L1 compression fracture.",
+    "L1 compression fracture of uncertain\nage.",
+    "Thrombocytopenia, now within\nnormal limits.",
+    "Mother had osteoporotic\nvertebral fractures.",
+    "There is no evidence\nof retropulsion at L1.",
+])
+def test_a_phrase_reads_the_same_across_a_line_wrap(extractor, text):
+    """ConText's multi-word phrases, of every category, match across a hard wrap: the wrapped text
+    gives the mentions and attributes of the same text on one line (same offsets: one character for
+    one)."""
+    keys = ("concept", "start", "end", "negated", "uncertain", "historical", "hypothetical", "family", "levels",
+            "acuity", "corrected")
+    wrapped = [tuple(m[k] for k in keys) for m in extractor.mentions(text, "NOTE")]
+    assert wrapped, text
+    assert wrapped == [tuple(m[k] for k in keys) for m in extractor.mentions(text.replace("\n", " "), "NOTE")], text

@@ -307,7 +307,7 @@ def build_nlp(patterns: list[str | Path] = (), rules: RuleSet | None = None) -> 
         for key in ("allowed_types", "excluded_types", "terminated_by"):
             if arguments.get(key) is not None:
                 arguments[key] = set(arguments[key])
-        if arguments.get("pattern") is None and arguments["category"] in WRAP_TOLERANT:
+        if arguments.get("pattern") is None:  # "at a higher risk\nof infection" is "risk of"
             arguments["pattern"] = wrap_tolerant_pattern(nlp, arguments["literal"])
         context_rules.append(ConTextRule(**arguments))
     context.add(context_rules)
@@ -342,12 +342,6 @@ def _run_in_heading(doc: Doc, start: int, end: int) -> bool:
     return doc[start - 1].text in (".", ";", "!", "?") or doc[start:end].text.isupper()
 
 
-#: Modifier categories whose multi-word phrases also match across a line wrap
-#: (token patterns cost more than phrases: only where a miss flips a finding, as
-#: "The family\n  history of vertebral fractures (mother)" made the patient's).
-WRAP_TOLERANT = {"NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "FAMILY"}
-
-
 def wrap_tolerant_pattern(nlp: Language, phrase: str) -> list[dict] | None:
     """A token pattern for a multi-word phrase that also matches across a hard line wrap.
 
@@ -371,8 +365,8 @@ class WrapTolerantMatcher:
     """spaCy's ``Matcher.__call__`` for the patterns of :func:`wrap_tolerant_pattern`, with identical output.
 
     spaCy's matcher advances every pattern over every token: with ~170
-    multi-word modifier phrases that is a fifth of the per-note time on
-    radiology reports. Each pattern here is ``word (space token)* word ...``,
+    multi-word modifier phrases that was a fifth of the per-note time on
+    radiology reports (there are ~510 now, every category's). Each pattern here is ``word (space token)* word ...``,
     so a match is fixed by its first token: the matcher looks up each token's
     ``LOWER`` among the phrases' first words, then steps over the space tokens
     to compare the next words. A match starting at a token is the only one it
