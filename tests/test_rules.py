@@ -2184,6 +2184,8 @@ def test_wave_26_episodes_over_records_and_questions(extractor, text, concept, n
     ("T10: 20 Gy in 5 #, first # tomorrow, then 4 further # Mon-Thu. Carrow linac.", "FRACTURE"),
     ("EBRT 20 Gy in 5 fx to T8-T10, fx 1 given 9/30.", "FRACTURE"),
     ("Radiotherapy started 06/30 (20 Gy/5 fx to T8-T10; fx 2 is today). Plan is kyphoplasty.", "FRACTURE"),
+    ("Palliative RT to L2-L4, 20 Gy in 5 #, started 17/09 (# 1-3 given 17, 18, 19/09); # 4-5 as outpatient.",
+     "FRACTURE"),
     ("[x] no metastatic infection -- MRI spine 17/10: no discitis.", "MALIGNANCY"),
 ])
 def test_fractions_and_metastatic_infection_are_not_these_findings(extractor, text, concept):
@@ -3872,6 +3874,8 @@ def test_an_age_written_apart_from_its_fracture(extractor, text, needle, acuity)
     ("Superficial wound infection at day 10 - five days of oral antibiotics from the GP, healed.",
      "wound infection", "resolved"),
     ("Dental abscess in 11/2024; resolved.", "abscess", "resolved"),
+    ("Chest infection in January - sputum grew H. influenzae, cleared with a week of doxycycline.",
+     "Chest infection", "resolved"),
     ("MRSA bacteraemia 13/10 (1 of 2 sets; same organism) - cleared, blood cultures 15/10 negative.",
      "bacteraemia", "resolved"),
     ("Urosepsis in 01/2025 with E. coli in both blood culture sets, IV gentamicin then oral co-amoxiclav,\n"
@@ -3880,6 +3884,7 @@ def test_an_age_written_apart_from_its_fracture(extractor, text, needle, acuity)
     ("Spondylodiscitis at L2-3 is responding but not yet treated surgically.", "Spondylodiscitis", ""),
     ("AE 003: pneumonia, grade 2, non-serious - outcome: not recovered.", "pneumonia", ""),
     ("Aspiration pneumonia on IV co-amoxiclav (day 3), improving.", "pneumonia", ""),
+    ("Febrile 38.6 overnight on the ward, blood cultures sent, settled with paracetamol.", "Febrile", ""),
     ("Sepsis from a line infection, recovering on vancomycin.", "Sepsis", ""),
     ("Community-acquired pneumonia, to complete 7 days of amoxicillin.", "pneumonia", ""),
     ("Primary: E. coli bacteraemia\nSecondary: delirium (resolved)", "bacteraemia", ""),
@@ -3890,7 +3895,9 @@ def test_an_age_written_apart_from_its_fracture(extractor, text, needle, acuity)
     ("SECONDARY: Osteomyelitis of the R 4th toe (resected); DM2; AKI (resolved).", "Osteomyelitis", ""),
 ])
 def test_an_episode_s_end_closing_its_clause(extractor, text, needle, corrected):
-    assert one(extractor, text, "INFECTION", "CLINIC NOTE", needle, date="2025-03-10")["corrected"] == corrected, text
+    mention = one(extractor, text, "INFECTION", "CLINIC NOTE", needle, date="2025-03-10")
+    assert mention["corrected"] == corrected, text
+    assert mention["historical"] is bool(corrected), text  # an episode that is over is past
 
 
 @pytest.mark.parametrize("text, negated", [
@@ -3923,3 +3930,17 @@ def test_a_phrase_reads_the_same_across_a_line_wrap(extractor, text):
     wrapped = [tuple(m[k] for k in keys) for m in extractor.mentions(text, "NOTE")]
     assert wrapped, text
     assert wrapped == [tuple(m[k] for k in keys) for m in extractor.mentions(text.replace("\n", " "), "NOTE")], text
+
+
+@pytest.mark.parametrize("text, needle, hypothetical", [
+    # advice about the infection named right before it
+    ("Fever precautions reviewed: call for temp of 100.4 F or higher.", "Fever", True),
+    ("Neutropenic fever precautions and education before cycle 1.", "fever", True),
+    ("Infection counselling for ocrelizumab done today.", "Infection", True),
+    ("Given the neutropenic fever card and the unit's number.", "fever", True),
+    # guards: the patient's infection, with precautions or a screen after it
+    ("MRSA bacteraemia, contact precautions.", "bacteraemia", False),
+    ("Fever 38.5 and rigors, sepsis screen sent.", "Fever", False),
+])
+def test_advice_about_an_infection_is_not_one(extractor, text, needle, hypothetical):
+    assert one(extractor, text, "INFECTION", "CLINIC NOTE", needle)["hypothetical"] is hypothetical, text

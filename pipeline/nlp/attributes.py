@@ -651,6 +651,12 @@ ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEAS
 #: ("an acute L1 fracture would be amenable to cement") nor one a clause goes on about ("a fracture
 #: which would ..."). So too a contraindication or a cancer posited to explain something: "a
 #: bleeding disorder would not explain the fractures", "an infection would account for the fever".
+# Advice about the infection named right before it, not one the patient has: "Neutropenic fever
+# precautions reviewed: call for temp of 100.4 F or higher", "Infection counselling for
+# ocrelizumab", "the neutropenic fever card". Read at the mention's end: as a ConText rule it lost
+# the overlap with "precautions" that looks forward. Not "MRSA bacteraemia, contact precautions".
+_ADVICE_AFTER = re.compile(r"[ \t]+(?:precautions|advice|counsell?ing|education|teaching|leaflet|card|"
+                           r"instructions|warning\s+signs)\b", re.IGNORECASE)
 MODAL_CONCEPTS = frozenset({"FRACTURE", "COAGULOPATHY", "INFECTION", "MALIGNANCY"})
 _ANY_BEFORE = re.compile(r"\b(?:an?|any)[ \t]+(?:(?:old|new|recent|acute|chronic|healed|healing|fresh|further|"
                          r"subsequent|osteoporotic|vertebral|compression)[ \t]+){0,2}$", re.IGNORECASE)
@@ -1543,14 +1549,18 @@ def _past_procedures_reasons(mentions: list[dict], text: str, noted: _dt.date | 
 # nitrofurantoin 3 days, completed 10/11", "pneumonia - last admission 11/2024, IV co-amoxiclav,
 # recovered", "(completed 06/05)". The word comes after a comma, colon, semicolon, bracket or dash
 # with nothing but a few linking words between ("antibiotics completed", "which has since
-# resolved"): not "not yet treated", "outcome: not recovered", "treated with IV ceftriaxone, day
-# 3", "recovering", "improving" (still going on), nor "and treated".
+# resolved", "cleared with a week of doxycycline"): not "not yet treated", "outcome: not
+# recovered", "treated with IV ceftriaxone, day 3", "recovering", "improving" (still going on),
+# "and treated", nor a fever "settled with paracetamol" (the fever, not what caused it).
 _COURSE_OVER = re.compile(
     r"(?:[,;:(]|\s[-\u2013\u2014]|--)[ \t\n]*"
     r"(?:(?:and|now|since|all|fully|completely|then|antibiotics|abx|course|symptoms|which|this|it|has|have|"
     r"had|was|were|been)[ \t\n]+){0,4}"
-    r"(?P<word>settled|resolved|recovered|cleared|healed|completed|finished|treated)\b"
-    r"(?![ \t\n]*(?:with|by|on[ \t\n]+(?:iv|oral|po|antibiotics)|for|as|if|when|once|until|but)\b)"
+    r"(?P<word>settled|resolved|recovered|cleared|healed|completed|finished|"
+    r"treated(?![ \t\n]*(?:with|by|on|for|as)\b))\b"
+    r"(?![ \t\n]*(?:if|when|once|until|but)\b)"
+    r"(?![ \t\n]+(?:with|on|after)[ \t\n]+(?:regular[ \t\n]+)?(?:paracetamol|acetaminophen|tylenol|ibuprofen|"
+    r"antipyretics?|(?:iv[ \t\n]+)?fluids)\b)"
     r"(?![ \t]+(?:is|are|was|were|will|should|must)\b)", re.IGNORECASE)
 _COURSE_OVER_VALUE = {"completed": "treated", "finished": "treated", "treated": "treated"}
 #: What ends the clause of an episode before its closing word: another line's list item, label
@@ -1570,8 +1580,8 @@ def closing_course(mentions: list[dict], text: str) -> None:
     """An affirmed infection of no stated course, whose clause goes on to say the episode is over
     (:data:`_COURSE_OVER`, within ``_COURSE_REACH`` characters and its sentence, and no semicolon
     between them, outside brackets, but one right before the word: in "Active issues: HAP on IV
-    pip-tazo; E. coli UTI (treated)" the UTI's), is ``resolved``
-    ("settled", "recovered", "cleared", "healed") or ``treated`` ("completed", "finished",
+    pip-tazo; E. coli UTI (treated)" the UTI's), is past (``historical``, as writers mark it) and
+    ``resolved`` ("settled", "recovered", "cleared", "healed") or ``treated`` ("completed", "finished",
     "treated"). Not an infection named as another finding's cause ("Sepsis-associated
     thrombocytopenia, ..., recovered"). ConText's window stops at a nearer finding or ten words on;
     writers put the end of an episode after its dates, cultures and drugs. In place."""
@@ -1584,6 +1594,7 @@ def closing_course(mentions: list[dict], text: str) -> None:
         found = _COURSE_OVER.search(text, mention["end"], stop.start() if stop is not None else end)
         if found is not None and ";" not in _BRACKETED.sub("", text[mention["end"]:found.start()]):
             mention["corrected"] = _COURSE_OVER_VALUE.get(found.group("word").lower(), "resolved")
+            mention["historical"] = True
 
 
 #: "the" before an infection: the one the note has already named ("Admission in January with
@@ -1730,7 +1741,8 @@ class MentionAttributes:
             span.label_ in ALTERNATIVES and _ALTERNATIVE_AFTER.match(text, span.end_char, sentence.end_char) is not None)
         flags["hypothetical"] = flags["hypothetical"] or (
             span.label_ in MODAL_CONCEPTS and _MODAL_AFTER.match(text, span.end_char) is not None
-            and _ANY_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None)
+            and _ANY_BEFORE.search(text, max(sentence.start_char, span.start_char - 40), span.start_char) is not None
+        ) or (span.label_ == "INFECTION" and _ADVICE_AFTER.match(text, span.end_char) is not None)
         flags["historical"] = flags["historical"] or bool(rule_historical) or (
             span.label_ in DATED and _dated_long_before(span, sentence, text)) or (
             span.label_ == "INFECTION" and not flags["negated"] and _recent_episode(span, sentence, text))
