@@ -3944,3 +3944,21 @@ def test_a_phrase_reads_the_same_across_a_line_wrap(extractor, text):
 ])
 def test_advice_about_an_infection_is_not_one(extractor, text, needle, hypothetical):
     assert one(extractor, text, "INFECTION", "CLINIC NOTE", needle)["hypothetical"] is hypothetical, text
+
+
+@pytest.mark.parametrize("text, concept, family", [
+    # a finding joined to a relative's in the same clause is the relative's too
+    ("Her mother (78) has osteoporosis and has had two spinal crush fractures.", "FRACTURE", True),
+    ("On LMWH; sister recently diagnosed with pregnancy-associated osteoporosis and vertebral fractures.",
+     "FRACTURE", True),
+    ("His father was treated for myeloma with several rounds of chemotherapy and later had a kyphoplasty.",
+     "PRIOR_AUGMENTATION", True),
+    # guards: another subject, a contrast, or another sentence
+    ("Her mother had osteoporosis and she has two vertebral fractures herself.", "FRACTURE", False),
+    ("Mother had osteoporosis but the patient's L1 compression fracture is traumatic.", "FRACTURE", False),
+    ("Mother had osteoporosis. L1 compression fracture on today's MRI.", "FRACTURE", False),
+    ("I explained to Mrs Jones and her husband what vertebroplasty involves and that it is offered for painful recent "
+     "fractures.", "FRACTURE", False),
+])
+def test_a_relatives_findings_joined_in_one_clause(extractor, text, concept, family):
+    assert one(extractor, text, concept, "CLINIC NOTE")["family"] is family, text

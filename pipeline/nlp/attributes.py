@@ -1597,6 +1597,44 @@ def closing_course(mentions: list[dict], text: str) -> None:
             mention["historical"] = True
 
 
+# What ends a relative's clause before a later finding: another subject ("and she has", "the
+# patient", a name's "Mrs", "and that it is offered for painful recent fractures"), a possessive
+# that may be the patient's, a contrast, or a clause mark
+_SUBJECT_CHANGE = re.compile(r"[;:()]|\b(?:she|he|they|it|this|that|these|those|I|we|you|her|his|their|its|"
+                             r"patient|pt|pts|mrs?|ms|dr|but|whereas|while|although|though|however|unlike|except)\b",
+                             re.IGNORECASE)
+#: What joins a relative's findings: "osteoporosis and vertebral fractures", "osteoporosis with
+#: a dowager's hump and several spinal fractures" (not a comma alone: "Sister with osteoporosis,
+#: L1 fracture on today's MRI" may list the patient's own)
+_COORDINATED = re.compile(r"\b(?:and|or|with|plus|as\s+well\s+as|also|then)\b|&", re.IGNORECASE)
+#: How far after a relative's finding the same clause's next finding may be
+_FAMILY_REACH = 100
+
+
+def share_family(mentions: list[dict], text: str) -> None:
+    """A finding coordinated with a relative's in the same clause is the relative's too: "Her
+    mother (78) has osteoporosis and has had two spinal crush fractures", "sister recently
+    diagnosed with pregnancy-associated osteoporosis and vertebral fractures" (ConText's six
+    words after "sister" end before "fractures"). Only within ``_FAMILY_REACH`` characters of
+    the relative's finding, in its sentence, joined to it (:data:`_COORDINATED`) with no subject
+    change between them (:data:`_SUBJECT_CHANGE`: "her mother had osteoporosis and she has two
+    fractures" is the patient's). In place."""
+    last = None
+    for mention in mentions:
+        if last is not None and (mention["sentence_start"] != last["sentence_start"]
+                                 or mention["start"] - last["end"] > _FAMILY_REACH):
+            last = None
+        if mention["family"]:
+            last = mention
+        elif last is not None and mention["start"] >= last["end"]:
+            between = text[last["end"]:mention["start"]]
+            if _COORDINATED.search(between) and _SUBJECT_CHANGE.search(between) is None:
+                mention["family"] = True
+                last = mention
+            else:
+                last = None
+
+
 #: "the" before an infection: the one the note has already named ("Admission in January with
 #: pneumonia - fully recovered ... he had put it down to the pneumonia")
 _DEFINITE_BEFORE = re.compile(r"\b(?:the|that)[ \t]+$", re.IGNORECASE)
@@ -1718,6 +1756,7 @@ class MentionAttributes:
         _past_procedures_reasons(mentions, text, note_date(doc))
         closing_course(mentions, text)
         _episode_named_before(mentions, text)
+        share_family(mentions, text)
         inherit_levels(mentions, text)
         place_ages(mentions, text)
         grid_answers(mentions, text)
