@@ -366,7 +366,8 @@ class WrapTolerantMatcher:
 
     spaCy's matcher advances every pattern over every token: with ~170
     multi-word modifier phrases that was a fifth of the per-note time on
-    radiology reports (there are ~510 now, every category's). Each pattern here is ``word (space token)* word ...``,
+    radiology reports (there are ~510 now, of every category). Each pattern
+    here is ``word (space token)* word ...``,
     so a match is fixed by its first token: the matcher looks up each token's
     ``LOWER`` among the phrases' first words, then steps over the space tokens
     to compare the next words. A match starting at a token is the only one it
