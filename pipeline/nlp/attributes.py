@@ -645,18 +645,18 @@ _ALTERNATIVE_AFTER = re.compile(
     r"chronic|remote|healed|acute|sub-?acute|new|recent|fresh|age|\d|[-+]))", re.IGNORECASE)
 #: The findings another reading can be weighed against
 ALTERNATIVES = frozenset({"FRACTURE", "OEDEMA", "RETROPULSION", "EPIDURAL_DISEASE", "INFECTION", "MALIGNANCY"})
-#: A fracture in general, what would be done with one: "if recent, he may be a candidate for
-#: vertebroplasty; an old fracture would be managed conservatively", "a new fracture would need an
-#: MRI" (an article and age words before it, a modal verb right after it); not one with its level
-#: ("an acute L1 fracture would be amenable to cement") nor one a clause goes on about ("a fracture
-#: which would ..."). So too a contraindication or a cancer posited to explain something: "a
-#: bleeding disorder would not explain the fractures", "an infection would account for the fever".
 # Advice about the infection named right before it, not one the patient has: "Neutropenic fever
 # precautions reviewed: call for temp of 100.4 F or higher", "Infection counselling for
 # ocrelizumab", "the neutropenic fever card". Read at the mention's end: as a ConText rule it lost
 # the overlap with "precautions" that looks forward. Not "MRSA bacteraemia, contact precautions".
 _ADVICE_AFTER = re.compile(r"[ \t]+(?:precautions|advice|counsell?ing|education|teaching|leaflet|card|"
                            r"instructions|warning\s+signs)\b", re.IGNORECASE)
+#: A fracture in general, what would be done with one: "if recent, he may be a candidate for
+#: vertebroplasty; an old fracture would be managed conservatively", "a new fracture would need an
+#: MRI" (an article and age words before it, a modal verb right after it); not one with its level
+#: ("an acute L1 fracture would be amenable to cement") nor one a clause goes on about ("a fracture
+#: which would ..."). So too a contraindication or a cancer posited to explain something: "a
+#: bleeding disorder would not explain the fractures", "an infection would account for the fever".
 MODAL_CONCEPTS = frozenset({"FRACTURE", "COAGULOPATHY", "INFECTION", "MALIGNANCY"})
 _ANY_BEFORE = re.compile(r"\b(?:an?|any)[ \t]+(?:(?:old|new|recent|acute|chronic|healed|healing|fresh|further|"
                          r"subsequent|osteoporotic|vertebral|compression)[ \t]+){0,2}$", re.IGNORECASE)
@@ -1247,7 +1247,8 @@ _AGE_SAID_NEXT = re.compile(
     rf"|(?:it|this|they|these)\s+(?:cannot|can\s?not|can't|could\s+not)\s+be\s+(?:dated|aged)"
     # ... or that it is new against an earlier study: "This is new compared with the lateral
     # chest radiograph", "New compared with 03/2023.", "It was not present on the CT of 2022."
-    rf"|(?P<new>(?:(?:it|this|these|they|which)\s+(?:is|are|was|were)\s+(?:an?\s+)?(?:new|(?:a\s+)?new\s+(?:fracture|finding)s?)"
+    rf"|(?P<new>(?:(?:it|this|these|they|which)\s+(?:is|are|was|were)\s+(?:an?\s+)?"
+    rf"(?:new|(?:a\s+)?new\s+(?:fracture|finding)s?)"
     rf"|new)\s+(?:since|compared\s+(?:with|to)|in\s+comparison\s+(?:with|to)|relative\s+to|from|when\s+compared)"
     rf"|(?:it|this|these|they|which)\s+(?:is|are|was|were)\s+not\s+(?:present|seen|visible|evident)\s+(?:on|in)"
     rf"|not\s+(?:present|seen|visible|evident)\s+on\s+(?:the\s+)?(?:prior|previous|earlier)))\b",
@@ -1313,10 +1314,13 @@ _CLOSING_AGE = re.compile(
     r"[ \t]*\)?[ \t]*[.;]?[ \t]*$", re.IGNORECASE)
 # ... or that it was not there on an earlier study: "compression fracture of L2 with approximately
 # 35% loss of height centred on the superior endplate, not present on the CT KUB of 11/05/2022"
-_CLOSING_NEW = re.compile(r"[,;][ \t\n]*(?:which[ \t\n]+(?:is|was)[ \t\n]+|and[ \t\n]+)?not[ \t\n]+(?:present|seen|visible|evident)"
-                          r"[ \t\n]+(?:on|in)\b[^.;,]*[.;]?[ \t]*$", re.IGNORECASE)
+_CLOSING_NEW = re.compile(r"[,;][ \t\n]*(?:which[ \t\n]+(?:is|was)[ \t\n]+|and[ \t\n]+)?not[ \t\n]+"
+                          r"(?:present|seen|visible|evident)[ \t\n]+(?:on|in)\b[^.;,]*[.;]?[ \t]*$", re.IGNORECASE)
 _CLOSING_AGE_OF = {"acute": "acute", "recent": "acute", "subacute": "subacute", "sub-acute": "subacute",
                    "healed": "healed"}
+
+#: How far before its sentence's end a fracture may be to take the age that closes it
+_CLOSING_REACH = 200
 
 
 def closing_age(named: list[dict], text: str) -> None:
@@ -1337,10 +1341,6 @@ def closing_age(named: list[dict], text: str) -> None:
             mention["acuity"] = _CLOSING_AGE_OF.get(age, "chronic")
         elif _CLOSING_NEW.search(tail):
             mention["acuity"], mention["new"] = "acute", True
-
-
-#: How far before its sentence's end a fracture may be to take the age that closes it
-_CLOSING_REACH = 200
 
 
 # "new", "other" and their kin a few words before a denied finding: "No new compression

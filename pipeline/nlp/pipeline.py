@@ -367,10 +367,10 @@ class WrapTolerantMatcher:
     spaCy's matcher advances every pattern over every token: with ~170
     multi-word modifier phrases that was a fifth of the per-note time on
     radiology reports (there are ~510 now, of every category). Each pattern
-    here is ``word (space token)* word ...``,
-    so a match is fixed by its first token: the matcher looks up each token's
-    ``LOWER`` among the phrases' first words, then steps over the space tokens
-    to compare the next words. A match starting at a token is the only one it
+    here is ``word (space token)* word ...``, so a match is fixed by its
+    first token: the matcher looks up each token's ``LOWER`` among the
+    phrases' first words, then steps over the space tokens to compare the
+    next words. A match starting at a token is the only one it
     can give (a space token never equals a word), as in spaCy.
 
     The matches come in spaCy's order: by end token, then start token, then
